@@ -1,0 +1,224 @@
+"""The single inference entry point: a T2w volume -> batched 2D slices -> an SFF volume.
+
+The CLI, the widgets and the evaluation all call :func:`predict_volume`. It never imports Qt or napari;
+progress and cancellation are plain callbacks, checked between batches (and between DDIM steps).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_sff.preprocess import normalise_t2w
+
+if TYPE_CHECKING:
+    import torch
+
+ProgressCallback = Callable[[int, int], None]
+CancelCallback = Callable[[], bool]
+ARCH_LABELS = {"unet": "U-Net", "ddpm": "DDPM"}
+
+
+class PredictionCancelled(Exception):
+    """Raised when the cancel callback asks to stop; nothing partial is returned."""
+
+
+@dataclass
+class Prediction:
+    """SFF (and, for several DDPM samples, its per-voxel SD) on the input grid, with timing."""
+
+    sff: np.ndarray
+    std: np.ndarray | None
+    slice_axis: int
+    slice_indices: list[int]
+    seconds: float
+    device: str
+    arch: str
+
+    @property
+    def ms_per_slice(self) -> float:
+        return 1000.0 * self.seconds / max(1, len(self.slice_indices))
+
+
+# ------------------------------------------------------------------------------------------------- devices
+def available_devices() -> list[str]:
+    """Devices torch can use here, best first; "cpu" is always last."""
+    import torch
+
+    devices = []
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return [*devices, "cpu"]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` = cuda -> mps -> cpu, each confirmed by a trial allocation; a named device must work."""
+    import torch
+
+    if name not in ("auto", "cpu", "cuda", "mps") and not name.startswith("cuda:"):
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+    candidates = available_devices() if name == "auto" else [name]
+    for candidate in candidates:
+        try:
+            torch.zeros(1, device=candidate) + 1
+            return torch.device(candidate)
+        except Exception as exc:  # a listed device can still fail (driver, busy GPU)
+            if name != "auto":
+                raise RuntimeError(f"device {name!r} is not usable here ({exc}); use --device auto or cpu") from exc
+    return torch.device("cpu")
+
+
+# -------------------------------------------------------------------------------------------------- models
+_MODEL_CACHE: dict[tuple[str, str, float, str], tuple[Any, dict]] = {}
+
+
+def load_model(arch: str, weights: str | Path | None = None, device: str | torch.device = "cpu"):
+    """(model in eval mode on ``device``, checkpoint metadata); shipped weights when ``weights`` is None.
+
+    Cached by file and modification time, so the widget's repeated runs do not reload.
+    """
+    from napari_sff.models import CheckpointError, default_weights_path, load_checkpoint
+
+    if arch not in ARCH_LABELS:
+        raise ValueError(f"unknown model {arch!r}; use one of {', '.join(ARCH_LABELS)}")
+    path = Path(weights) if weights else default_weights_path(arch)
+    if weights is None and not path.exists():
+        raise CheckpointError(f"shipped {arch} weights are missing at {path}; reinstall napari-sff or pass --weights")
+    key = (arch, str(path.resolve()), path.stat().st_mtime if path.exists() else 0.0, str(device))
+    if key not in _MODEL_CACHE:
+        model, metadata = load_checkpoint(path, expected_arch=arch, device=str(device))
+        model.eval()
+        _MODEL_CACHE.clear()  # keep one model resident: weights can be large on small GPUs
+        _MODEL_CACHE[key] = (model, metadata)
+    return _MODEL_CACHE[key]
+
+
+# ---------------------------------------------------------------------------------------------- geometry
+def choose_slice_axis(spacing: Sequence[float], requested: int | str = "auto") -> int:
+    """The slice axis: ``auto`` picks the axis with the largest voxel spacing (the thick-slice direction)."""
+    if requested in ("auto", None):
+        return int(np.argmax(np.asarray(spacing, dtype=float)))
+    axis = int(requested)
+    if axis not in (0, 1, 2):
+        raise ValueError(f"slice axis must be auto, 0, 1 or 2, not {requested!r}")
+    return axis
+
+
+# ------------------------------------------------------------------------------------------------ predict
+def predict_slices(
+    model: Any, slices: np.ndarray, *, device: torch.device, batch_size: int = 8, ddim_steps: int = 50,
+    samples: int = 1, eta: float = 0.0, seed: int = 0, progress: ProgressCallback | None = None,
+    cancel: CancelCallback | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Raw T2w slices (N, H, W) -> SFF (N, H, W) in [0, 1], and the DDPM SD when ``samples`` > 1.
+
+    Batches back off (halve) on out-of-memory; ``progress(done, total)`` counts slices for the U-Net and
+    slice-steps for the DDPM; ``cancel()`` is checked between batches and DDIM steps.
+    """
+    import torch
+
+    is_ddpm = getattr(model, "arch", "unet") == "ddpm"
+    steps_per_slice = ddim_steps if is_ddpm else 1
+    total = len(slices) * steps_per_slice
+    sff = np.zeros(slices.shape, dtype=np.float32)
+    std = np.zeros(slices.shape, dtype=np.float32) if is_ddpm and samples > 1 else None
+    normalised = normalise_t2w(np.asarray(slices, dtype=np.float32))
+    batch_size = max(1, int(batch_size))
+    start = 0
+    while start < len(slices):
+        if cancel is not None and cancel():
+            raise PredictionCancelled("prediction cancelled")
+        stop = min(start + batch_size, len(slices))
+        try:
+            mean, spread = _run_batch(model, normalised[start:stop], device, is_ddpm, ddim_steps, samples, eta,
+                                      seed + start, progress, cancel, start * steps_per_slice, total)
+        except torch.OutOfMemoryError:
+            if batch_size == 1:
+                raise RuntimeError("out of memory with batch size 1; use a smaller image or --device cpu") from None
+            batch_size //= 2
+            torch.cuda.empty_cache() if device.type == "cuda" else None
+            continue
+        sff[start:stop] = mean
+        if std is not None:
+            std[start:stop] = spread
+        start = stop
+        if progress is not None:
+            progress(start * steps_per_slice, total)
+    return sff, std
+
+
+def _run_batch(model, batch, device, is_ddpm, ddim_steps, samples, eta, seed, progress, cancel, done, total):
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(batch[:, None])).to(device)
+    if device.type == "cuda":
+        x = x.to(memory_format=torch.channels_last)
+    autocast = torch.autocast(device_type=device.type, dtype=torch.float16, enabled=device.type == "cuda")
+    with torch.inference_mode(), autocast:
+        if not is_ddpm:
+            out = model(x).float().clamp_(0, 1)
+            return out[:, 0].cpu().numpy(), None
+
+        def step_report(step: int, steps: int) -> None:
+            if cancel is not None and cancel():
+                raise PredictionCancelled("prediction cancelled")
+            if progress is not None:  # ``steps`` counts DDIM steps over all sampling passes
+                progress(done + len(batch) * ddim_steps * step // max(1, steps), total)
+
+        generator = torch.Generator(device=device).manual_seed(seed)
+        mean, spread = model.sample(x, steps=ddim_steps, eta=eta, n_samples=samples, generator=generator,
+                                    progress=step_report)
+        return mean.float()[:, 0].cpu().numpy(), spread.float()[:, 0].cpu().numpy()
+
+
+def predict_volume(
+    array: np.ndarray, spacing: Sequence[float], arch: str = "unet", *, weights: str | Path | None = None,
+    device: str = "auto", slice_axis: int | str = "auto", slice_indices: Sequence[int] | None = None,
+    batch_size: int = 8, ddim_steps: int = 50, samples: int = 1, eta: float = 0.0, seed: int = 0,
+    progress: ProgressCallback | None = None, cancel: CancelCallback | None = None, model: Any = None,
+) -> Prediction:
+    """Predict SFF for a 3D T2w array (display order) on its own grid.
+
+    ``slice_indices`` restricts the work to some slices (e.g. the one on screen); the others stay 0.
+    """
+    array = np.asarray(array)
+    single_image = array.ndim == 2
+    if single_image:
+        array, spacing, slice_axis = array[None], (1.0, *tuple(spacing)[-2:]), 0
+    if array.ndim != 3:
+        raise ValueError(f"expected a 2D or 3D T2w image, got {array.ndim}D; pick one volume of a 4D series")
+    axis = choose_slice_axis(spacing, slice_axis)
+    indices = list(range(array.shape[axis])) if slice_indices is None else [int(i) for i in slice_indices]
+    if any(not 0 <= i < array.shape[axis] for i in indices):
+        raise ValueError(f"slice indices {indices} outside 0..{array.shape[axis] - 1}")
+    torch_device = resolve_device(device)
+    if model is None:
+        model, _ = load_model(arch, weights, torch_device)
+    else:
+        model = model.to(torch_device).eval()
+    slices = np.moveaxis(array, axis, 0)[indices].astype(np.float32)
+    started = time.perf_counter()
+    sff_slices, std_slices = predict_slices(
+        model, slices, device=torch_device, batch_size=batch_size, ddim_steps=ddim_steps, samples=samples,
+        eta=eta, seed=seed, progress=progress, cancel=cancel,
+    )
+    seconds = time.perf_counter() - started
+
+    def on_grid(values: np.ndarray) -> np.ndarray:
+        full = np.zeros(np.moveaxis(array, axis, 0).shape, dtype=np.float32)
+        full[indices] = values
+        full = np.moveaxis(full, 0, axis)
+        return full[0] if single_image else full
+
+    return Prediction(
+        sff=on_grid(sff_slices), std=None if std_slices is None else on_grid(std_slices), slice_axis=axis,
+        slice_indices=indices, seconds=seconds, device=str(torch_device), arch=getattr(model, "arch", arch),
+    )

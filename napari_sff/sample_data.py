@@ -1,0 +1,86 @@
+"""Simulated cases as napari sample data and as NIfTI files on disk (``napari-sff simulate``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from napari_sff import io
+from napari_sff.simulate import SimulatedCase, simulate_case, simulate_cases
+
+SAMPLE_SEED = 7
+SAMPLE_SIZE = 256
+SAMPLE_SLICES = 24
+MANIFEST_NAME = "manifest.json"
+
+
+def case_volumes(case: SimulatedCase) -> dict[str, io.Volume]:
+    """The three co-registered volumes of a case, keyed by their file suffix."""
+    return {
+        "t2w": io.Volume.from_array(case.t2w, case.spacing),
+        "sff": io.Volume.from_array(case.sff, case.spacing),
+        "labels": io.Volume.from_array(case.labels, case.spacing),
+    }
+
+
+def case_layers(case: SimulatedCase, prefix: str) -> list[tuple]:
+    """LayerData for napari: T2w (gray), ground-truth SFF (fat colormap, hidden) and muscle labels."""
+    volumes = case_volumes(case)
+    names = {0: "background", **case.label_names}
+    features = {"index": list(names), "name": list(names.values())}
+    return [
+        io.layer_data(volumes["t2w"], f"{prefix}_t2w", "image"),
+        io.layer_data(volumes["sff"], f"{prefix}_sff", "sff", visible=False),
+        io.layer_data(volumes["labels"], f"{prefix}_labels", "labels", features=features, opacity=0.4),
+    ]
+
+
+def _sample(anatomy: str) -> list[tuple]:
+    case = simulate_case(anatomy, size=SAMPLE_SIZE, n_slices=SAMPLE_SLICES, seed=SAMPLE_SEED)
+    return case_layers(case, f"synthetic_{anatomy}")
+
+
+def synthetic_thigh() -> list[tuple]:
+    return _sample("thigh")
+
+
+def synthetic_calf() -> list[tuple]:
+    return _sample("calf")
+
+
+def synthetic_abdomen() -> list[tuple]:
+    return _sample("abdomen")
+
+
+def write_cases(
+    out_dir: str | os.PathLike, n_cases: int, *, seed: int = 0, size: int = 256, n_slices: int = 24,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``<case>_t2w/_sff/_labels.nii.gz`` per case and a JSON manifest of case parameters.
+
+    Returns the manifest path. Existing files are never replaced unless ``overwrite``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path = out_dir / MANIFEST_NAME
+    if manifest_path.exists() and not overwrite:
+        raise FileExistsError(f"{manifest_path} exists; choose an empty folder or pass --overwrite")
+    entries = []
+    for index, case in enumerate(simulate_cases(n_cases, seed=seed, size=size, n_slices=n_slices)):
+        case_id = f"case{index:04d}_{case.params.get('anatomy', 'case')}"
+        files = {}
+        for suffix, volume in case_volumes(case).items():
+            path = out_dir / f"{case_id}_{suffix}.nii.gz"
+            io.write_nifti(volume, path, overwrite=overwrite)
+            files[suffix] = path.name
+        entries.append({
+            "case": case_id, "files": files, "spacing": list(case.spacing),
+            "label_names": {str(k): v for k, v in case.label_names.items()}, "params": case.params,
+        })
+    manifest = {"generator": "napari_sff.simulate", "seed": seed, "size": size, "slices": n_slices,
+                "cases": entries}
+    tmp = manifest_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, manifest_path)
+    return manifest_path

@@ -1,0 +1,319 @@
+"""Train the U-Net or the conditional DDPM on paired T2w / SFF slices; one GPU, many, or the CPU.
+
+    python -m training.train --model unet --data DATA_DIR --out runs/unet
+    torchrun --nproc_per_node=4 -m training.train --model ddpm --data DATA_DIR --out runs/ddpm
+
+``--data`` is a folder of ``<case>_t2w.nii.gz`` / ``<case>_sff.nii.gz`` pairs (``napari-sff simulate`` writes
+one) or a slice cache made by ``python -m training.data``. Needs torch, numpy, scipy and nibabel; the DDPM
+also needs MONAI and einops (``pip install -e .`` brings them all). The run folder gets ``config.json``,
+``metrics.csv``, ``last.safetensors``, ``best.safetensors`` and ``resume.pt`` (optimizer state, loaded with
+``weights_only=True``); rerunning the same command resumes from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from napari_sff.models import build_model, make_config, save_checkpoint
+from training.data import CACHE_INFO, Augmentation, SliceDataset, build_slice_cache
+from training.metrics import image_metrics, summarise
+
+NORMALISATION = "napari_sff.preprocess.normalise_t2w (per slice, 99th percentile inside the body mask)"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run; saved as ``config.json`` so a run can be re-created from it."""
+
+    model: str = "unet"
+    data: str = ""
+    out: str = "runs/unet"
+    model_config: dict = field(default_factory=dict)
+    epochs: int = 20
+    steps_per_epoch: int | None = None   # None: one pass over the training slices
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    loss: str = "l1"                      # U-Net: "l1" or "l1+ssim"
+    ema: float | None = None              # EMA decay of the weights kept for validation/checkpoints
+    augment: bool = True
+    crop: int | None = 128
+    val_slices: int = 64                  # validation subset (DDPM sampling is costly)
+    val_ddim_steps: int = 10
+    seed: int = 0
+    workers: int = 2
+    amp: bool = True                      # mixed precision on GPU only
+    device: str = "auto"
+    cache_size: int = 256
+    weights_dtype: str = "float32"        # "float16" halves the shipped file
+
+    @classmethod
+    def defaults_for(cls, model: str) -> dict:
+        if model == "ddpm":
+            return {"lr": 2e-4, "ema": 0.999, "batch_size": 16, "loss": "mse"}
+        return {}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
+    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=("unet", "ddpm"), required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--config", help="JSON file with TrainConfig fields (command-line flags win)")
+    parser.add_argument("--model-config", type=json.loads, help='JSON, e.g. \'{"base_channels": 16}\'')
+    for item in fields(TrainConfig):
+        if item.name in ("model", "data", "out", "model_config"):
+            continue
+        flag = "--" + item.name.replace("_", "-")
+        if item.type in ("bool",):
+            parser.add_argument(flag, type=lambda v: v.lower() in ("1", "true", "yes"), default=None)
+        else:
+            kind = {"int": int, "float": float, "str": str}.get(str(item.type).split(" ")[0], None)
+            parser.add_argument(flag, type=kind or _optional_number, default=None)
+    args = vars(parser.parse_args(argv))
+    values = TrainConfig.defaults_for(args["model"])
+    if args.pop("config"):
+        values.update(json.loads(Path(args["config"]).read_text()))
+    values.update({k: v for k, v in args.items() if v is not None})
+    return TrainConfig(**values)
+
+
+def _optional_number(text: str):
+    if text.lower() == "none":
+        return None
+    return float(text) if "." in text or "e" in text.lower() else int(text)
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def setup_distributed(device_name: str) -> tuple[torch.device, int, int]:
+    """(device, rank, world size); starts the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and device_name in ("auto", "cuda")
+    if world > 1:
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank), rank, world
+    return torch.device("cpu"), rank, world
+
+
+def prepare_cache(config: TrainConfig, rank: int) -> Path:
+    """The slice cache for ``config.data``: used as is, or built once (by rank 0) inside the run folder."""
+    data = Path(config.data)
+    if (data / CACHE_INFO).exists():
+        return data
+    cache = Path(config.out) / "cache"
+    if rank == 0 and not (cache / CACHE_INFO).exists():
+        build_slice_cache(data, cache, size=config.cache_size, seed=config.seed)
+    if dist.is_initialized():
+        dist.barrier()
+    return cache
+
+
+def warmup_cosine(total_steps: int, warmup_fraction: float = 0.03):
+    """LR factor: linear warm-up, then cosine decay to 1 %; depends only on the step, so resuming with more
+    epochs stretches the schedule instead of breaking it."""
+    warmup = max(1, int(warmup_fraction * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def l1_ssim_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    from monai.losses import SSIMLoss
+
+    return 0.84 * SSIMLoss(spatial_dims=2, data_range=1.0)(prediction, target) + 0.16 * (prediction - target).abs().mean()
+
+
+@torch.no_grad()
+def validate(model, dataset, config: TrainConfig, device: torch.device) -> dict:
+    """Per-image MAE and Pearson r inside the body mask on a fixed validation subset."""
+    from napari_sff.inference import predict_slices
+
+    model.eval()
+    count = min(len(dataset), config.val_slices)
+    indices = np.linspace(0, len(dataset) - 1, count).astype(int) if count else []
+    raw = np.stack([np.asarray(dataset.t2w[i]) for i in indices])
+    truth = np.stack([np.asarray(dataset.sff[i]) for i in indices])
+    predicted, _ = predict_slices(model, raw, device=device, batch_size=config.batch_size,
+                                  ddim_steps=config.val_ddim_steps, seed=config.seed)
+    per_image = [image_metrics(p, t, r) for p, t, r in zip(predicted, truth, raw, strict=True)]
+    return summarise(per_image)
+
+
+class CsvLog:
+    def __init__(self, path: Path, columns: Sequence[str]):
+        self.path, self.columns = path, list(columns)
+        if not path.exists():
+            with path.open("w", newline="") as stream:
+                csv.writer(stream).writerow(self.columns)
+
+    def write(self, row: dict) -> None:
+        with self.path.open("a", newline="") as stream:
+            csv.writer(stream).writerow([row.get(c, "") for c in self.columns])
+
+
+# ------------------------------------------------------------------------------------------------- train
+def train(config: TrainConfig) -> dict:
+    """Run (or resume) training; returns the best validation metrics. Every rank ends with equal weights."""
+    from tqdm import tqdm
+
+    device, rank, world = setup_distributed(config.device)
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    out = Path(config.out)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(asdict(config), indent=1))
+    cache = prepare_cache(config, rank)
+
+    augmentation = Augmentation(crop=config.crop) if config.augment else None
+    train_set = SliceDataset(cache, "train", augmentation, seed=config.seed)
+    val_set = SliceDataset(cache, "val")
+    if len(train_set) == 0:
+        raise ValueError(f"{cache}: the training split is empty; add cases")
+    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, seed=config.seed) if world > 1 else None
+    model_config = make_config(config.model, config.model_config or None)
+    model = build_model(config.model, model_config).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = config.steps_per_epoch or math.ceil(len(train_set) / (config.batch_size * world))
+    total_steps = steps_per_epoch * config.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps))
+    use_amp = config.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema))
+           if config.ema else None)
+
+    start_epoch, best = 0, {"mae": math.inf}
+    resume = out / "resume.pt"
+    if resume.exists():
+        state = torch.load(resume, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        start_epoch, best = int(state["epoch"]), {"mae": float(state["best_mae"])}
+    wrapped = DistributedDataParallel(model) if world > 1 else model
+    log = CsvLog(out / "metrics.csv", ["epoch", "step", "train_loss", "val_mae", "val_mae_sd", "val_r",
+                                       "lr", "seconds"]) if rank == 0 else None
+    loader_args = {"num_workers": config.workers, "persistent_workers": config.workers > 0, "drop_last": True}
+    started = time.perf_counter()
+    for epoch in range(start_epoch, config.epochs):
+        train_set.epoch = epoch
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        source = train_set if config.steps_per_epoch is None else Subset(
+            train_set, np.random.default_rng((config.seed, epoch)).integers(
+                0, len(train_set), steps_per_epoch * config.batch_size * world).tolist())
+        epoch_sampler = sampler if config.steps_per_epoch is None else (
+            DistributedSampler(source, num_replicas=world, rank=rank, shuffle=False) if world > 1 else None)
+        loader = DataLoader(source, batch_size=config.batch_size, sampler=epoch_sampler,
+                            shuffle=epoch_sampler is None and config.steps_per_epoch is None,
+                            generator=torch.Generator().manual_seed(config.seed + epoch), **loader_args)
+        model.train()
+        losses = []
+        for step, (t2w, sff) in enumerate(tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=rank != 0,
+                                               total=min(len(loader), steps_per_epoch), leave=False)):
+            if step >= steps_per_epoch:
+                break
+            t2w, sff = t2w.to(device, non_blocking=True), sff.to(device, non_blocking=True)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                if config.model == "ddpm":
+                    loss = wrapped(t2w, sff)
+                else:
+                    prediction = wrapped(t2w)
+                    loss = (l1_ssim_loss(prediction.float(), sff) if config.loss == "l1+ssim"
+                            else (prediction.float() - sff).abs().mean())
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            losses.append(float(loss.detach()))
+        evaluated = ema.module if ema is not None else model
+        metrics = validate(evaluated, val_set, config, device) if rank == 0 else {}
+        if rank == 0:
+            row = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "train_loss": float(np.mean(losses)),
+                   "val_mae": metrics["mae"], "val_mae_sd": metrics["mae_sd"], "val_r": metrics["r"],
+                   "lr": scheduler.get_last_lr()[0], "seconds": round(time.perf_counter() - started, 1)}
+            log.write(row)
+            print(json.dumps(row), flush=True)
+            card = {"normalisation": NORMALISATION, "training": asdict(config), "epoch": epoch + 1,
+                    "validation": metrics, "train_seconds": row["seconds"], "device": str(device),
+                    "world_size": world, "training_data": _describe_data(cache)}
+            dtype = getattr(torch, config.weights_dtype)
+            save_checkpoint(evaluated, out / "last.safetensors", config=model_config, metadata=card, dtype=dtype)
+            if metrics["mae"] < best["mae"]:
+                best = metrics
+                save_checkpoint(evaluated, out / "best.safetensors", config=model_config, metadata=card, dtype=dtype)
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
+                     "best_mae": best["mae"]}
+            if ema is not None:
+                state["ema"] = ema.state_dict()
+            torch.save(state, resume.with_suffix(".tmp"))
+            os.replace(resume.with_suffix(".tmp"), resume)
+        if dist.is_initialized():
+            dist.barrier()
+    if world > 1:  # evidence that DDP kept the replicas in lock-step
+        (out / f"weights_rank{rank}.sha256").write_text(weights_digest(model))
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return best
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """SHA-256 over all parameters and buffers in state-dict order."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _describe_data(cache: Path) -> dict:
+    info = json.loads((cache / CACHE_INFO).read_text())
+    return {"source": info["data_dir"], "slice_size": info["size"],
+            "splits": {k: {"slices": v["slices"], "cases": len(v["cases"])} for k, v in info["splits"].items()}}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = parse_args(argv)
+    best = train(config)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"best validation: {json.dumps(best)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
