@@ -8,6 +8,7 @@ import json
 import platform
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -16,6 +17,51 @@ def _simulate(args: argparse.Namespace) -> int:
     manifest = write_cases(args.out_dir, args.cases, seed=args.seed, size=args.size, n_slices=args.slices,
                            overwrite=args.overwrite)
     print(f"wrote {args.cases} case(s) to {args.out_dir} (manifest: {manifest})")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from napari_sff import io
+    from napari_sff.inference import ARCH_LABELS, predict_volume
+
+    output = args.output
+    if not io.is_nifti_path(output):
+        raise ValueError(f"{output}: output must end in .nii or .nii.gz")
+    std_path = f"{io.nifti_stem(output)}_std.nii.gz" if args.samples > 1 and args.model == "ddpm" else None
+    if std_path:
+        std_path = str(Path(output).with_name(std_path))
+    for target in filter(None, (output, std_path)):
+        if Path(target).resolve() == Path(args.input).resolve():
+            raise ValueError(f"{target} is the input file; choose another output name")
+    volume = io.read_nifti(args.input)
+    array = volume.array
+    if array.ndim == 4:
+        if args.volume is None:
+            raise ValueError(f"{args.input} is 4D ({array.shape[0]} volumes); pick one with --volume N")
+        array = array[args.volume]
+    bar = tqdm(total=1, unit="slice" if args.model == "unet" else "step", disable=args.quiet)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    prediction = predict_volume(
+        array, volume.spacing, args.model, weights=args.weights, device=args.device, slice_axis=args.slice_axis,
+        batch_size=args.batch_size, ddim_steps=args.ddim_steps, samples=args.samples, seed=args.seed,
+        progress=progress,
+    )
+    bar.close()
+    geometry = volume if array.ndim == volume.array.ndim else io.Volume(array, volume.affine, {})
+    io.write_nifti(geometry.like(prediction.sff.astype("float32")), output, overwrite=args.overwrite)
+    written = [output]
+    if std_path and prediction.std is not None:
+        io.write_nifti(geometry.like(prediction.std.astype("float32")), std_path, overwrite=args.overwrite)
+        written.append(std_path)
+    print(f"{ARCH_LABELS[args.model]} on {prediction.device}: {len(prediction.slice_indices)} slices along axis "
+          f"{prediction.slice_axis}, {prediction.ms_per_slice:.1f} ms/slice -> {', '.join(written)}")
     return 0
 
 
@@ -71,6 +117,23 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--slices", type=int, default=24)
     simulate.add_argument("--overwrite", action="store_true", help="replace files of an earlier run")
     simulate.set_defaults(run=_simulate)
+
+    predict = sub.add_parser("predict", help="predict an SFF map from a T2w NIfTI file")
+    predict.add_argument("input", help="T2w NIfTI (.nii or .nii.gz)")
+    predict.add_argument("-o", "--output", required=True, help="SFF NIfTI to write (float32, input geometry)")
+    predict.add_argument("--model", choices=("unet", "ddpm"), default="unet")
+    predict.add_argument("--weights", help=".safetensors checkpoint (default: the shipped weights)")
+    predict.add_argument("--device", default="auto", help="auto (cuda -> mps -> cpu), cpu, cuda, cuda:N or mps")
+    predict.add_argument("--ddim-steps", type=int, default=50, help="DDPM only")
+    predict.add_argument("--samples", type=int, default=1, help="DDPM samples; >1 also writes <output>_std")
+    predict.add_argument("--seed", type=int, default=0)
+    predict.add_argument("--batch-size", type=int, default=8)
+    predict.add_argument("--slice-axis", default="auto", choices=("auto", "0", "1", "2"),
+                         help="2D slicing axis in display order (auto: the largest voxel spacing)")
+    predict.add_argument("--volume", type=int, help="which volume of a 4D input")
+    predict.add_argument("--overwrite", action="store_true", help="replace an existing output (never the input)")
+    predict.add_argument("--quiet", action="store_true", help="no progress bar")
+    predict.set_defaults(run=_predict)
 
     info_parser = sub.add_parser("info", help="versions, torch devices, shipped weights")
     info_parser.add_argument("--json", action="store_true")

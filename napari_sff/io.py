@@ -77,6 +77,7 @@ class Volume:
         source = {k: v for k, v in self.source.items() if k != "path"}
         if self.source.get("path"):
             source["derived_from"] = self.source["path"]
+        source.update(display_affine=self.affine.copy(), display_shape=array.shape)
         return Volume(array, self.affine.copy(), source)
 
 

@@ -18,7 +18,7 @@ from training import train as training_train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_UNET = '{"base_channels": 4, "depth": 3}'
-TINY_DDPM = '{"channels": [8, 8], "attention_levels": [false, false], "num_head_channels": 8, "norm_num_groups": 4}'
+TINY_DDPM = '{"channels": [8, 8, 8, 8], "attention_levels": [false, false, false, false], "num_head_channels": 8, "norm_num_groups": 4}'
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +107,24 @@ def test_two_process_ddp_ends_with_identical_weights(paired_dir, tmp_path):
     digests = [(run / f"weights_rank{r}.sha256").read_text() for r in (0, 1)]
     assert digests[0] == digests[1]
     assert (run / "best.safetensors").exists()
+
+
+def test_evaluate_reports_table_ablation_and_paired_tests(paired_dir, tmp_path):
+    from training import evaluate
+
+    for model, config in (("unet", TINY_UNET), ("ddpm", TINY_DDPM)):
+        run_train("--model", model, "--data", str(paired_dir), "--out", str(tmp_path / model), "--model-config",
+                  config, "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--crop", "16",
+                  "--cache-size", "32", "--workers", "0", "--val-slices", "2", "--val-ddim-steps", "1")
+    out = tmp_path / "report.json"
+    evaluate.main(["--data", str(tmp_path / "unet" / "cache"), "--split", "train", "--unet",
+                   str(tmp_path / "unet" / "best.safetensors"), "--ddpm", str(tmp_path / "ddpm" / "best.safetensors"),
+                   "--ddim-steps", "2", "--ablation", "1,2", "--device", "cpu", "--out", str(out),
+                   "--markdown", str(tmp_path / "report.md")])
+    report = json.loads(out.read_text())
+    assert set(report["models"]) == {"identity", "unet", "ddpm"}
+    assert [row["ddim_steps"] for row in report["ddim_ablation"]] == [1, 2]
+    assert report["models"]["identity"]["images"] == report["images"] > 1
+    assert 0 <= report["models"]["unet"]["mae"] <= 1
+    assert set(report["paired_tests"]) == {"unet_vs_ddpm", "unet_vs_identity", "ddpm_vs_identity"}
+    assert "| U-Net |" in (tmp_path / "report.md").read_text()

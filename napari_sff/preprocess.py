@@ -1,0 +1,89 @@
+"""The one T2w intensity normalisation, shared by training and inference (numpy only, no torch).
+
+T2w magnitude images carry arbitrary scanner scaling, so each 2D slice is rescaled by a robust reference
+intensity measured inside the body:
+
+1. ``ref = percentile(slice, 99)`` over the whole slice (a high percentile, not the max, ignores hot pixels).
+2. Body mask = pixels above ``BODY_FRACTION`` (10 %) of ``ref``. Air is Rician noise at a few % of tissue
+   signal; even dark T2w tissue (muscle, ~20-30 % of fat) sits above 10 %. The mask makes the next step
+   independent of how much of the field of view is air.
+3. Divide by the 99th percentile inside the mask (bright fat/fluid -> ~1) and clip to [0, ``CLIP_MAX``] = [0, 1.5]:
+   headroom for the brightest fluid, a hard bound on outliers for the network.
+
+Everything is per slice and scales linearly, so the result is invariant to a global scale factor and, to
+within rounding error, to integer quantisation. Empty or constant slices, and slices whose 99th percentile is
+0 (signal in under 1 % of the pixels), map to zeros; NaN/inf pixels are treated as 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = [
+    "BODY_FRACTION",
+    "CLIP_MAX",
+    "NORMALISATION_NAME",
+    "REFERENCE_PERCENTILE",
+    "body_mask",
+    "normalise_t2w",
+]
+
+BODY_FRACTION = 0.10
+REFERENCE_PERCENTILE = 99.0
+CLIP_MAX = 1.5
+#: Recorded in checkpoint metadata; change it whenever the maths above changes.
+NORMALISATION_NAME = "t2w-slice-p99-body10-clip1.5-v1"
+
+
+def _as_slices(slices: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+    """(..., H, W) -> (N, H*W) float64 with NaN/inf replaced by 0, plus the original shape."""
+    arr = np.asarray(slices)
+    if arr.ndim < 2:
+        raise ValueError(f"expected an array of shape (..., H, W), got shape {arr.shape}")
+    flat = np.nan_to_num(
+        arr.astype(np.float64, copy=False).reshape(math.prod(arr.shape[:-2]), arr.shape[-2] * arr.shape[-1]),
+        nan=0.0,
+        posinf=0.0,
+        neginf=0.0,
+    )
+    return flat, arr.shape
+
+
+def _thresholds(flat: np.ndarray) -> np.ndarray:
+    """Per-slice body threshold; NaN for slices with no usable signal (empty or constant)."""
+    if flat.shape[1] == 0:
+        return np.full(flat.shape[0], np.nan)
+    ref = np.percentile(flat, REFERENCE_PERCENTILE, axis=1)
+    usable = (ref > 0) & (flat.max(axis=1) > flat.min(axis=1))
+    return np.where(usable, BODY_FRACTION * ref, np.nan)
+
+
+def body_mask(slices: np.ndarray) -> np.ndarray:
+    """Boolean body mask of the same shape: pixels above 10 % of their slice's 99th percentile.
+
+    A plain threshold (no morphology) so it is cheap and identical wherever it is used; empty or constant
+    slices give an all-False mask.
+    """
+    flat, shape = _as_slices(slices)
+    thr = _thresholds(flat)
+    with np.errstate(invalid="ignore"):
+        mask = flat > thr[:, None]  # comparisons with NaN are False
+    return mask.reshape(shape)
+
+
+def normalise_t2w(slices: np.ndarray) -> np.ndarray:
+    """Normalise T2w slices (..., H, W) of any scaling/dtype to float32 in [0, 1.5], per 2D slice.
+
+    See the module docstring for the rule and why; output has the input's shape.
+    """
+    flat, shape = _as_slices(slices)
+    thr = _thresholds(flat)
+    out = np.zeros_like(flat)
+    for i in np.flatnonzero(np.isfinite(thr)):
+        row = flat[i]
+        scale = np.percentile(row[row > thr[i]], REFERENCE_PERCENTILE)
+        if scale > 0:
+            out[i] = np.clip(row / scale, 0.0, CLIP_MAX)
+    return out.reshape(shape).astype(np.float32)

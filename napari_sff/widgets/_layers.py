@@ -1,0 +1,76 @@
+"""Helpers shared by the widgets: layer lookup, geometry of a layer, derived layers placed like their source."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from napari_sff import io
+
+
+def is_image(layer: Any) -> bool:
+    return type(layer).__name__ == "Image"
+
+
+def is_labels(layer: Any) -> bool:
+    return type(layer).__name__ == "Labels"
+
+
+def is_shapes(layer: Any) -> bool:
+    return type(layer).__name__ == "Shapes"
+
+
+def made_by_us(layer: Any) -> bool:
+    return "napari_sff" in layer.metadata
+
+
+def find_ground_truth(viewer: Any, exclude: Any = None) -> Any:
+    """A layer that looks like a measured SFF map (name with sff/fat, not one of our predictions)."""
+    for layer in viewer.layers:
+        if (is_image(layer) and layer is not exclude and not made_by_us(layer)
+                and io.SFF_NAME_PATTERN.search(layer.name)):
+            return layer
+    return None
+
+
+def spatial_placement(layer: Any, drop_leading: int = 0) -> dict[str, Any]:
+    """The layer's scale/translate/rotate/shear/affine, without ``drop_leading`` leading (e.g. time) axes."""
+    keep = slice(drop_leading, None)
+    placement = {
+        "scale": tuple(np.asarray(layer.scale)[keep]),
+        "translate": tuple(np.asarray(layer.translate)[keep]),
+        "rotate": np.asarray(layer.rotate)[keep, keep],
+        "affine": np.asarray(layer.affine.affine_matrix)[drop_leading:, drop_leading:],
+    }
+    if drop_leading == 0:  # shear of a 4D series is not carried to its 3D children (scanners do not shear)
+        placement["shear"] = np.asarray(layer.shear)
+    return placement
+
+
+def layer_volume(layer: Any, time_index: int | None = None) -> io.Volume:
+    """The layer's array as a :class:`io.Volume` (3D; one time point of a 4D layer) with its NIfTI geometry."""
+    data = np.asarray(layer.data)
+    meta = {"metadata": layer.metadata, "scale": layer.scale, "translate": layer.translate,
+            "rotate": layer.rotate}
+    volume = io.volume_from_layer(data, meta)
+    if data.ndim == 4:
+        index = 0 if time_index is None else int(time_index)
+        volume = io.Volume(data[index], volume.affine, volume.source)
+    return volume
+
+
+def upsert_image(viewer: Any, name: str, data: np.ndarray, source: Any, *, metadata: dict, **kwargs: Any) -> Any:
+    """Update the layer called ``name`` in place (re-runs do not pile up copies) or add it like ``source``."""
+    drop = source.ndim - data.ndim
+    if name in viewer.layers:
+        layer = viewer.layers[name]
+        if layer.data.shape == data.shape:
+            layer.data = data
+            layer.metadata.update(metadata)
+            for key in ("contrast_limits",):
+                if key in kwargs:
+                    setattr(layer, key, kwargs[key])
+            return layer
+        viewer.layers.remove(layer)
+    return viewer.add_image(data, name=name, metadata=metadata, **spatial_placement(source, drop), **kwargs)

@@ -1,0 +1,101 @@
+"""The napari-sff command line: simulate, info, predict."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_sff import cli, io
+from napari_sff.models import build_model, save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("weights")
+    paths = {}
+    for arch, config in (("unet", {"base_channels": 4, "depth": 3}),
+                         ("ddpm", {"channels": (8, 8), "attention_levels": (False, False), "num_head_channels": 8,
+                                   "norm_num_groups": 4})):
+        paths[arch] = save_checkpoint(build_model(arch, config), folder / f"{arch}.safetensors", metadata={})
+    return paths
+
+
+@pytest.fixture
+def t2w_file(tmp_path):
+    affine = np.array([[-0.9, 0, 0, 10], [0, 0.9, 0, -20], [0, 0, 5.0, 30], [0, 0, 0, 1]])
+    data = np.random.default_rng(0).integers(0, 3000, size=(20, 18, 3)).astype(np.int16)
+    path = tmp_path / "scan_t2w.nii.gz"
+    nib.save(nib.Nifti1Image(data, affine), path)
+    return path
+
+
+def test_simulate_writes_cases_and_manifest(tmp_path):
+    out = tmp_path / "sim"
+    assert cli.main(["simulate", str(out), "--cases", "2", "--seed", "3", "--size", "48", "--slices", "3"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert len(manifest["cases"]) == 2
+    for case in manifest["cases"]:
+        shapes = {nib.load(out / name).shape for name in case["files"].values()}
+        affines = [nib.load(out / name).affine for name in case["files"].values()]
+        assert len(shapes) == 1 and all(np.allclose(a, affines[0]) for a in affines)
+        sff = io.read_nifti(out / case["files"]["sff"]).array
+        assert 0 <= sff.min() and sff.max() <= 1
+    # a second run into the same folder refuses instead of overwriting
+    assert cli.main(["simulate", str(out), "--cases", "1", "--size", "48", "--slices", "3"]) == 2
+
+
+def test_info_reports_devices_and_weights(capsys):
+    assert cli.main(["info", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert "cpu" in report["devices"]
+    assert set(report["weights"]) == {"unet", "ddpm"}
+    assert report["versions"]["torch"]
+
+
+@pytest.mark.parametrize("arch", ["unet", "ddpm"])
+def test_predict_writes_float32_map_on_the_input_grid(t2w_file, tiny_weights, tmp_path, arch):
+    out = tmp_path / f"pred_{arch}.nii.gz"
+    args = ["predict", str(t2w_file), "-o", str(out), "--model", arch, "--weights", str(tiny_weights[arch]),
+            "--device", "cpu", "--ddim-steps", "2", "--samples", "2", "--quiet"]
+    assert cli.main(args) == 0
+    source, written = nib.load(t2w_file), nib.load(out)
+    assert written.shape == source.shape
+    np.testing.assert_allclose(written.affine, source.affine)
+    assert written.get_data_dtype().newbyteorder("=") == np.float32
+    values = np.asanyarray(written.dataobj)
+    assert 0 <= values.min() and values.max() <= 1
+    assert (tmp_path / f"pred_{arch}_std.nii.gz").exists() == (arch == "ddpm")
+    assert cli.main(args) == 2  # refuses to replace its output without --overwrite
+    assert cli.main([*args, "--overwrite"]) == 0
+
+
+def test_predict_never_writes_over_its_input(t2w_file, tiny_weights, capsys):
+    before = t2w_file.read_bytes()
+    code = cli.main(["predict", str(t2w_file), "-o", str(t2w_file), "--weights", str(tiny_weights["unet"]),
+                     "--overwrite", "--quiet"])
+    assert code == 2 and t2w_file.read_bytes() == before
+    assert "input" in capsys.readouterr().err
+
+
+def test_predict_bad_weights_give_one_line_errors(t2w_file, tiny_weights, tmp_path, capsys):
+    pickle_file = tmp_path / "model.pt"
+    import torch
+
+    torch.save({"w": torch.zeros(1)}, pickle_file)
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(tiny_weights["unet"].read_bytes()[:100])
+    for weights, arch in ((pickle_file, "unet"), (corrupt, "unet"), (tiny_weights["ddpm"], "unet")):
+        code = cli.main(["predict", str(t2w_file), "-o", str(tmp_path / "x.nii.gz"), "--model", arch,
+                         "--weights", str(weights), "--quiet"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and str(weights.name) in err
+
+
+def test_console_script_runs():
+    result = subprocess.run([sys.executable, "-m", "napari_sff.cli", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "predict" in result.stdout and "simulate" in result.stdout
