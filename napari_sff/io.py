@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -353,5 +354,10 @@ def write_layer(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     if scale:
         volume.array = volume.array * scale
     # napari's save dialog has already confirmed replacing an existing file; the input stays protected.
-    write_nifti(volume, path, overwrite=True, overwrite_input=os.environ.get(ALLOW_OVERWRITE_ENV) == "1")
+    # napari swallows writer exceptions, so a refusal is also issued as a warning, which it shows the user.
+    try:
+        write_nifti(volume, path, overwrite=True, overwrite_input=os.environ.get(ALLOW_OVERWRITE_ENV) == "1")
+    except NiftiError as exc:
+        warnings.warn(str(exc), UserWarning, stacklevel=2)
+        raise
     return [path]

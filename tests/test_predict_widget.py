@@ -161,7 +161,7 @@ def test_4d_layer_asks_which_volume(make_napari_viewer, tiny_weights, qtbot):
     source = viewer.add_image(series, name="dynamic", scale=(1, 5, 1.2, 1.2), translate=(0, 10, 20, 30))
     _, widget = viewer.window.add_plugin_dock_widget("napari-sff", "Predict SFF")
     widget.unet_weights.value = tiny_weights["unet"]
-    assert widget.time_point.visible and widget.time_point.max == 2
+    assert not widget.time_point.native.isHidden() and widget.time_point.max == 2
     widget.time_point.value = 1
     start = len(notification_manager.records)
     wait_for(qtbot, widget.run())

@@ -62,6 +62,7 @@ class PredictWidget(Container):
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self._worker = None
+        self._closed = False
         self._cancel = threading.Event()
         self._live_cache: dict[tuple, np.ndarray] = {}
         self._bridge = _ProgressBridge()
@@ -103,7 +104,7 @@ class PredictWidget(Container):
             event.connect(self._refresh_choices)
         self.viewer.dims.events.current_step.connect(self._on_step)
         self.viewer.mouse_move_callbacks.append(self._on_mouse_move)
-        self.native.destroyed.connect(lambda *_: self.stop())
+        self.native.destroyed.connect(self._shutdown)
         self._on_model_changed(self.model.value)
         self._refresh_choices()
         self._on_image_changed(self.image.value)
@@ -225,7 +226,10 @@ class PredictWidget(Container):
     def _predict_all(self, request: RunRequest) -> RunRequest:
         for arch in request.archs:
             def progress(done: int, total: int, arch: str = arch) -> None:
-                self._bridge.progressed.emit(done, total, arch)
+                try:
+                    self._bridge.progressed.emit(done, total, arch)
+                except RuntimeError:  # the widget was closed under us: stop quietly
+                    raise PredictionCancelled("widget closed") from None
 
             request.results[arch] = predict_volume(
                 request.volume.array, request.volume.spacing, arch, weights=request.weights[arch],
@@ -239,6 +243,20 @@ class PredictWidget(Container):
         """Ask the worker to stop after the current batch (or DDIM step)."""
         self._cancel.set()
 
+    def _shutdown(self, *_: Any) -> None:
+        """Widget closing: unhook from the viewer, stop the run and wait for it (no thread outlives us)."""
+        self._closed = True
+        self._cancel.set()
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.disconnect(self._refresh_choices)
+        self.viewer.dims.events.current_step.disconnect(self._on_step)
+        if self._on_mouse_move in self.viewer.mouse_move_callbacks:
+            self.viewer.mouse_move_callbacks.remove(self._on_mouse_move)
+        if self._worker is not None:
+            from napari.qt.threading import WorkerBase
+
+            WorkerBase.await_workers(msecs=60_000)
+
     def _set_running(self, running: bool, live: bool = False) -> None:
         for widget in self._controls:
             widget.enabled = not running
@@ -247,21 +265,29 @@ class PredictWidget(Container):
             self.progress.value = 0
 
     def _on_progress(self, done: int, total: int, arch: str) -> None:
+        if self._closed:
+            return
         self.progress.max = max(1, total)
         self.progress.value = min(done, total)
         self.progress.label = f"{ARCH_LABELS[arch]}"
 
     def _on_errored(self, error: Exception) -> None:
+        if self._closed:
+            return
         from napari.utils.notifications import show_error
 
         show_error(f"napari-sff: {error}")
 
     def _on_finished(self) -> None:
         self._worker = None
+        if self._closed:
+            return
         self._set_running(False)
 
     # ---------------------------------------------------------------------------------------- results
     def _on_returned(self, request: RunRequest | None) -> None:
+        if self._closed:
+            return
         if request is None:
             from napari.utils.notifications import show_info
 
@@ -328,7 +354,7 @@ class PredictWidget(Container):
             self._on_step()
 
     def _on_step(self, *_: Any) -> None:
-        if not self.live.value or self._worker is not None or self.image.value is None:
+        if self._closed or not self.live.value or self._worker is not None or self.image.value is None:
             return
         layer = self.image.value
         if layer.ndim != 3:

@@ -1,0 +1,648 @@
+"""ROI fat-fraction statistics: Labels/Shapes ROIs x SFF maps -> the numbers a radiologist reports, with plots.
+
+Every number comes from :func:`compute_rows`, a thin call of :func:`napari_sff.stats.roi_table`. The widget only
+gathers arrays on the GUI thread, lines the ROIs up with the maps' voxel grid, and computes in a napari thread
+worker after a short debounce, so painting a label never blocks the GUI.
+
+Grids
+    Statistics are computed on the voxel grid of the reference map (the first selected map without one), with
+    that map's ``scale`` as voxel size in mm. The other maps must share that grid. A Labels layer on another grid
+    that covers the same world box (within half a voxel) is resampled by world coordinates, nearest neighbour;
+    anything else is refused with a notification rather than giving numbers for misplaced ROIs.
+
+ROI ids
+    Labels keep their own ids. Shape k of the Shapes layer (1-based, in the layer's order) is called "shape k" and
+    gets id ``base + k``, where ``base`` is the smallest power of ten above the largest label id (at least 10; 0
+    without a Labels layer): labels 1-4 and two shapes give ids 1-4, 11, 12. Shapes are rasterised apart from
+    the labels, so a shape drawn inside a muscle and the muscle both count their shared voxels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, Label, PushButton, Select
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import QAbstractItemView, QApplication, QFileDialog, QTableWidget, QTableWidgetItem
+
+from napari_sff import stats
+from napari_sff.widgets import _layers
+from napari_sff.widgets.predict import SCOPES, output_name
+
+DEBOUNCE_MS = 300
+#: RoiRow attribute of each table column, in the order of :func:`stats.table_header`.
+COLUMN_KEYS = [key for key, _ in stats.ID_COLUMNS] + [key for key, _ in stats.STAT_COLUMNS]
+#: Layer events after which the numbers may have changed (those a layer type lacks are skipped).
+WATCHED_EVENTS = ("data", "paint", "features", "scale", "translate", "rotate", "shear", "affine", "name")
+
+
+def compute_rows(
+    labels_array: np.ndarray,
+    values: Mapping[str, np.ndarray],
+    spacing: Sequence[float],
+    reference: str | None = None,
+    label_names: Mapping[int, str] | None = None,
+    slice_index: int | None = None,
+    slice_axis: int = 0,
+) -> list[stats.RoiRow]:
+    """The widget's numbers: exactly :func:`stats.roi_table`, so scripts reproduce the table."""
+    return stats.roi_table(values, labels_array, spacing, reference=reference, label_names=label_names,
+                           slice_index=slice_index, slice_axis=slice_axis)
+
+
+@dataclass
+class RoiRequest:
+    """Arrays and settings of one computation, captured on the GUI thread so the worker touches no layer."""
+
+    generation: int
+    values: dict[str, np.ndarray]
+    spacing: tuple[float, ...]
+    reference: str | None = None
+    labels: np.ndarray | None = None
+    grid_to_labels: np.ndarray | None = None  # homogeneous map grid voxel -> labels voxel; None: same grid
+    label_names: dict[int, str] = field(default_factory=dict)
+    shapes: list[np.ndarray] = field(default_factory=list)  # vertices in grid voxel coordinates
+    shape_types: list[str] = field(default_factory=list)
+    slice_index: int | None = None
+    slice_axis: int = 0
+
+
+@dataclass
+class RoiResult:
+    generation: int
+    rows: list[stats.RoiRow]
+    shape_base: int | None = None  # ids above this are shapes (None: no shapes)
+    reference: str | None = None
+
+
+def shape_label_base(max_label: int | None) -> int:
+    """Offset of shape ids: the next power of ten above the labels (>= 10), so ids never collide and read well."""
+    if max_label is None:
+        return 0
+    return 10 ** max(1, len(str(max(int(max_label), 0))))
+
+
+def resample_labels(labels: np.ndarray, grid_to_labels: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Labels looked up at each grid voxel's world position (nearest neighbour; outside the labels: 0).
+
+    "grid-constant" treats voxels as boxes: a point within half a voxel of the edge still hits the edge voxel.
+    """
+    from scipy import ndimage
+
+    n = labels.ndim
+    return ndimage.affine_transform(labels, grid_to_labels[:n, :n], offset=grid_to_labels[:n, n],
+                                    output_shape=tuple(shape), order=0, mode="grid-constant", cval=0, prefilter=False)
+
+
+def compute(request: RoiRequest) -> RoiResult:
+    """Worker side: align the ROIs with the grid, then :func:`compute_rows` for the labels and for the shapes."""
+    grid_shape = next(iter(request.values.values())).shape
+    common = {"values": request.values, "spacing": request.spacing, "reference": request.reference,
+              "slice_index": request.slice_index, "slice_axis": request.slice_axis}
+    rows: list[stats.RoiRow] = []
+    max_label = None
+    if request.labels is not None:
+        labels = request.labels
+        if request.grid_to_labels is not None:
+            labels = resample_labels(labels, request.grid_to_labels, grid_shape)
+        rows += compute_rows(labels, label_names=request.label_names, **common)
+        max_label = int(request.labels.max()) if request.labels.size else 0
+    shape_base = None
+    if request.shapes:
+        shape_base = shape_label_base(max_label)
+        raster = stats.rasterize_shapes(request.shapes, request.shape_types, grid_shape).astype(np.int64)
+        raster[raster > 0] += shape_base
+        names = {shape_base + k: f"shape {k}" for k in range(1, len(request.shapes) + 1)}
+        rows += compute_rows(raster, label_names=names, **common)
+    return RoiResult(request.generation, rows, shape_base, request.reference)
+
+
+# --------------------------------------------------------------------------------------------------- geometry
+def affine_of(point_map: Any, ndim: int) -> np.ndarray:
+    """Homogeneous matrix of an affine point map (e.g. ``layer.data_to_world``), read off the origin and axes.
+
+    Lets whole vertex arrays and resampling use napari's public per-point transforms.
+    """
+    matrix = np.eye(ndim + 1)
+    origin = np.asarray(point_map(np.zeros(ndim)), dtype=float)
+    matrix[:ndim, ndim] = origin
+    for axis in range(ndim):
+        matrix[:ndim, axis] = np.asarray(point_map(np.eye(ndim)[axis]), dtype=float) - origin
+    return matrix
+
+
+def data_to_data(source: Any, target: Any) -> np.ndarray:
+    """Homogeneous map from ``source``'s data coordinates through world to ``target``'s data coordinates."""
+    return affine_of(lambda p: target.world_to_data(source.data_to_world(p)), source.ndim)
+
+
+def world_box(layer: Any) -> np.ndarray:
+    """(2, ndim) world bounding box of the layer's voxels, outer edges included (voxel centres are integers)."""
+    shape = np.asarray(layer.data.shape, dtype=float)
+    corners = np.array(np.meshgrid(*[(-0.5, s - 0.5) for s in shape], indexing="ij")).reshape(len(shape), -1)
+    world = affine_of(layer.data_to_world, layer.ndim) @ np.vstack([corners, np.ones(corners.shape[1])])
+    return np.stack([world[:-1].min(axis=1), world[:-1].max(axis=1)])
+
+
+def grid_plan(roi_layer: Any, grid: Any) -> tuple[str, np.ndarray | None, str]:
+    """How to bring ``roi_layer``'s voxels onto ``grid``: ("same" | "resample" | "incompatible", map, reason)."""
+    if roi_layer.ndim != grid.ndim:
+        return "incompatible", None, f"'{roi_layer.name}' is {roi_layer.ndim}-D but '{grid.name}' is {grid.ndim}-D"
+    to_roi = data_to_data(grid, roi_layer)
+    if roi_layer.data.shape == grid.data.shape and np.allclose(to_roi, np.eye(grid.ndim + 1), atol=1e-6):
+        return "same", None, ""
+    voxel = [np.abs(affine_of(layer.data_to_world, layer.ndim)[:-1, :-1]).max(axis=1) for layer in (roi_layer, grid)]
+    tolerance = 0.5 * np.maximum(*voxel) + 1e-6
+    box_roi, box_grid = world_box(roi_layer), world_box(grid)
+    if np.all(np.abs(box_roi - box_grid) <= tolerance):
+        return "resample", to_roi, ""
+    fmt = lambda box: " x ".join(f"{lo:.1f}..{hi:.1f}" for lo, hi in box.T)  # noqa: E731
+    return "incompatible", None, (f"'{roi_layer.name}' (world box {fmt(box_roi)} mm) does not cover the same "
+                                  f"region as '{grid.name}' ({fmt(box_grid)} mm); align or resample it first")
+
+
+def current_slice(viewer: Any, layer: Any) -> tuple[int, int] | None:
+    """(data axis, index) of the slice on screen in ``layer``; None in a 3D view. The index may be off the grid."""
+    offset = viewer.dims.ndim - layer.ndim
+    axes = [axis - offset for axis in viewer.dims.not_displayed if axis >= offset]
+    if not axes:
+        return None
+    axis = axes[-1]
+    return axis, int(np.floor(layer.world_to_data(viewer.dims.point)[axis] + 0.5))
+
+
+def label_names(layer: Any) -> dict[int, str]:
+    """Label id -> name from the layer's ``features`` (``index``/``name`` columns; row number without index)."""
+    features = layer.features
+    if "name" not in features:
+        return {}
+    index = features["index"] if "index" in features else range(len(features))
+    return {int(i): str(name) for i, name in zip(index, features["name"], strict=True)}
+
+
+def is_prediction(layer: Any) -> bool:
+    """A predicted SFF map (not the SD, error or difference layers that come with it)."""
+    info = layer.metadata.get("napari_sff") or {}
+    if not (_layers.is_image(layer) and info.get("model")):
+        return False
+    source = info.get("source_layer")
+    return source is None or layer.name == output_name("sff", info["model"], source)
+
+
+def _short(name: str) -> str:
+    return name.split(" [")[0]
+
+
+class _SortItem(QTableWidgetItem):
+    """A cell that shows formatted text but sorts by its value (numbers numerically, missing values last)."""
+
+    def __init__(self, text: str, value: Any):
+        super().__init__(text)
+        missing = value is None or (isinstance(value, float) and not math.isfinite(value))
+        self.key = (1, 0) if missing else (0, value)
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        return self.key < getattr(other, "key", (1, 0))
+
+
+# ----------------------------------------------------------------------------------------------------- widget
+class RoiStatsWidget(Container):
+    """Dock widget: ROI fat-fraction table for predicted maps and ground truth side by side, with agreement plots.
+
+    ``refresh()`` recomputes now; ``rows`` holds the last :class:`stats.RoiRow` list; ``busy`` says whether an
+    update is still due (tests and scripts wait on it).
+    """
+
+    def __init__(self, napari_viewer: Any):
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.rows: list[stats.RoiRow] = []
+        self.shape_base: int | None = None
+        self.reference_name: str | None = None
+        self.updates = 0
+        self._generation = 0
+        self._worker = None
+        self._pending = False
+        self._closed = False
+        self._watched: list[Any] = []
+        self._reported: set[str] = set()
+        self._notes: list[str] = []
+
+        self.labels_layer = ComboBox(label="labels ROIs", choices=self._choices(_layers.is_labels), nullable=True)
+        self.shapes_layer = ComboBox(label="shape ROIs", choices=self._choices(_layers.is_shapes), nullable=True)
+        self.values = Select(label="SFF maps", choices=self._choices(_layers.is_image))
+        self.values.native.setMaximumHeight(100)
+        self.reference = ComboBox(label="reference", choices=self._choices(_layers.is_image), nullable=True)
+        self.scope = ComboBox(label="scope", choices=list(SCOPES), value=SCOPES[0])
+        self.refresh_button = PushButton(text="Refresh")
+        self.copy_button = PushButton(text="Copy")
+        self.export_button = PushButton(text="Export CSV…")
+        buttons = Container(widgets=[self.refresh_button, self.copy_button, self.export_button],
+                            layout="horizontal", labels=False)
+        buttons.margins = (0, 0, 0, 0)
+        self.status = Label(label="status", value="")
+        self.extend([self.labels_layer, self.shapes_layer, self.values, self.reference, self.scope, buttons,
+                     self.status])
+
+        self.table = QTableWidget(0, len(COLUMN_KEYS))
+        self.table.setHorizontalHeaderLabels(stats.table_header())
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.AscendingOrder)
+        self.table.setSortingEnabled(True)
+        self.table.setMinimumHeight(160)
+        self.figure, self.canvas = self._make_figure()
+        self.native.layout().addWidget(self.table)
+        self.native.layout().addWidget(self.canvas)
+
+        self._timer = QTimer(self.native)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(DEBOUNCE_MS)
+        self._timer.timeout.connect(self._start)
+
+        for widget in (self.labels_layer, self.shapes_layer, self.values, self.reference, self.scope):
+            widget.changed.connect(self._on_settings_changed)
+        self.refresh_button.changed.connect(self.refresh)
+        self.copy_button.changed.connect(self.copy_to_clipboard)
+        self.export_button.changed.connect(self._export_dialog)
+        self.table.itemSelectionChanged.connect(self._on_row_selected)
+        layer_events = self.viewer.layers.events
+        self._viewer_hooks = [(layer_events.inserted, self._on_layers_changed),
+                              (layer_events.removed, self._on_layers_changed),
+                              (layer_events.changed, self._on_layers_changed),
+                              (self.viewer.dims.events.current_step, self._on_dims),
+                              (self.viewer.dims.events.ndisplay, self._on_dims),
+                              (self.viewer.dims.events.order, self._on_dims),
+                              (self.viewer.events.theme, self._draw_plots)]
+        for emitter, callback in self._viewer_hooks:
+            emitter.connect(callback)
+        self.native.destroyed.connect(self._teardown)
+        self._on_layers_changed()
+        self.values.value = [layer for _, layer in self._choices(_layers.is_image)()
+                             if is_prediction(layer) or layer is self.reference.value]
+        self._draw_plots()
+
+    # --------------------------------------------------------------------------------------- choices
+    def _choices(self, kind: Any) -> Any:
+        def choices(_widget: Any = None) -> list[tuple[str, Any]]:
+            return [(layer.name, layer) for layer in self.viewer.layers if kind(layer)]
+
+        return choices
+
+    def _on_layers_changed(self, event: Any = None) -> None:
+        """New or removed layers: refresh the lists, pick sensible defaults, select new predictions."""
+        for widget in (self.labels_layer, self.shapes_layer, self.values, self.reference):
+            widget.reset_choices()
+        for combo, kind in ((self.labels_layer, _layers.is_labels), (self.shapes_layer, _layers.is_shapes)):
+            if combo.value is None:
+                combo.value = next((layer for _, layer in self._choices(kind)()), None)
+        if self.reference.value is None:
+            self.reference.value = _layers.find_ground_truth(self.viewer)
+        added = getattr(event, "value", None) if getattr(event, "type", "") in ("inserted", "changed") else None
+        if added is not None and (is_prediction(added) or added is self.reference.value):
+            self.values.value = [*self.values.value, added]
+        self._on_settings_changed()
+
+    def _on_settings_changed(self, *_: Any) -> None:
+        self._reported.clear()  # the user acted: say again what is still wrong
+        self._rewire()
+        self.schedule()
+
+    def _rewire(self) -> None:
+        """Listen to exactly the layers in use, so painting or editing them updates the numbers."""
+        for emitter in self._watched:
+            emitter.disconnect(self._on_layer_event)
+        self._watched = []
+        used = [self.labels_layer.value, self.shapes_layer.value, self.reference.value, *self.values.value]
+        for layer in {id(layer): layer for layer in used if layer is not None}.values():
+            for name in WATCHED_EVENTS:
+                emitter = getattr(layer.events, name, None)
+                if emitter is not None:
+                    emitter.connect(self._on_layer_event)
+                    self._watched.append(emitter)
+
+    def _on_layer_event(self, event: Any) -> None:
+        if event.type == "name":
+            for widget in (self.labels_layer, self.shapes_layer, self.values, self.reference):
+                widget.reset_choices()
+        self.schedule()
+
+    def _on_dims(self, *_: Any) -> None:
+        if self.scope.value == SCOPES[1]:
+            self.schedule()
+
+    # ------------------------------------------------------------------------------------ scheduling
+    @property
+    def busy(self) -> bool:
+        """True while an update is waiting for the debounce, running, or queued behind a running one."""
+        return not self._closed and (self._timer.isActive() or self._worker is not None or self._pending)
+
+    def schedule(self, *_: Any) -> None:
+        """Recompute after DEBOUNCE_MS of quiet; results of computations started earlier are dropped."""
+        if self._closed:
+            return
+        self._generation += 1
+        self._timer.start()
+
+    def refresh(self, *_: Any) -> None:
+        """Recompute now (still in a worker); wait for ``busy`` to turn False for the new ``rows``."""
+        if self._closed:
+            return
+        self._generation += 1
+        self._timer.stop()
+        self._start()
+
+    def _start(self) -> None:
+        from napari.qt.threading import create_worker
+
+        if self._closed:
+            return
+        if self._worker is not None:  # one computation at a time; the latest request runs next
+            self._pending = True
+            return
+        request = self._make_request()
+        if request is None:
+            self._show(RoiResult(self._generation, []))
+            return
+        worker = create_worker(compute, request, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(lambda error, generation=request.generation: self._on_errored(error, generation))
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        worker.start()
+
+    def _on_returned(self, result: RoiResult) -> None:
+        if not self._closed and result.generation == self._generation:  # else a newer request supersedes it
+            self._show(result)
+
+    def _on_errored(self, error: Exception, generation: int) -> None:
+        if self._closed or generation != self._generation:  # a newer request will meet the problem again
+            return
+        self._notes = []
+        self._report(f"napari-sff ROI statistics: {error}")
+        self._show(RoiResult(self._generation, []))
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        if self._pending and not self._closed:
+            self._pending = False
+            self._start()
+
+    def _teardown(self, *_: Any) -> None:
+        self._closed = True
+        self._pending = False
+        for emitter, callback in self._viewer_hooks:
+            emitter.disconnect(callback)
+        for emitter in self._watched:
+            emitter.disconnect(self._on_layer_event)
+        self._watched = []
+
+    def _report(self, message: str) -> None:
+        """A note for the status line plus one notification per distinct problem (not one per brush stroke)."""
+        from napari.utils.notifications import show_error
+
+        self._notes.append(message.removeprefix("napari-sff: "))
+        self.status.value = "; ".join(self._notes)
+        if message not in self._reported:
+            self._reported.add(message)
+            show_error(message)
+
+    # --------------------------------------------------------------------------------------- request
+    def _make_request(self) -> RoiRequest | None:
+        """Snapshot the arrays on the GUI thread; None (after saying why) when there is nothing valid to compute."""
+        self._notes = []
+        reference = self.reference.value
+        sources = list({id(layer): layer for layer in [reference, *self.values.value] if layer is not None}.values())
+        roi_layers = [layer for layer in (self.labels_layer.value, self.shapes_layer.value) if layer is not None]
+        if not sources or not roi_layers:
+            self.status.value = "choose SFF maps and a Labels or Shapes layer" if not sources else \
+                "choose a Labels layer or a Shapes layer with ROIs"
+            return None
+        grid = sources[0]
+        if grid.ndim != 3 or grid.rgb or grid.multiscale:
+            self._report(f"napari-sff: '{grid.name}' is not a 3-D single-scale grayscale map; choose another")
+            return None
+        grid_world = affine_of(grid.data_to_world, grid.ndim)
+        values = {}
+        for layer in sources:
+            same = layer.data.shape == grid.data.shape and not layer.multiscale and \
+                np.allclose(affine_of(layer.data_to_world, layer.ndim), grid_world, atol=1e-6)
+            if not same:
+                self._report(f"napari-sff: '{layer.name}' is not on the voxel grid of '{grid.name}'; left out")
+                continue
+            values[layer.name] = np.asarray(layer.data)
+        request = RoiRequest(self._generation, values, tuple(np.abs(np.asarray(grid.scale, float)[-3:])),
+                             reference=None if reference is None else reference.name)
+        has_labels = self._add_labels(request, grid)
+        has_shapes = self._add_shapes(request, grid)
+        if not (has_labels or has_shapes) or not self._set_scope(request, grid):
+            return None
+        return request
+
+    def _add_labels(self, request: RoiRequest, grid: Any) -> bool:
+        layer = self.labels_layer.value
+        if layer is None:
+            return False
+        how, grid_to_labels, reason = grid_plan(layer, grid)
+        if how == "incompatible" or layer.multiscale:
+            self._report(f"napari-sff: labels {reason or 'multiscale labels are not supported'}")
+            return False
+        request.labels = np.array(layer.data, copy=True)  # painting edits it in place while the worker reads
+        request.grid_to_labels = grid_to_labels
+        request.label_names = label_names(layer)
+        return True
+
+    def _add_shapes(self, request: RoiRequest, grid: Any) -> bool:
+        layer = self.shapes_layer.value
+        if layer is None or layer.nshapes == 0:
+            return False
+        if layer.ndim != grid.ndim:
+            self._report(f"napari-sff: shapes '{layer.name}' are {layer.ndim}-D but '{grid.name}' is {grid.ndim}-D")
+            return False
+        to_grid = data_to_data(layer, grid)
+        request.shapes = [np.asarray(v, float) @ to_grid[:-1, :-1].T + to_grid[:-1, -1] for v in layer.data]
+        request.shape_types = list(layer.shape_type)
+        return True
+
+    def _set_scope(self, request: RoiRequest, grid: Any) -> bool:
+        scope = "whole volume"
+        if self.scope.value == SCOPES[1]:
+            where = current_slice(self.viewer, grid)
+            if where is None:
+                scope = "whole volume (3D view has no current slice)"
+            elif not 0 <= where[1] < grid.data.shape[where[0]]:
+                self.status.value = f"the current slice is outside '{grid.name}'"
+                return False
+            else:
+                request.slice_axis, request.slice_index = where
+                scope = f"slice {where[1]} of axis {where[0]}"
+        self.status.value = "; ".join([f"{scope}, reference: {request.reference or 'none'}", *self._notes])
+        return True
+
+    # ---------------------------------------------------------------------------------------- output
+    def _show(self, result: RoiResult) -> None:
+        self.rows = result.rows
+        self.shape_base = result.shape_base
+        self.reference_name = result.reference
+        self._fill_table()
+        self._draw_plots()
+        self.updates += 1
+
+    def _fill_table(self) -> None:
+        table = self.table
+        table.setSortingEnabled(False)  # Qt: fill unsorted, then re-apply the user's sort column
+        table.clearContents()
+        table.setRowCount(len(self.rows))
+        for r, (row, texts) in enumerate(zip(self.rows, stats.format_rows(self.rows), strict=True)):
+            for c, (key, text) in enumerate(zip(COLUMN_KEYS, texts, strict=True)):
+                item = _SortItem(text, getattr(row, key))
+                item.setData(Qt.ItemDataRole.UserRole, r)
+                table.setItem(r, c, item)
+        table.setSortingEnabled(True)
+        table.resizeColumnsToContents()
+
+    def table_text(self) -> str:
+        """The table as shown (sort order included), tab-separated with the header."""
+        lines = ["\t".join(stats.table_header())]
+        for r in range(self.table.rowCount()):
+            lines.append("\t".join(self.table.item(r, c).text() for c in range(self.table.columnCount())))
+        return "\n".join(lines) + "\n"
+
+    def copy_to_clipboard(self, *_: Any) -> str:
+        """Put the table on the clipboard as TSV (pastes into a spreadsheet or a report)."""
+        text = self.table_text()
+        QApplication.clipboard().setText(text)
+        return text
+
+    def export_csv(self, path: str | Path, *, overwrite: bool = True) -> Path:
+        """Write ``rows`` as CSV with units (see :func:`stats.rows_to_csv`); the dialog has asked about overwriting."""
+        return stats.rows_to_csv(self.rows, path, overwrite=overwrite)
+
+    def _export_dialog(self, *_: Any) -> None:
+        from napari.utils.notifications import show_error, show_info
+
+        path, _ = QFileDialog.getSaveFileName(self.native, "Export ROI statistics", "roi_sff.csv", "CSV (*.csv)")
+        if not path:
+            return
+        path = path if path.lower().endswith(".csv") else f"{path}.csv"
+        try:
+            show_info(f"napari-sff: saved {self.export_csv(path)}")
+        except OSError as error:
+            show_error(f"napari-sff: could not save {path}: {error}")
+
+    # ------------------------------------------------------------------------------------- highlight
+    def _on_row_selected(self) -> None:
+        items = self.table.selectedItems()
+        if items:
+            self.highlight(self.rows[items[0].data(Qt.ItemDataRole.UserRole)])
+
+    def highlight(self, row: stats.RoiRow) -> None:
+        """Show the row's ROI: select the label (or shape) and, in whole-volume scope, go to a slice holding it."""
+        is_shape = self.shape_base is not None and row.label > self.shape_base
+        layer = self.shapes_layer.value if is_shape else self.labels_layer.value
+        if layer is None:
+            return
+        if is_shape:
+            index = row.label - self.shape_base - 1
+            if index >= layer.nshapes:
+                return
+            layer.selected_data = {index}
+            present = np.unique(np.floor(np.asarray(layer.data[index]) + 0.5).astype(int), axis=0)
+        else:
+            layer.selected_label = row.label
+            layer.show_selected_label = True
+            present = None
+        if self.scope.value == SCOPES[0]:
+            self._go_to_slice(layer, row.label, present)
+
+    def _go_to_slice(self, layer: Any, label: int, shape_points: np.ndarray | None) -> None:
+        where = current_slice(self.viewer, layer)
+        if where is None:
+            return
+        axis, index = where
+        if shape_points is not None:
+            slices = np.unique(shape_points[:, axis])
+        else:
+            others = tuple(a for a in range(layer.ndim) if a != axis)
+            slices = np.flatnonzero(np.any(np.asarray(layer.data) == label, axis=others))
+        if slices.size == 0 or index in slices:
+            return
+        point = np.asarray(layer.world_to_data(self.viewer.dims.point), dtype=float)
+        point[axis] = slices[slices.size // 2]
+        world_axis = axis + self.viewer.dims.ndim - layer.ndim
+        self.viewer.dims.set_point(world_axis, layer.data_to_world(point)[axis])
+
+    # ------------------------------------------------------------------------------------------ plots
+    def _make_figure(self) -> tuple[Any, Any]:
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        figure = Figure(figsize=(5, 2.6), layout="constrained")
+        figure.subplots(1, 2)
+        canvas = FigureCanvasQTAgg(figure)
+        canvas.setMinimumHeight(240)
+        return figure, canvas
+
+    def _draw_plots(self, *_: Any) -> None:
+        """(1) predicted vs reference ROI means with the identity line; (2) Bland-Altman per predicted source."""
+        from napari.utils.theme import get_theme
+
+        theme = get_theme(self.viewer.theme)
+        background, text = theme.background.as_hex(), theme.text.as_hex()
+        scatter, agreement = self.figure.axes
+        for ax in (scatter, agreement):
+            ax.clear()
+        means: dict[str, dict[int, float]] = {}
+        for row in self.rows:
+            means.setdefault(row.source, {})[row.label] = 100.0 * row.mean
+        reference = self.reference_name
+        predicted = [source for source in means if source != reference] if reference in means else []
+        message = ("no reference map: choose one to compare" if reference is None
+                   else "select a predicted map" if not predicted else "")
+        colours = [f"C{k}" for k in range(len(predicted))]
+        span: list[float] = []
+        for source, colour in zip(predicted, colours, strict=True):
+            labels = [k for k, v in means[source].items()
+                      if np.isfinite(v) and np.isfinite(means[reference].get(k, np.nan))]
+            if not labels:
+                continue
+            ref = np.array([means[reference][k] for k in labels])
+            pred = np.array([means[source][k] for k in labels])
+            span += [ref.min(), ref.max(), pred.min(), pred.max()]
+            scatter.scatter(ref, pred, s=14, color=colour, label=_short(source))
+            agreement.scatter((ref + pred) / 2, pred - ref, s=14, color=colour)
+            ba = stats.bland_altman(pred, ref)
+            for value, style in ((ba["bias"], "-"), (ba["loa_low"], "--"), (ba["loa_high"], "--")):
+                if np.isfinite(value):
+                    agreement.axhline(value, color=colour, linestyle=style, linewidth=0.8)
+        if span:
+            low, high = agreement.get_ylim()  # near-identical maps: keep a readable +-1 pp axis, no offset text
+            if high - low < 2.0:
+                agreement.set_ylim((low + high) / 2 - 1.0, (low + high) / 2 + 1.0)
+            lo, hi = min(span), max(span)
+            pad = max(1.0, 0.05 * (hi - lo))
+            scatter.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color=text, linestyle=":", linewidth=0.8)
+            scatter.legend(fontsize=6, loc="upper left", frameon=False, labelcolor=text)
+        elif not message:
+            message = "no ROI has values in both maps"
+        if message:
+            for ax in (scatter, agreement):
+                ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color=text, fontsize=7,
+                        wrap=True)
+        scatter.set(xlabel=f"{_short(reference or 'reference')} mean [%]", ylabel="predicted mean [%]")
+        agreement.set(xlabel="mean of the two [%]", ylabel="predicted - reference [pp]")
+        self.figure.set_facecolor(background)
+        for ax in (scatter, agreement):
+            ax.set_facecolor(background)
+            ax.tick_params(colors=text, labelsize=6)
+            ax.xaxis.label.set(color=text, fontsize=7)
+            ax.yaxis.label.set(color=text, fontsize=7)
+            for spine in ax.spines.values():
+                spine.set_color(text)
+        self.canvas.draw_idle()

@@ -1,0 +1,262 @@
+"""The ROI statistics dock widget, driven through napari as a user would (make_napari_viewer + qtbot).
+
+Every number is checked against :func:`napari_sff.stats.roi_table` or a hand-computed answer.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from matplotlib.colors import to_rgb
+from napari.utils.notifications import notification_manager
+from napari.utils.theme import get_theme
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QApplication
+
+from napari_sff import stats
+from napari_sff.widgets.roi_stats import COLUMN_KEYS, RoiStatsWidget, label_names
+
+SCALE = (4.0, 0.5, 0.8)  # anisotropic voxels, mm
+TRANSLATE = (10.0, -5.0, 3.0)
+
+
+def dock(viewer) -> RoiStatsWidget:
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sff", "ROI statistics")
+    assert isinstance(widget, RoiStatsWidget)
+    return widget
+
+
+def settle(qtbot, widget, timeout=10_000):
+    """Wait for the debounced worker update (and any queued one) to land in ``widget.rows``."""
+    qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
+
+
+def refreshed(qtbot, widget):
+    widget.refresh()
+    settle(qtbot, widget)
+    return widget.rows
+
+
+def by_key(rows):
+    return {(row.label, row.source): row for row in rows}
+
+
+def table_cells(widget):
+    table = widget.table
+    return [[table.item(r, c).text() for c in range(table.columnCount())] for r in range(table.rowCount())]
+
+
+@pytest.fixture
+def sample(make_napari_viewer):
+    """The thigh sample plus a prediction-like layer: ground truth + 0.02, placed like the T2w."""
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-sff", "thigh")
+    t2w, truth = viewer.layers["synthetic_thigh_t2w"], viewer.layers["synthetic_thigh_sff"]
+    prediction = viewer.add_image(truth.data + np.float32(0.02), name="SFF U-Net [synthetic_thigh_t2w]",
+                                  metadata={"napari_sff": {"model": "unet"}}, scale=t2w.scale,
+                                  translate=t2w.translate)
+    return viewer, dock(viewer), truth, prediction
+
+
+@pytest.fixture
+def small(make_napari_viewer):
+    """A hand-made anisotropic, translated 6x20x30 map with labels 1 (2 voxels) and 2 (10 voxels)."""
+    viewer = make_napari_viewer()
+    values = (np.arange(6 * 20 * 30, dtype=np.float32) / (6 * 20 * 30)).reshape(6, 20, 30)
+    labels = np.zeros(values.shape, np.uint8)
+    labels[1, 2, 2:4] = 1
+    labels[2, 10, 10:20] = 2
+    image = viewer.add_image(values, name="map_sff", scale=SCALE, translate=TRANSLATE)
+    labels_layer = viewer.add_labels(labels, name="rois", scale=SCALE, translate=TRANSLATE)
+    return viewer, dock(viewer), image, labels_layer
+
+
+def test_sample_rows_match_roi_table_and_the_table_shows_them(sample, qtbot, tmp_path):
+    viewer, widget, truth, prediction = sample
+    labels = viewer.layers["synthetic_thigh_labels"]
+    assert widget.reference.value is truth
+    assert widget.labels_layer.value is labels
+    assert set(widget.values.value) == {truth, prediction}  # ground truth and predictions chosen by default
+    rows = refreshed(qtbot, widget)
+
+    expected = stats.roi_table({truth.name: truth.data, prediction.name: prediction.data}, labels.data,
+                               truth.scale[-3:], reference=truth.name, label_names=label_names(labels))
+    assert rows == expected
+    assert [row.name for row in rows[::2]] == ["quadriceps", "hamstrings", "adductors", "sartorius/gracilis"]
+    voxel_ml = np.prod(truth.scale) / 1000
+    for row in rows:
+        assert row.volume_ml == pytest.approx(row.n_voxels * voxel_ml)
+        if row.source == truth.name:
+            assert row.diff_mean is None and row.mae is None
+        else:
+            assert row.diff_mean == pytest.approx(0.02, abs=1e-6)
+            assert row.mae == pytest.approx(0.02, abs=1e-6)
+    assert table_cells(widget) == stats.format_rows(rows)  # sorted by label, sources in order
+
+    # Plots: one point per ROI per predicted source, identity line, bias and limits of agreement.
+    scatter, agreement = widget.figure.axes
+    assert len(scatter.collections) == 1 and len(scatter.collections[0].get_offsets()) == 4
+    assert len(scatter.lines) == 1
+    np.testing.assert_allclose(scatter.collections[0].get_offsets()[:, 1] - scatter.collections[0].get_offsets()[:, 0],
+                               2.0, atol=1e-3)
+    assert len(agreement.collections) == 1 and len(agreement.collections[0].get_offsets()) == 4
+    assert len(agreement.lines) == 3
+    bias = stats.bland_altman([100 * r.mean for r in rows[1::2]], [100 * r.mean for r in rows[::2]])["bias"]
+    assert agreement.lines[0].get_ydata()[0] == pytest.approx(bias)
+
+    # CSV export with units, and the clipboard gets the table as TSV.
+    path = widget.export_csv(tmp_path / "roi.csv")
+    with open(path, newline="", encoding="utf-8") as fh:
+        table = list(csv.reader(fh))
+    assert table[0] == stats.table_header()
+    assert {"volume [mL]", "mean [%]", "Δ mean vs reference [pp]"} <= set(table[0])
+    assert len(table) == 1 + len(rows) and table[2][table[0].index("Δ mean vs reference [pp]")] == "2.0"
+    text = widget.copy_to_clipboard()
+    assert QApplication.clipboard().text() == text
+    lines = text.splitlines()
+    assert lines[0].split("\t") == stats.table_header()
+    assert [line.split("\t") for line in lines[1:]] == stats.format_rows(rows)
+
+    # Selecting a row highlights that label and goes to a slice that holds it.
+    widget.table.selectRow(6)
+    row = widget.rows[widget.table.item(6, 0).data(Qt.ItemDataRole.UserRole)]
+    assert row.label == 4
+    assert labels.selected_label == 4 and labels.show_selected_label
+    assert (labels.data[viewer.dims.current_step[0]] == 4).any()
+
+    # Without a reference the plots say so instead of plotting.
+    widget.reference.value = None
+    widget.values.value = [prediction]
+    rows = refreshed(qtbot, widget)
+    assert {row.source for row in rows} == {prediction.name} and all(row.diff_mean is None for row in rows)
+    assert not scatter.collections and "reference" in scatter.texts[0].get_text()
+
+
+def test_shape_roi_on_an_anisotropic_translated_image(small, qtbot):
+    viewer, widget, image, labels = small
+    world = lambda k, r, c: np.array(TRANSLATE) + np.array(SCALE) * (k, r, c)  # noqa: E731
+    # A rectangle drawn (in world coordinates, scale 1) on slice 3 around rows 4..9 and columns 5..12.
+    corners = [world(3, r, c) for r, c in ((3.5, 4.5), (3.5, 12.5), (9.5, 12.5), (9.5, 4.5))]
+    viewer.add_shapes([np.array(corners)], shape_type="rectangle", name="drawn")
+    settle(qtbot, widget)
+    rows = by_key(widget.rows)
+    shape = rows[(11, "map_sff")]  # labels go up to 2, so shapes start after 10
+    assert shape.name == "shape 1"
+    assert shape.n_voxels == 6 * 8
+    assert shape.mean == pytest.approx(float(image.data[3, 4:10, 5:13].astype(np.float64).mean()))
+    assert shape.volume_ml == pytest.approx(48 * np.prod(SCALE) / 1000)
+    assert rows[(2, "map_sff")].n_voxels == 10
+
+    widget.scope.value = "Current slice"
+    for k, expected in ((3, 48), (2, 0)):  # the ROI lies on slice 3 only
+        viewer.dims.set_point(0, world(k, 0, 0)[0])
+        settle(qtbot, widget)
+        assert by_key(widget.rows)[(11, "map_sff")].n_voxels == expected
+    assert by_key(widget.rows)[(2, "map_sff")].n_voxels == 10  # label 2 is on slice 2
+
+    # The voxel column sorts numerically (10 before 2 in a string sort).
+    column = COLUMN_KEYS.index("n_voxels")
+    widget.scope.value = "Whole volume"
+    settle(qtbot, widget)
+    widget.table.sortByColumn(column, Qt.SortOrder.DescendingOrder)
+    counts = [int(widget.table.item(r, column).text()) for r in range(widget.table.rowCount())]
+    assert counts == [48, 10, 2]
+
+    # Selecting the shape's row selects the shape.
+    widget.table.selectRow(0)
+    assert viewer.layers["drawn"].selected_data == {0}
+
+    # A shape spanning slices has no 2-D outline to fill: the worker's error becomes a notification.
+    start = len(notification_manager.records)
+    tilted = np.array([world(2, 4, 5), world(3, 4, 12), world(3, 9, 12)])
+    viewer.layers["drawn"].add([tilted], shape_type="polygon")
+    settle(qtbot, widget)
+    assert widget.rows == []
+    assert any("single slice" in str(n.message) for n in notification_manager.records[start:])
+
+
+def test_painting_updates_and_current_slice_changes_counts(small, qtbot):
+    viewer, widget, image, labels = small
+    settle(qtbot, widget)
+    assert by_key(widget.rows)[(2, "map_sff")].n_voxels == 10
+
+    before = widget.updates
+    labels.brush_size = 1
+    labels.paint((2, 15, 5), 2)  # one stroke, as the brush does
+    qtbot.waitUntil(lambda: widget.updates > before and not widget.busy, timeout=10_000)
+    assert by_key(widget.rows)[(2, "map_sff")].n_voxels == np.count_nonzero(labels.data == 2) > 10
+
+    # Replacing the data: several quick edits give a single (debounced) update.
+    before = widget.updates
+    for k in range(5):
+        data = np.zeros_like(labels.data)
+        data[k, :3, :3] = 2
+        labels.data = data
+    settle(qtbot, widget)
+    assert widget.updates == before + 1
+    assert by_key(widget.rows)[(2, "map_sff")].n_voxels == 9
+
+    widget.scope.value = "Current slice"
+    viewer.dims.set_point(0, TRANSLATE[0] + 4 * SCALE[0])
+    settle(qtbot, widget)
+    assert by_key(widget.rows)[(2, "map_sff")].n_voxels == 9
+    viewer.dims.set_point(0, TRANSLATE[0] + 3 * SCALE[0])
+    settle(qtbot, widget)
+    row = by_key(widget.rows)[(2, "map_sff")]
+    assert row.n_voxels == 0 and np.isnan(row.mean)
+
+    # A new prediction is picked up and compared with the reference; the plots follow napari's theme.
+    viewer.add_image(image.data + np.float32(0.1), name="SFF DDPM [t2w]", metadata={"napari_sff": {"model": "ddpm"}},
+                     scale=SCALE, translate=TRANSLATE)
+    viewer.dims.set_point(0, TRANSLATE[0] + 4 * SCALE[0])
+    settle(qtbot, widget)
+    row = by_key(widget.rows)[(2, "SFF DDPM [t2w]")]
+    assert row.n_voxels == 9 and row.diff_mean == pytest.approx(0.1, abs=1e-6)
+    viewer.theme = "light"
+    assert widget.figure.get_facecolor()[:3] == pytest.approx(to_rgb(get_theme("light").background.as_hex()))
+
+
+def test_labels_on_another_grid_are_resampled_or_refused(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    values = np.arange(4 * 8 * 8, dtype=np.float32).reshape(4, 8, 8)
+    image = viewer.add_image(values, name="fine_sff")
+    coarse = np.zeros((2, 4, 4), np.uint8)
+    coarse[0, 1, 1] = 1  # covers fine voxels [0:2, 2:4, 2:4]
+    # Same world box (-0.5..7.5 mm on each axis) with 2 mm voxels.
+    labels = viewer.add_labels(coarse, name="coarse", scale=(2, 2, 2), translate=(0.5, 0.5, 0.5))
+    widget = dock(viewer)
+    settle(qtbot, widget)
+    (row,) = widget.rows
+    assert row.n_voxels == 8
+    assert row.mean == pytest.approx(values[0:2, 2:4, 2:4].mean())
+    assert row.volume_ml == pytest.approx(8 / 1000)
+
+    start = len(notification_manager.records)
+    labels.translate = (50, 0, 0)  # now it lies elsewhere: no numbers, and the user is told
+    settle(qtbot, widget)
+    assert widget.rows == [] and widget.table.rowCount() == 0
+    messages = [str(n.message) for n in notification_manager.records[start:] if "cover" in str(n.message)]
+    assert len(messages) == 1 and "'coarse'" in messages[0] and "does not cover" in messages[0]
+    assert "does not cover" in widget.status.value
+    assert image.name in messages[0]
+
+    labels.translate = (0.5, 0.5, 0.5)
+    viewer.add_image(np.zeros((4, 8, 9), np.float32), name="SFF U-Net [other]",
+                     metadata={"napari_sff": {"model": "unet"}})
+    settle(qtbot, widget)  # a prediction on another grid is left out, with a notification
+    assert [row.source for row in widget.rows] == ["fine_sff"] and widget.rows[0].n_voxels == 8
+    message = str(notification_manager.records[-1].message)
+    assert "'SFF U-Net [other]' is not on the voxel grid of 'fine_sff'" in message
+
+
+def test_newer_requests_supersede_older_results(small, qtbot):
+    viewer, widget, image, labels = small
+    settle(qtbot, widget)
+    before = widget.updates
+    widget.refresh()  # starts a worker on the current labels ...
+    labels.data = np.ones_like(labels.data)  # ... whose result is stale before it arrives
+    settle(qtbot, widget)
+    assert widget.updates == before + 1  # the stale result was dropped, not shown
+    assert [row.n_voxels for row in widget.rows] == [labels.data.size]
