@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-DEMO_WIDGETS: tuple[str, ...] = ("Predict SFF",)
+DEMO_WIDGETS: tuple[str, ...] = ("Predict SFF", "ROI statistics")
 
 
 def build_demo(viewer, sample: str = "thigh") -> list:

@@ -1,8 +1,41 @@
-"""Shared test setup."""
+"""Shared test setup: tiny model configs and weights, one torch thread, no leftover workers."""
 
 from __future__ import annotations
 
 import pytest
+
+#: Small enough for 2 CPU cores at 256x256; the DDPM has 4 levels so its mid-block attention runs at 32x32.
+TINY_CONFIGS = {
+    "unet": {"base_channels": 4, "depth": 3},
+    "ddpm": {"channels": (8, 8, 8, 8), "attention_levels": (False,) * 4, "num_head_channels": 8,
+             "norm_num_groups": 4},
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tiny tensors: more OpenMP threads only spin against each other (and the GUI thread) on 2 cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_configs() -> dict:
+    return TINY_CONFIGS
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> dict:
+    """Untrained tiny checkpoints for both architectures (fast stand-ins for the shipped weights)."""
+    from napari_sff.models import build_model, save_checkpoint
+
+    folder = tmp_path_factory.mktemp("tiny_weights")
+    return {arch: save_checkpoint(build_model(arch, config), folder / f"{arch}.safetensors", metadata={})
+            for arch, config in TINY_CONFIGS.items()}
 
 
 @pytest.fixture(autouse=True)

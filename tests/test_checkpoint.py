@@ -32,14 +32,6 @@ TINY_DDPM = DDPMConfig(
 PICKLE_MSG = "is a pickle-based PyTorch file; napari-sff only loads .safetensors checkpoints: re-save it with"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def unet() -> SFFUNet:
     torch.manual_seed(0)

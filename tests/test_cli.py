@@ -11,18 +11,6 @@ import numpy as np
 import pytest
 
 from napari_sff import cli, io
-from napari_sff.models import build_model, save_checkpoint
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("weights")
-    paths = {}
-    for arch, config in (("unet", {"base_channels": 4, "depth": 3}),
-                         ("ddpm", {"channels": (8, 8), "attention_levels": (False, False), "num_head_channels": 8,
-                                   "norm_num_groups": 4})):
-        paths[arch] = save_checkpoint(build_model(arch, config), folder / f"{arch}.safetensors", metadata={})
-    return paths
 
 
 @pytest.fixture

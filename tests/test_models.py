@@ -39,15 +39,6 @@ TINY_DDPM = {
 T = 1000
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: OpenMP threads only spin-wait against each other (and other jobs) on 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def ddpm() -> ConditionalDDPM:
     torch.manual_seed(0)

@@ -8,20 +8,7 @@ import numpy as np
 import pytest
 from napari.utils.notifications import notification_manager
 
-from napari_sff.models import build_model, save_checkpoint
 from napari_sff.widgets.predict import PredictWidget, output_name
-
-TINY = {
-    "unet": {"base_channels": 4, "depth": 3},
-    "ddpm": {"channels": (8, 8, 8, 8), "attention_levels": (False,) * 4, "num_head_channels": 8, "norm_num_groups": 4},
-}
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny")
-    return {arch: save_checkpoint(build_model(arch, config), folder / f"{arch}.safetensors", metadata={})
-            for arch, config in TINY.items()}
 
 
 @pytest.fixture
@@ -197,3 +184,13 @@ def test_live_mode_predicts_the_viewed_slice(docked, qtbot):
     qtbot.waitUntil(lambda: widget._worker is None, timeout=60_000)
     filled = [k for k in range(source.data.shape[0]) if viewer.layers[name].data[k].any()]
     assert filled == [3, 7]
+
+
+def test_cursor_readout_in_percent(docked, qtbot):
+    viewer, widget = docked
+    truth = viewer.layers["synthetic_thigh_sff"]
+    index = np.unravel_index(np.argmax(truth.data), truth.data.shape)
+    viewer.cursor.position = truth.data_to_world(index)
+    widget._on_mouse_move(viewer, None)
+    expected = f"{100 * float(truth.data[index]):.1f} %"
+    assert expected in widget.readout.value and expected in viewer.help

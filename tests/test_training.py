@@ -12,13 +12,14 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import TINY_CONFIGS
 
 from training import data as training_data
 from training import train as training_train
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_UNET = '{"base_channels": 4, "depth": 3}'
-TINY_DDPM = '{"channels": [8, 8, 8, 8], "attention_levels": [false, false, false, false], "num_head_channels": 8, "norm_num_groups": 4}'
+TINY_UNET = json.dumps(TINY_CONFIGS["unet"])
+TINY_DDPM = json.dumps(TINY_CONFIGS["ddpm"])
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
 import math
 import os
@@ -22,15 +23,28 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import numpy as np
-import torch
-import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+REQUIRED = {"torch": "torch", "numpy": "numpy", "scipy": "scipy", "nibabel": "nibabel", "monai": "monai",
+            "einops": "einops", "safetensors": "safetensors", "tqdm": "tqdm"}
 
-from napari_sff.models import build_model, make_config, save_checkpoint
-from training.data import CACHE_INFO, Augmentation, SliceDataset, build_slice_cache
-from training.metrics import image_metrics, summarise
+
+def missing_requirements() -> list[str]:
+    """Packages training needs that this Python lacks (a bare GPU box often has torch and little else)."""
+    return [package for module, package in REQUIRED.items() if importlib.util.find_spec(module) is None]
+
+
+if __name__ == "__main__" and missing_requirements():
+    raise SystemExit(f"training needs {', '.join(missing_requirements())}: pip install -e . (or pip install "
+                     f"{' '.join(missing_requirements())})")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel  # noqa: E402
+from torch.utils.data import DataLoader, DistributedSampler, Subset  # noqa: E402
+
+from napari_sff.models import build_model, make_config, save_checkpoint  # noqa: E402
+from training.data import CACHE_INFO, Augmentation, SliceDataset, build_slice_cache  # noqa: E402
+from training.metrics import image_metrics, summarise  # noqa: E402
 
 NORMALISATION = "napari_sff.preprocess.normalise_t2w (per slice, 99th percentile inside the body mask)"
 

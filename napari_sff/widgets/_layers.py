@@ -74,3 +74,12 @@ def upsert_image(viewer: Any, name: str, data: np.ndarray, source: Any, *, metad
             return layer
         viewer.layers.remove(layer)
     return viewer.add_image(data, name=name, metadata=metadata, **spatial_placement(source, drop), **kwargs)
+
+
+def value_at(layer: Any, world_position: Any) -> float | None:
+    """The layer's voxel value at a world position (nearest voxel), visible or not; None outside the data."""
+    index = np.round(np.asarray(layer.world_to_data(world_position))[-layer.ndim:]).astype(int)
+    shape = np.asarray(layer.data.shape)
+    if np.any(index < 0) or np.any(index >= shape):
+        return None
+    return float(np.asarray(layer.data)[tuple(index)])

@@ -377,10 +377,12 @@ class PredictWidget(Container):
             is_sff = _layers.made_by_us(layer) or layer is self.ground_truth.value
             if not (_layers.is_image(layer) and is_sff):
                 continue
-            value = layer.get_value(viewer.cursor.position, world=True)
+            value = _layers.value_at(layer, viewer.cursor.position)
             if value is not None and np.isfinite(value):
                 parts.append(f"{layer.name.split(' [')[0]}: {100 * float(value):.1f} %")
         self.readout.value = "; ".join(parts)
+        if parts:  # napari's status bar shows raw fractions; its help field shows ours in percent
+            viewer.help = self.readout.value
 
 
 def io_sff_like(layer: Any) -> bool:
