@@ -83,3 +83,13 @@ def value_at(layer: Any, world_position: Any) -> float | None:
     if np.any(index < 0) or np.any(index >= shape):
         return None
     return float(np.asarray(layer.data)[tuple(index)])
+
+
+def current_slice(viewer: Any, layer: Any) -> tuple[int, int] | None:
+    """(data axis, index) of the slice on screen in ``layer``; None in a 3D view. The index may be off the grid."""
+    offset = viewer.dims.ndim - layer.ndim
+    axes = [axis - offset for axis in viewer.dims.not_displayed if axis >= offset]
+    if not axes:
+        return None
+    axis = axes[-1]
+    return axis, int(np.floor(layer.world_to_data(viewer.dims.point)[axis] + 0.5))

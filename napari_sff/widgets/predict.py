@@ -154,14 +154,11 @@ class PredictWidget(Container):
         return None if value in ("", ".") else value
 
     def current_slice_index(self, layer: Any) -> tuple[int, int]:
-        """(axis, index) of the slice on screen in the layer's 3D data (after dropping time)."""
+        """(axis, index) of the slice on screen in the layer's 3D data (time dropped; axis 0 in a 3D view)."""
         drop = layer.ndim - 3
-        not_displayed = [axis for axis in self.viewer.dims.not_displayed if axis >= self.viewer.dims.ndim - 3]
-        world_axis = not_displayed[-1] if not_displayed else self.viewer.dims.ndim - 3
-        data_point = layer.world_to_data(self.viewer.dims.point)
-        layer_axis = world_axis - (self.viewer.dims.ndim - layer.ndim)
-        index = int(np.clip(np.round(data_point[layer_axis]), 0, layer.data.shape[layer_axis] - 1))
-        return layer_axis - drop, index
+        found = _layers.current_slice(self.viewer, layer)
+        axis, index = found if found is not None else (drop, int(round(layer.world_to_data(self.viewer.dims.point)[drop])))
+        return axis - drop, int(np.clip(index, 0, layer.data.shape[axis] - 1))
 
     def make_request(self, scope: str | None = None, archs: tuple[str, ...] | None = None) -> RunRequest | None:
         """Validate the settings; on a problem show a notification and return None."""

@@ -166,16 +166,6 @@ def grid_plan(roi_layer: Any, grid: Any) -> tuple[str, np.ndarray | None, str]:
                                   f"region as '{grid.name}' ({fmt(box_grid)} mm); align or resample it first")
 
 
-def current_slice(viewer: Any, layer: Any) -> tuple[int, int] | None:
-    """(data axis, index) of the slice on screen in ``layer``; None in a 3D view. The index may be off the grid."""
-    offset = viewer.dims.ndim - layer.ndim
-    axes = [axis - offset for axis in viewer.dims.not_displayed if axis >= offset]
-    if not axes:
-        return None
-    axis = axes[-1]
-    return axis, int(np.floor(layer.world_to_data(viewer.dims.point)[axis] + 0.5))
-
-
 def label_names(layer: Any) -> dict[int, str]:
     """Label id -> name from the layer's ``features`` (``index``/``name`` columns; row number without index)."""
     features = layer.features
@@ -473,7 +463,7 @@ class RoiStatsWidget(Container):
     def _set_scope(self, request: RoiRequest, grid: Any) -> bool:
         scope = "whole volume"
         if self.scope.value == SCOPES[1]:
-            where = current_slice(self.viewer, grid)
+            where = _layers.current_slice(self.viewer, grid)
             if where is None:
                 scope = "whole volume (3D view has no current slice)"
             elif not 0 <= where[1] < grid.data.shape[where[0]]:
@@ -562,7 +552,7 @@ class RoiStatsWidget(Container):
             self._go_to_slice(layer, row.label, present)
 
     def _go_to_slice(self, layer: Any, label: int, shape_points: np.ndarray | None) -> None:
-        where = current_slice(self.viewer, layer)
+        where = _layers.current_slice(self.viewer, layer)
         if where is None:
             return
         axis, index = where
