@@ -28,6 +28,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--screenshot", help="save a screenshot of the window to this PNG and exit")
     args = parser.parse_args(argv)
 
+    import torch  # noqa: F401  (torch before Qt: the other order can clash over shared native libraries)
+
+    # isort: split
     import napari
 
     viewer = napari.Viewer(title="napari-sff demo")

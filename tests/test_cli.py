@@ -87,3 +87,23 @@ def test_predict_bad_weights_give_one_line_errors(t2w_file, tiny_weights, tmp_pa
 def test_console_script_runs():
     result = subprocess.run([sys.executable, "-m", "napari_sff.cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "predict" in result.stdout and "simulate" in result.stdout
+
+
+def test_predict_works_out_of_the_box_with_shipped_weights(tmp_path):
+    """No --weights: the U-Net shipped inside the package runs on a simulated case and beats chance."""
+    from napari_sff.models import default_weights_path, has_default_weights, read_metadata
+    from napari_sff.sample_data import write_cases
+
+    assert has_default_weights("unet") and has_default_weights("ddpm")
+    for arch in ("unet", "ddpm"):
+        header = read_metadata(default_weights_path(arch))
+        assert header["arch"] == arch and header["metadata"]["validation"]["images"] > 0
+    write_cases(tmp_path, 1, seed=123, size=128, n_slices=3)
+    [t2w] = sorted(tmp_path.glob("*_t2w.nii.gz"))
+    out = tmp_path / "pred_sff.nii.gz"
+    assert cli.main(["predict", str(t2w), "-o", str(out), "--device", "cpu", "--quiet"]) == 0
+    predicted = io.read_nifti(out).array
+    truth = io.read_nifti(str(t2w).replace("_t2w", "_sff")).array
+    body = truth > 0
+    assert np.corrcoef(predicted[body], truth[body])[0, 1] > 0.5
+

@@ -210,7 +210,7 @@ def test_layer_writer_protects_the_input(tmp_path):
     path = tmp_path / "t2w.nii.gz"
     nib.save(nib.Nifti1Image(np.ones((3, 3, 3), np.float32), np.eye(4)), path)
     data, meta, _ = io.read_layers(path)[0]
-    with pytest.raises(io.NiftiError, match="input"):
+    with pytest.raises(io.NiftiError, match="input"), pytest.warns(UserWarning, match="input"):
         io.write_layer(str(path), data, meta)
 
 

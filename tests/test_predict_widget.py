@@ -194,3 +194,16 @@ def test_cursor_readout_in_percent(docked, qtbot):
     widget._on_mouse_move(viewer, None)
     expected = f"{100 * float(truth.data[index]):.1f} %"
     assert expected in widget.readout.value and expected in viewer.help
+
+
+def test_shipped_unet_on_the_sample(docked, qtbot):
+    """The default (empty) weights field runs the shipped U-Net; its map tracks the sample's ground truth."""
+    viewer, widget = docked
+    widget.unet_weights.value = ""
+    source = viewer.layers["synthetic_thigh_t2w"]
+    wait_for(qtbot, widget.run())
+    predicted = viewer.layers[output_name("sff", "unet", source.name)]
+    assert predicted.metadata["napari_sff"]["weights"] == "shipped"
+    truth = viewer.layers["synthetic_thigh_sff"].data
+    body = truth > 0
+    assert np.corrcoef(predicted.data[body], truth[body])[0, 1] > 0.8

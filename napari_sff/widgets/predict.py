@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch  # noqa: F401  (before Qt where we control the order; this module loads only when docked)
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
 from qtpy.QtCore import QObject, Signal
 
+from napari_sff import io
 from napari_sff.inference import ARCH_LABELS, PredictionCancelled, available_devices, predict_volume
 from napari_sff.widgets import _layers
 
@@ -78,7 +80,7 @@ class PredictWidget(Container):
         self.samples = SpinBox(label="DDPM samples", min=1, max=64, value=1)
         self.scope = ComboBox(label="scope", choices=list(SCOPES), value=SCOPES[0])
         self.batch_size = SpinBox(label="batch size", min=1, max=256, value=8)
-        self.ground_truth = ComboBox(label="ground truth", choices=self._truth_choices, nullable=True)
+        self.ground_truth = ComboBox(label="ground truth", choices=self._image_choices, nullable=True)
         self.live = CheckBox(text="live U-Net on the viewed slice")
         self.side_by_side = CheckBox(text="side by side (grid)")
         self.run_button = PushButton(text="Run")
@@ -111,10 +113,7 @@ class PredictWidget(Container):
 
     # ----------------------------------------------------------------------------------------- choices
     def _image_choices(self, _widget=None) -> list[tuple[str, Any]]:
-        return [(layer.name, layer) for layer in self.viewer.layers
-                if _layers.is_image(layer) and not _layers.made_by_us(layer)]
-
-    def _truth_choices(self, _widget=None) -> list[tuple[str, Any]]:
+        """Image layers that are not our own outputs: candidates for the T2w input and the ground truth."""
         return [(layer.name, layer) for layer in self.viewer.layers
                 if _layers.is_image(layer) and not _layers.made_by_us(layer)]
 
@@ -125,8 +124,8 @@ class PredictWidget(Container):
             guess = _layers.find_ground_truth(self.viewer, exclude=self.image.value)
             if guess is not None:
                 self.ground_truth.value = guess
-        if self.image.value is not None and io_sff_like(self.image.value):
-            better = [layer for _, layer in self._image_choices() if not io_sff_like(layer)]
+        if self.image.value is not None and io.SFF_NAME_PATTERN.search(self.image.value.name):
+            better = [layer for _, layer in self._image_choices() if not io.SFF_NAME_PATTERN.search(layer.name)]
             if better:
                 self.image.value = better[0]
 
@@ -296,14 +295,15 @@ class PredictWidget(Container):
             device = prediction.device
             self._badge(request.device, device)
             timings.append(f"{ARCH_LABELS[arch]} {prediction.ms_per_slice:.1f} ms ({device})")
-            sff = self._merge_slices(arch, layer, prediction, request)
-            self._add(layer, request, output_name("sff", arch, layer.name), sff, arch, prediction,
-                      colormap="inferno", contrast_limits=(0.0, 1.0), blending="additive", opacity=0.7)
+            name = output_name("sff", arch, layer.name)
+            sff = self._merge_slices(name, prediction.sff, prediction, request)
+            self._add(layer, request, name, sff, arch, prediction, colormap=io.SFF_COLORMAP,
+                      contrast_limits=(0.0, 1.0), blending="additive", opacity=0.7)
             if prediction.std is not None:
-                self._add(layer, request, output_name("std", arch, layer.name),
-                          self._merge_slices(arch + "_std", layer, prediction, request, prediction.std), arch,
-                          prediction, colormap="viridis", contrast_limits=(0.0, max(0.05, float(prediction.std.max()))),
-                          blending="additive", visible=False)
+                name = output_name("std", arch, layer.name)
+                std = self._merge_slices(name, prediction.std, prediction, request)
+                self._add(layer, request, name, std, arch, prediction, colormap="viridis",
+                          contrast_limits=(0.0, max(0.05, float(std.max()))), blending="additive", visible=False)
             truth = request.ground_truth
             if truth is not None and truth is not layer and np.shape(truth.data) == sff.shape:
                 error = np.abs(sff - np.asarray(truth.data, np.float32))
@@ -316,13 +316,10 @@ class PredictWidget(Container):
                       None, None, colormap=DIFFERENCE_COLORMAP, contrast_limits=(-0.2, 0.2), visible=False)
         self.timing.value = "; ".join(timings)
 
-    def _merge_slices(self, key: str, layer: Any, prediction, request: RunRequest, values=None) -> np.ndarray:
-        """Whole-volume runs replace the map; single-slice runs fill that slice of the existing map."""
-        values = prediction.sff if values is None else values
+    def _merge_slices(self, name: str, values: np.ndarray, prediction, request: RunRequest) -> np.ndarray:
+        """Whole-volume runs replace the map; single-slice runs fill that slice of the existing layer ``name``."""
         if request.slice_indices is None:
             return values
-        kind = "std" if key.endswith("_std") else "sff"
-        name = output_name(kind, key.split("_")[0], layer.name)
         if name in self.viewer.layers and self.viewer.layers[name].data.shape == values.shape:
             merged = np.array(self.viewer.layers[name].data, dtype=np.float32)
             take = [slice(None)] * values.ndim
@@ -381,8 +378,3 @@ class PredictWidget(Container):
         if parts:  # napari's status bar shows raw fractions; its help field shows ours in percent
             viewer.help = self.readout.value
 
-
-def io_sff_like(layer: Any) -> bool:
-    from napari_sff import io
-
-    return bool(io.SFF_NAME_PATTERN.search(layer.name))
