@@ -109,11 +109,13 @@ class Augmentation:
 
     crop: int | None = 128          # random crop size (None: whole slice)
     flip_lr: float = 0.5            # left-right mirror probability (anatomy is roughly symmetric)
+    flip_ud: float = 0.5            # with transpose: any of the 8 in-plane orientations, since users'
+    transpose: float = 0.5          # scans may arrive sagittal-first, prone, or with swapped axes
     rotate_deg: float = 10.0        # uniform +- range
     zoom: tuple[float, float] = (0.85, 1.15)
     gamma: tuple[float, float] = (0.8, 1.25)
     bias: float = 0.25              # max relative amplitude of a smooth multiplicative field
-    noise: tuple[float, float] = (0.0, 0.04)  # Rician noise SD relative to the 99th percentile
+    noise: tuple[float, float] = (0.0, 0.05)  # Rician noise SD relative to the 99th percentile
     scale: tuple[float, float] = (0.1, 10.0)  # global intensity factor (log-uniform)
 
     def __call__(self, t2w: np.ndarray, sff: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -132,6 +134,10 @@ class Augmentation:
     def _geometry(self, t2w, sff, rng):
         if rng.random() < self.flip_lr:
             t2w, sff = t2w[:, ::-1], sff[:, ::-1]
+        if rng.random() < self.flip_ud:
+            t2w, sff = t2w[::-1], sff[::-1]
+        if rng.random() < self.transpose:
+            t2w, sff = t2w.T, sff.T
         angle = rng.uniform(-self.rotate_deg, self.rotate_deg)
         zoom = rng.uniform(*self.zoom)
         theta = np.deg2rad(angle)

@@ -29,9 +29,9 @@ PROFILES = {
     # Sized so that both models train in about an hour on 2 CPU cores.
     "cpu": {
         "cases": 60, "seed": 2026,
-        "unet": {"epochs": 10, "steps_per_epoch": 250, "batch_size": 16, "crop": 128, "lr": 2e-3, "workers": 1,
+        "unet": {"epochs": 12, "steps_per_epoch": 250, "batch_size": 16, "crop": 128, "lr": 2e-3, "workers": 1,
                  "model_config": {"base_channels": 16, "depth": 4}},
-        "ddpm": {"epochs": 10, "steps_per_epoch": 250, "batch_size": 8, "crop": 128, "lr": 5e-4, "ema": 0.995,
+        "ddpm": {"epochs": 8, "steps_per_epoch": 250, "batch_size": 8, "crop": 128, "lr": 5e-4, "ema": 0.995,
                  "workers": 1,
                  "val_ddim_steps": 10, "val_slices": 16,
                  "model_config": {"channels": [16, 32, 64, 64], "attention_levels": [False, False, False, True],

@@ -7,6 +7,9 @@ from typing import Any
 import numpy as np
 
 from napari_sff import io
+from napari_sff.inference import ARCH_LABELS
+
+SCOPES = ("Whole volume", "Current slice")
 
 
 def is_image(layer: Any) -> bool:
@@ -93,3 +96,11 @@ def current_slice(viewer: Any, layer: Any) -> tuple[int, int] | None:
         return None
     axis = axes[-1]
     return axis, int(np.floor(layer.world_to_data(viewer.dims.point)[axis] + 0.5))
+
+
+def output_name(kind: str, arch: str | None, source_name: str) -> str:
+    """Name of a derived layer, e.g. "SFF U-Net [t2w]": re-runs find and update it instead of adding copies."""
+    label = ARCH_LABELS.get(arch, "") if arch else ""
+    return {"sff": f"SFF {label} [{source_name}]", "std": f"SFF SD {label} [{source_name}]",
+            "error": f"|error| {label} [{source_name}]",
+            "difference": f"SFF DDPM - U-Net [{source_name}]"}[kind]

@@ -19,9 +19,9 @@ from qtpy.QtCore import QObject, Signal
 from napari_sff import io
 from napari_sff.inference import ARCH_LABELS, PredictionCancelled, available_devices, predict_volume
 from napari_sff.widgets import _layers
+from napari_sff.widgets._layers import SCOPES, output_name
 
 MODEL_CHOICES = {"U-Net": ("unet",), "DDPM": ("ddpm",), "Both (compare)": ("unet", "ddpm")}
-SCOPES = ("Whole volume", "Current slice")
 ERROR_COLORMAP = "magma"
 DIFFERENCE_COLORMAP = "bwr"
 
@@ -48,13 +48,6 @@ class _ProgressBridge(QObject):
     """Carries progress from the worker thread to the GUI thread (Qt queues cross-thread signals)."""
 
     progressed = Signal(int, int, str)
-
-
-def output_name(kind: str, arch: str | None, source_name: str) -> str:
-    label = ARCH_LABELS.get(arch, "") if arch else ""
-    return {"sff": f"SFF {label} [{source_name}]", "std": f"SFF SD {label} [{source_name}]",
-            "error": f"|error| {label} [{source_name}]",
-            "difference": f"SFF DDPM - U-Net [{source_name}]"}[kind]
 
 
 class PredictWidget(Container):

@@ -32,7 +32,7 @@ from qtpy.QtWidgets import QAbstractItemView, QApplication, QFileDialog, QTableW
 
 from napari_sff import stats
 from napari_sff.widgets import _layers
-from napari_sff.widgets.predict import SCOPES, output_name
+from napari_sff.widgets._layers import SCOPES, output_name
 
 DEBOUNCE_MS = 300
 #: RoiRow attribute of each table column, in the order of :func:`stats.table_header`.
