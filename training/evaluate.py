@@ -122,14 +122,16 @@ def markdown(report: dict) -> str:
     names = {"identity": "Identity (normalised T2w)", "unet": "U-Net", "ddpm": "DDPM (DDIM)"}
     lines = [f"Test split: {report['images']} images, device {report['gpu'] or report['device']}, "
              f"batch size {report['batch_size']}.", "",
-             "| model | Pearson r (pooled) | r per image (mean) | MAE ± SD over images | ms/image |",
-             "|---|---|---|---|---|"]
+             "| model | r (body, pooled) | r per image (mean) | MAE ± SD over images (body) | "
+             "r (whole image) | MAE ± SD (whole image) | ms/image |",
+             "|---|---|---|---|---|---|---|"]
     for key, row in report["models"].items():
         label = names[key] + (f", {row['ddim_steps']} steps" if "ddim_steps" in row else "")
         if key == "ddpm" and row["images"] != report["images"]:
             label += f" ({row['images']} images)"
         lines.append(f"| {label} | {row['r']:.3f} | {row['r_image_mean']:.3f} | {row['mae']:.3f} ± "
-                     f"{row['mae_sd']:.3f} | {row['ms_per_image']:.1f} |")
+                     f"{row['mae_sd']:.3f} | {row['r_full']:.3f} | {row['mae_full']:.3f} ± {row['mae_full_sd']:.3f} | "
+                     f"{row['ms_per_image']:.1f} |")
     if report["ddim_ablation"]:
         lines += ["", "| DDIM steps | r | MAE ± SD | ms/image |", "|---|---|---|---|"]
         for row in report["ddim_ablation"]:
