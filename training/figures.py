@@ -84,6 +84,7 @@ def screenshots(out_dir: Path) -> list[Path]:
     _wait(lambda: bool(roi.rows) and not roi.busy)
     time.sleep(0.5)
     _wait(lambda: not roi.busy)
+    print("ROI maps:", [layer.name for layer in roi.values.value], "rows:", len(roi.rows))
     viewer.screenshot(str(paths[1]), canvas_only=False)
     viewer.close()
     return paths
