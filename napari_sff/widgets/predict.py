@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -141,9 +142,12 @@ class PredictWidget(Container):
     # ------------------------------------------------------------------------------------------- runs
     @staticmethod
     def _weights(edit: FileEdit) -> str | None:
-        """The user's checkpoint, or None for the shipped weights (an empty FileEdit reads as ".")."""
-        value = str(edit.value or "")
-        return None if value in ("", ".") else value
+        """The user's checkpoint, or None for the shipped weights.
+
+        An emptied FileEdit reports the working directory as its value, so a folder means "no file chosen".
+        """
+        text = str(edit.line_edit.value).strip()
+        return None if text in ("", ".") or Path(text).is_dir() else text
 
     def current_slice_index(self, layer: Any) -> tuple[int, int]:
         """(axis, index) of the slice on screen in the layer's 3D data (time dropped; axis 0 in a 3D view)."""
