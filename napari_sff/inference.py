@@ -144,7 +144,8 @@ def predict_slices(
             if batch_size == 1:
                 raise RuntimeError("out of memory with batch size 1; use a smaller image or --device cpu") from None
             batch_size //= 2
-            torch.cuda.empty_cache() if device.type == "cuda" else None
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
             continue
         sff[start:stop] = mean
         if std is not None:
