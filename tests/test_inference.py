@@ -1,0 +1,60 @@
+"""The shared inference entry point: slicing axis, batching with OOM back-off, cancellation, devices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_sff import inference
+
+
+class ScaleModel(torch.nn.Module):
+    """Returns its normalised input; fails like a GPU out of memory for batches above ``max_batch``."""
+
+    arch = "unet"
+
+    def __init__(self, max_batch: int = 64):
+        super().__init__()
+        self.max_batch = max_batch
+        self.batches: list[int] = []
+
+    def forward(self, x):
+        if x.shape[0] > self.max_batch:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        self.batches.append(x.shape[0])
+        return x
+
+
+def test_batch_size_backs_off_on_out_of_memory():
+    model = ScaleModel(max_batch=2)
+    slices = np.random.default_rng(0).uniform(0, 100, (7, 16, 16)).astype(np.float32)
+    sff, _ = inference.predict_slices(model, slices, device=torch.device("cpu"), batch_size=8)
+    assert max(model.batches) == 2 and sum(model.batches) == 7
+    assert sff.shape == slices.shape and 0 <= sff.min() and sff.max() <= 1
+
+
+def test_slice_axis_defaults_to_the_thickest_and_output_keeps_the_grid():
+    volume = np.random.default_rng(1).uniform(0, 100, (6, 5, 4)).astype(np.float32)
+    prediction = inference.predict_volume(volume, (1.0, 1.0, 4.0), model=ScaleModel(), device="cpu")
+    assert prediction.slice_axis == 2 and prediction.sff.shape == volume.shape
+    only = inference.predict_volume(volume, (4.0, 1.0, 1.0), model=ScaleModel(), device="cpu", slice_indices=[3])
+    assert only.sff[3].any() and not np.delete(only.sff, 3, axis=0).any()
+
+
+def test_cancel_between_batches_returns_nothing():
+    volume = np.ones((6, 8, 8), np.float32)
+    with pytest.raises(inference.PredictionCancelled):
+        inference.predict_volume(volume, (3, 1, 1), model=ScaleModel(), device="cpu", batch_size=1,
+                                 cancel=lambda: True)
+
+
+def test_devices_and_bad_arguments():
+    assert inference.available_devices()[-1] == "cpu"
+    assert inference.resolve_device("auto").type in ("cuda", "mps", "cpu")
+    with pytest.raises(ValueError, match="unknown device"):
+        inference.resolve_device("tpu")
+    with pytest.raises(ValueError, match="4D"):
+        inference.predict_volume(np.ones((2, 2, 2, 2)), (1, 1, 1), model=ScaleModel(), device="cpu")
+    with pytest.raises(ValueError, match="slice axis"):
+        inference.choose_slice_axis((1, 1, 1), 5)
