@@ -32,9 +32,12 @@ def _predict(args: argparse.Namespace) -> int:
     std_path = f"{io.nifti_stem(output)}_std.nii.gz" if args.samples > 1 and args.model == "ddpm" else None
     if std_path:
         std_path = str(Path(output).with_name(std_path))
+    # Checked before predicting (write_nifti checks again): a DDPM run can take minutes to reach the write.
     for target in filter(None, (output, std_path)):
         if Path(target).resolve() == Path(args.input).resolve():
             raise ValueError(f"{target} is the input file; choose another output name")
+        if Path(target).exists() and not args.overwrite:
+            raise ValueError(f"{target} exists; choose another name or pass --overwrite")
     volume = io.read_nifti(args.input)
     array = volume.array
     if array.ndim == 4:

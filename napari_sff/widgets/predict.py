@@ -60,7 +60,7 @@ class PredictWidget(Container):
         self._worker = None
         self._closed = False
         self._cancel = threading.Event()
-        self._live_cache: dict[tuple, np.ndarray] = {}
+        self._live_done: set[tuple] = set()  # (layer id, axis, index) already in the live layer
         self._bridge = _ProgressBridge()
         self._bridge.progressed.connect(self._on_progress)
 
@@ -129,7 +129,7 @@ class PredictWidget(Container):
         if is_4d:
             self.time_point.max = layer.data.shape[0] - 1
             self.time_point.value = int(self.viewer.dims.current_step[0])
-        self._live_cache.clear()
+        self._live_done.clear()
 
     def _on_model_changed(self, choice: str) -> None:
         archs = MODEL_CHOICES[choice]
@@ -340,7 +340,7 @@ class PredictWidget(Container):
 
     # -------------------------------------------------------------------------------------- live mode
     def _on_live_toggled(self, on: bool) -> None:
-        self._live_cache.clear()
+        self._live_done.clear()
         if on:
             self._on_step()
 
@@ -353,11 +353,11 @@ class PredictWidget(Container):
         axis, index = self.current_slice_index(layer)
         name = output_name("sff", "unet", layer.name)
         key = (id(layer), axis, index)
-        if key in self._live_cache and name in self.viewer.layers:
+        if key in self._live_done and name in self.viewer.layers:
             return
         request = self.make_request(scope=SCOPES[1], archs=("unet",))
         if request is not None:
-            self._live_cache[key] = True
+            self._live_done.add(key)
             self._start(request, live=True)
 
     # ------------------------------------------------------------------------------------------ readout
