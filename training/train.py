@@ -23,18 +23,16 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-REQUIRED = {"torch": "torch", "numpy": "numpy", "scipy": "scipy", "nibabel": "nibabel", "monai": "monai",
-            "einops": "einops", "safetensors": "safetensors", "tqdm": "tqdm"}
+REQUIRED = ("torch", "numpy", "scipy", "nibabel", "monai", "einops", "safetensors", "tqdm")  # import = pip name
 
 
 def missing_requirements() -> list[str]:
     """Packages training needs that this Python lacks (a bare GPU box often has torch and little else)."""
-    return [package for module, package in REQUIRED.items() if importlib.util.find_spec(module) is None]
+    return [package for package in REQUIRED if importlib.util.find_spec(package) is None]
 
 
-if __name__ == "__main__" and missing_requirements():
-    raise SystemExit(f"training needs {', '.join(missing_requirements())}: pip install -e . (or pip install "
-                     f"{' '.join(missing_requirements())})")
+if __name__ == "__main__" and (_missing := missing_requirements()):
+    raise SystemExit(f"training needs {', '.join(_missing)}: pip install -e . (or pip install {' '.join(_missing)})")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
