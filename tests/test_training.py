@@ -121,7 +121,7 @@ def test_evaluate_reports_table_ablation_and_paired_tests(paired_dir, tmp_path):
     evaluate.main(["--data", str(tmp_path / "unet" / "cache"), "--split", "train", "--unet",
                    str(tmp_path / "unet" / "best.safetensors"), "--ddpm", str(tmp_path / "ddpm" / "best.safetensors"),
                    "--ddim-steps", "2", "--ablation", "1,2", "--device", "cpu", "--out", str(out),
-                   "--markdown", str(tmp_path / "report.md")])
+                   "--markdown", str(tmp_path / "report.md"), "--robustness"])
     report = json.loads(out.read_text())
     assert set(report["models"]) == {"identity", "unet", "ddpm"}
     assert [row["ddim_steps"] for row in report["ddim_ablation"]] == [1, 2]
@@ -129,3 +129,86 @@ def test_evaluate_reports_table_ablation_and_paired_tests(paired_dir, tmp_path):
     assert 0 <= report["models"]["unet"]["mae"] <= 1
     assert set(report["paired_tests"]) == {"unet_vs_ddpm", "unet_vs_identity", "ddpm_vs_identity"}
     assert "| U-Net |" in (tmp_path / "report.md").read_text()
+    assert [row["perturbation"] for row in report["robustness"]] == list(evaluate.PERTURBATIONS)
+    assert all(0 <= row[key]["mae"] <= 1 for row in report["robustness"] for key in ("identity", "unet", "ddpm"))
+    assert "8-bit storage" in (tmp_path / "report.md").read_text()
+
+
+def test_perturbations_change_the_image_as_named_and_are_seeded():
+    from training import evaluate
+
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(0, 4000, (3, 20, 30)).astype(np.float32)
+    truth = rng.uniform(0, 1, (3, 20, 30)).astype(np.float32)
+    turned_raw, turned_truth = evaluate.perturb(raw, truth, "other orientation (transposed, flipped)")
+    assert turned_raw.shape == (3, 30, 20)
+    np.testing.assert_array_equal(turned_raw[1], raw[1].T[::-1])
+    np.testing.assert_array_equal(turned_truth[1], truth[1].T[::-1])
+    stored, same_truth = evaluate.perturb(raw, truth, "8-bit storage (brightest pixel = 255)")
+    assert stored.max() == 255 and np.array_equal(stored, np.rint(stored)) and np.array_equal(same_truth, truth)
+    noise = "extra Rician noise, SD 3 % of the 99th percentile"
+    noisy, _ = evaluate.perturb(raw, truth, noise, seed=4)
+    np.testing.assert_array_equal(noisy, evaluate.perturb(raw, truth, noise, seed=4)[0])
+    relative_change = np.abs(noisy - raw).mean() / np.percentile(raw, 99)
+    assert 0.005 < relative_change < 0.1  # noise of about the stated size, not nothing and not a new image
+
+
+def test_a_diverging_run_stops_with_a_clear_error(paired_dir, tmp_path):
+    with pytest.raises(FloatingPointError, match="training loss is"):
+        run_train("--model", "unet", "--data", str(paired_dir), "--out", str(tmp_path / "run"), "--model-config",
+                  TINY_UNET, "--epochs", "1", "--steps-per-epoch", "6", "--batch-size", "2", "--crop", "16",
+                  "--cache-size", "32", "--workers", "0", "--val-slices", "2", "--lr", "1e30", "--amp", "false")
+
+
+def test_refinement_run_starts_from_given_weights_with_its_own_augmentation(paired_dir, tmp_path):
+    """--init-weights: a second run begins at the first run's weights; --augmentation JSON reaches the dataset."""
+    from napari_sff.models import load_checkpoint
+
+    common = ["--model", "unet", "--data", str(paired_dir), "--model-config", TINY_UNET, "--epochs", "1",
+              "--batch-size", "2", "--crop", "16", "--cache-size", "32", "--workers", "0", "--val-slices", "2"]
+    run_train(*common, "--out", str(tmp_path / "first"), "--steps-per-epoch", "2")
+    first, _ = load_checkpoint(tmp_path / "first" / "last.safetensors")
+    # lr 0: the refined run cannot move, so its weights must be exactly the ones it started from.
+    run_train(*common, "--out", str(tmp_path / "refined"), "--steps-per-epoch", "1", "--lr", "0",
+              "--weight-decay", "0", "--init-weights", str(tmp_path / "first" / "last.safetensors"),
+              "--augmentation", '{"noise": [0, 0], "gamma": [1, 1]}')
+    refined, _ = load_checkpoint(tmp_path / "refined" / "last.safetensors")
+    for name, tensor in first.state_dict().items():
+        np.testing.assert_array_equal(tensor.numpy(), refined.state_dict()[name].numpy(), err_msg=name)
+    saved = json.loads((tmp_path / "refined" / "config.json").read_text())
+    assert saved["augmentation"] == {"noise": [0, 0], "gamma": [1, 1]}
+    assert saved["init_weights"].endswith("last.safetensors")
+
+
+def test_refinement_from_another_architecture_is_refused(paired_dir, tmp_path):
+    from napari_sff.models import CheckpointError
+
+    common = ["--data", str(paired_dir), "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2",
+              "--crop", "16", "--cache-size", "32", "--workers", "0", "--val-slices", "2", "--val-ddim-steps", "1"]
+    run_train("--model", "ddpm", "--model-config", TINY_DDPM, "--out", str(tmp_path / "ddpm"), *common)
+    with pytest.raises(CheckpointError, match="'ddpm' model but 'unet' was requested"):
+        run_train("--model", "unet", "--model-config", TINY_UNET, "--out", str(tmp_path / "unet"), *common,
+                  "--init-weights", str(tmp_path / "ddpm" / "last.safetensors"))
+
+
+def test_autocast_dtype_follows_device_and_switch():
+    import torch
+
+    config = training_train.TrainConfig()
+    assert training_train.autocast_dtype(config, torch.device("cuda")) == torch.float16
+    cpu = training_train.autocast_dtype(config, torch.device("cpu"))
+    assert cpu == (torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None)
+    config.amp = False
+    assert training_train.autocast_dtype(config, torch.device("cuda")) is None
+
+
+def test_reproduce_builds_flags_for_every_setting(tmp_path):
+    from training import reproduce
+
+    command = reproduce.train_command("unet", tmp_path / "cache", tmp_path / "out", 7, {
+        "epochs": 3, "crop": None, "augmentation": {"noise": [0, 0.05]}, "init_weights": "a/best.safetensors"})
+    assert command[command.index("--augmentation") + 1] == '{"noise": [0, 0.05]}'
+    assert command[command.index("--init-weights") + 1] == "a/best.safetensors"
+    assert command[command.index("--epochs") + 1] == "3" and "--crop" not in command
+    parsed = training_train.parse_args(command[3:])  # drop "python -m training.train"
+    assert parsed.augmentation == {"noise": [0, 0.05]} and parsed.seed == 7 and parsed.epochs == 3

@@ -6,7 +6,9 @@
 Answers the referee: MAE ± SD is over images; r is pooled over body pixels (and its per-image mean is given);
 U-Net vs DDPM (and each vs identity) get a paired Wilcoxon signed-rank test on per-image MAE; ``--ablation``
 adds a DDIM-steps sweep for the DDPM. ms/image is wall time of batched inference on the chosen device
-divided by the number of images (``--batch-size``, default 1 as a per-image latency).
+divided by the number of images (``--batch-size``, default 1 as a per-image latency). ``--robustness`` scores
+every model again on the same images as a scanner or an export could change them (another orientation, more
+noise, a stronger bias field, 8-bit storage), none of which the simulator itself produces.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from scipy import stats
 
 from napari_sff.inference import load_model, predict_slices, resolve_device
 from napari_sff.preprocess import normalise_t2w
-from training.data import CACHE_INFO, SliceDataset, build_slice_cache
+from training.data import CACHE_INFO, Augmentation, SliceDataset, build_slice_cache
 from training.metrics import image_metrics, summarise
 
 
@@ -68,6 +70,38 @@ def run_model(arch: str, weights: str, raw: np.ndarray, *, device, batch_size: i
     return predicted, 1000.0 * (time.perf_counter() - started) / max(1, len(raw))
 
 
+def _other_orientation(raw: np.ndarray, truth: np.ndarray, rng: np.random.Generator):
+    return raw.T[::-1].copy(), truth.T[::-1].copy()
+
+
+def _eight_bit(raw: np.ndarray, truth: np.ndarray, rng: np.random.Generator):
+    """Rescaled so that the brightest pixel is 255, then rounded: what an 8-bit export keeps."""
+    return np.rint(raw * (255.0 / max(float(raw.max()), 1e-6))), truth
+
+
+def _intensity_only(**changes) -> Augmentation:
+    """An Augmentation that changes nothing but ``changes`` (no geometry, gamma, bias, noise or scale)."""
+    neutral = {"crop": None, "flip_lr": 0.0, "flip_ud": 0.0, "transpose": 0.0, "rotate_deg": 0.0, "zoom": (1.0, 1.0),
+               "gamma": (1.0, 1.0), "bias": 0.0, "noise": (0.0, 0.0), "scale": (1.0, 1.0)}
+    return Augmentation(**{**neutral, **changes})
+
+
+#: Perturbations for ``--robustness``: (raw T2w slice, true SFF, rng) -> the same pair as it might arrive.
+PERTURBATIONS = {
+    "other orientation (transposed, flipped)": _other_orientation,
+    "extra Rician noise, SD 3 % of the 99th percentile": _intensity_only(noise=(0.03, 0.03)),
+    "extra bias field, up to ±40 %": _intensity_only(bias=0.8),
+    "8-bit storage (brightest pixel = 255)": _eight_bit,
+}
+
+
+def perturb(raw: np.ndarray, truth: np.ndarray, name: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Apply perturbation ``name`` to every slice pair (N, H, W); seeded per slice, so reruns agree."""
+    pairs = [PERTURBATIONS[name](r, t, np.random.default_rng((seed, i))) for i, (r, t) in
+             enumerate(zip(raw, truth, strict=True))]
+    return (np.stack([p[0] for p in pairs]).astype(np.float32), np.stack([p[1] for p in pairs]).astype(np.float32))
+
+
 def paired_test(a: np.ndarray, b: np.ndarray) -> dict:
     """Wilcoxon signed-rank test on paired per-image MAEs (two-sided), with the median difference."""
     finite = np.isfinite(a) & np.isfinite(b)
@@ -103,6 +137,19 @@ def evaluate(args: argparse.Namespace) -> dict:
             if steps == args.ddim_steps:
                 rows["ddpm"] = {**summary, "ms_per_image": ms, "ddim_steps": steps}
                 maes["ddpm"] = step_maes
+    robustness = []
+    if args.robustness:
+        models = {"unet": args.unet, "ddpm": args.ddpm}
+        for name in PERTURBATIONS:
+            changed_raw, changed_truth = perturb(raw, truth, name, args.seed)
+            row = {"perturbation": name, "identity": score(identity_prediction(changed_raw), changed_truth, changed_raw)[0]}
+            for arch, weights in models.items():
+                if weights:
+                    count = args.ddpm_max_images if arch == "ddpm" else None
+                    predicted, _ = run_model(arch, weights, changed_raw[:count], device=device, batch_size=args.batch_size,
+                                             ddim_steps=args.ddim_steps, samples=args.samples, seed=args.seed)
+                    row[arch] = score(predicted, changed_truth[:count], changed_raw[:count])[0]
+            robustness.append(row)
     tests = {}
     for first, second in (("unet", "ddpm"), ("unet", "identity"), ("ddpm", "identity")):
         if first in maes and second in maes:
@@ -113,7 +160,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         "batch_size": args.batch_size, "torch": torch.__version__, "machine": platform.platform(),
         "cpu_count": os.cpu_count(),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "models": rows, "ddim_ablation": ablation, "paired_tests": tests,
+        "models": rows, "ddim_ablation": ablation, "paired_tests": tests, "robustness": robustness,
     }
 
 
@@ -137,6 +184,16 @@ def markdown(report: dict) -> str:
         for row in report["ddim_ablation"]:
             lines.append(f"| {row['ddim_steps']} | {row['r']:.3f} | {row['mae']:.3f} ± {row['mae_sd']:.3f} | "
                          f"{row['ms_per_image']:.1f} |")
+    if report.get("robustness"):
+        present = [key for key in names if key in report["robustness"][0]]
+        lines += ["", "| perturbation (MAE ± SD over images, body; r) | " + " | ".join(names[k] for k in present) + " |",
+                  "|---|" + "---|" * len(present)]
+        reference = " | ".join(f"{report['models'][k]['mae']:.3f} ± {report['models'][k]['mae_sd']:.3f}; "
+                               f"{report['models'][k]['r']:.3f}" for k in present)
+        lines.append(f"| none (as above) | {reference} |")
+        for row in report["robustness"]:
+            cells = " | ".join(f"{row[k]['mae']:.3f} ± {row[k]['mae_sd']:.3f}; {row[k]['r']:.3f}" for k in present)
+            lines.append(f"| {row['perturbation']} | {cells} |")
     if report["paired_tests"]:
         lines += ["", "| paired Wilcoxon on per-image MAE | n | median difference | p |", "|---|---|---|---|"]
         for name, test in report["paired_tests"].items():
@@ -160,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-images", type=int)
     parser.add_argument("--ddpm-max-images", type=int, help="evaluate the DDPM on the first N images only")
     parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--robustness", action="store_true",
+                        help="also score every model on perturbed copies (orientation, noise, bias, 8-bit)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", help="write the JSON report here")
     parser.add_argument("--markdown", help="write the markdown table here")

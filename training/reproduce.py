@@ -3,7 +3,8 @@
     python -m training.reproduce --profile cpu      # what the shipped weights were made with (2 CPU cores)
     python -m training.reproduce --profile gpu      # the same recipe, longer and wider, for one GPU
 
-Steps: simulate paired cases -> slice cache (split by case) -> train U-Net -> train DDPM -> copy the best
+Steps: simulate paired cases -> slice cache (split by case) -> train U-Net -> train DDPM (each optionally
+refined by a second run that starts from the first one's best weights) -> copy the best
 checkpoints (fp16) into ``napari_sff/weights/`` -> evaluate on the held-out test cases -> write
 ``docs/model_card.json`` / ``docs/model_card.md``. Each step is skipped when its output exists, so an
 interrupted run continues where it stopped. Needs torch, MONAI, einops, nibabel (``pip install -e .``).
@@ -25,19 +26,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "napari_sff" / "weights"
 
+# The first CPU run (the weights shipped before) had float32 and the original, stronger augmentation.
+FIRST_CPU_RUN = {"amp": False, "augmentation": {"noise": [0.0, 0.05], "gamma": [0.8, 1.25]}}
+
 PROFILES = {
     # Sized so that both models train in about an hour on 2 CPU cores.
     "cpu": {
         "cases": 60, "seed": 2026,
         # The U-Net ran 12 epochs, then was resumed to 18 (a warm restart of the cosine schedule) once it was
         # clear it was still improving; "stages" replays exactly that.
+        # Then a refinement run starts from that checkpoint with milder augmentation (the then-default noise and
+        # gamma ranges blurred muscle contrast) and bfloat16 autocast.
         "unet": {"stages": [12, 18], "steps_per_epoch": 250, "batch_size": 16, "crop": 128, "lr": 2e-3, "workers": 1,
-                 "model_config": {"base_channels": 16, "depth": 4}},
+                 "model_config": {"base_channels": 16, "depth": 4}, **FIRST_CPU_RUN,
+                 "refine": {"epochs": 20, "lr": 1e-3, "amp": True, "augmentation": {}}},
         "ddpm": {"stages": [6], "steps_per_epoch": 250, "batch_size": 8, "crop": 128, "lr": 5e-4, "ema": 0.995,
                  "workers": 1,
                  "val_ddim_steps": 10, "val_slices": 16,
                  "model_config": {"channels": [16, 32, 64, 64], "attention_levels": [False, False, False, True],
-                                  "num_head_channels": 32, "norm_num_groups": 16}},
+                                  "num_head_channels": 32, "norm_num_groups": 16}, **FIRST_CPU_RUN,
+                 "refine": {"epochs": 20, "lr": 2e-4, "amp": True, "augmentation": {}}},
         "evaluate": {"max_images": 120, "ddpm_max_images": 24, "ablation": "1,5,10,25,50"},
     },
     # One GPU: more data, longer training, the paper's 50-step DDIM evaluated on the whole test split.
@@ -63,14 +71,16 @@ def run(command: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def train_flags(settings: dict) -> list[str]:
-    flags = []
+def train_command(arch: str, cache: Path, out: Path, seed: int, settings: dict) -> list[str]:
+    """``python -m training.train`` with every setting as a flag (dicts as JSON)."""
+    command = [sys.executable, "-m", "training.train", "--model", arch, "--data", str(cache), "--out", str(out),
+               "--seed", str(seed), "--weights-dtype", "float16"]
     for key, value in settings.items():
-        if key == "model_config":
-            flags += ["--model-config", json.dumps(value)]
+        if isinstance(value, dict):
+            command += ["--" + key.replace("_", "-"), json.dumps(value)]
         elif value is not None:
-            flags += ["--" + key.replace("_", "-"), str(value)]
-    return flags
+            command += ["--" + key.replace("_", "-"), str(value)]
+    return command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -93,24 +103,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         seconds["cache"] = run([sys.executable, "-m", "training.data", str(data), str(cache), "--seed",
                                 str(profile["seed"])])
     archs = ["unet"] if args.skip_ddpm else ["unet", "ddpm"]
+    final_runs: dict[str, Path] = {}
     for arch in archs:
         out = work / arch
         settings = dict(profile[arch])
+        refine = settings.pop("refine", None)
         for epochs in settings.pop("stages"):  # each stage resumes the previous one with a longer schedule
-            seconds[f"train_{arch}_to_epoch{epochs}"] = run(
-                [sys.executable, "-m", "training.train", "--model", arch, "--data", str(cache), "--out", str(out),
-                 "--seed", str(profile["seed"]), "--weights-dtype", "float16", "--epochs", str(epochs),
-                 *train_flags(settings)])
+            seconds[f"train_{arch}_to_epoch{epochs}"] = run(train_command(arch, cache, out, profile["seed"],
+                                                                          {**settings, "epochs": epochs}))
+        if refine:  # a new run that starts from the weights above, with its own schedule
+            first, out = out, work / f"{arch}_refine"
+            seconds[f"refine_{arch}"] = run(train_command(
+                arch, cache, out, profile["seed"],
+                {**settings, **refine, "init_weights": str(first / "best.safetensors")}))
+        final_runs[arch] = out
         if not args.no_install:
             WEIGHTS.mkdir(exist_ok=True)
             shutil.copyfile(out / "best.safetensors", WEIGHTS / f"{arch}.safetensors")
 
     evaluation = profile["evaluate"]
     command = [sys.executable, "-m", "training.evaluate", "--data", str(cache), "--split", "test",
-               "--unet", str(work / "unet" / "best.safetensors"), "--out", str(work / "evaluation.json"),
+               "--unet", str(final_runs["unet"] / "best.safetensors"), "--out", str(work / "evaluation.json"),
                "--markdown", str(work / "evaluation.md")]
     if not args.skip_ddpm:
-        command += ["--ddpm", str(work / "ddpm" / "best.safetensors"), "--ablation", evaluation["ablation"]]
+        command += ["--ddpm", str(final_runs["ddpm"] / "best.safetensors"), "--ablation", evaluation["ablation"]]
         if evaluation["ddpm_max_images"]:
             command += ["--ddpm-max-images", str(evaluation["ddpm_max_images"])]
     if evaluation["max_images"]:
@@ -121,7 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "profile": args.profile, "recipe": profile, "seconds": seconds,
         "hardware": {"machine": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count()},
         "evaluation": json.loads((work / "evaluation.json").read_text()),
-        "training_logs": {arch: (work / arch / "metrics.csv").read_text() for arch in archs},
+        "training_logs": {run_dir.name: (run_dir / "metrics.csv").read_text()
+                          for arch in archs for run_dir in (work / arch, work / f"{arch}_refine")
+                          if (run_dir / "metrics.csv").exists()},
     }
     docs = ROOT / "docs"
     docs.mkdir(exist_ok=True)

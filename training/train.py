@@ -40,7 +40,7 @@ import torch.distributed as dist  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 from torch.utils.data import DataLoader, DistributedSampler, Subset  # noqa: E402
 
-from napari_sff.models import build_model, make_config, save_checkpoint  # noqa: E402
+from napari_sff.models import build_model, load_checkpoint, make_config, save_checkpoint  # noqa: E402
 from training.data import CACHE_INFO, Augmentation, SliceDataset, build_slice_cache  # noqa: E402
 from training.metrics import image_metrics, summarise  # noqa: E402
 
@@ -63,12 +63,14 @@ class TrainConfig:
     loss: str = "l1"                      # U-Net: "l1" or "l1+ssim"
     ema: float | None = None              # EMA decay of the weights kept for validation/checkpoints
     augment: bool = True
+    augmentation: dict = field(default_factory=dict)  # Augmentation fields that differ from its defaults
     crop: int | None = 128
     val_slices: int = 64                  # validation subset (DDPM sampling is costly)
     val_ddim_steps: int = 10
     seed: int = 0
     workers: int = 2
-    amp: bool = True                      # mixed precision on GPU only
+    amp: bool = True                      # mixed precision: float16 on CUDA, bfloat16 on CPUs that have it
+    init_weights: str | None = None       # start from this checkpoint's weights (an earlier stage), not at random
     device: str = "auto"
     cache_size: int = 256
     weights_dtype: str = "float32"        # "float16" halves the shipped file
@@ -88,8 +90,9 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     parser.add_argument("--out", required=True)
     parser.add_argument("--config", help="JSON file with TrainConfig fields (command-line flags win)")
     parser.add_argument("--model-config", type=json.loads, help='JSON, e.g. \'{"base_channels": 16}\'')
+    parser.add_argument("--augmentation", type=json.loads, help='JSON, e.g. \'{"noise": [0, 0.01]}\'')
     for item in fields(TrainConfig):
-        if item.name in ("model", "data", "out", "model_config"):
+        if item.name in ("model", "data", "out", "model_config", "augmentation"):
             continue
         flag = "--" + item.name.replace("_", "-")
         if item.type in ("bool",):
@@ -112,6 +115,22 @@ def _optional_number(text: str):
 
 
 # ----------------------------------------------------------------------------------------------- helpers
+def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """Mixed-precision dtype for this device, or None for plain float32.
+
+    float16 (with loss scaling) on CUDA; bfloat16 on CPUs with native bf16 units (AVX512-BF16 / AMX), where it
+    halves the step time of the U-Net (measured 0.57 -> 0.27 s per batch of 16 x 128^2 on 2 cores); elsewhere
+    bf16 would be emulated and slower, so float32.
+    """
+    if not config.amp:
+        return None
+    if device.type == "cuda":
+        return torch.float16
+    if device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
 def setup_distributed(device_name: str) -> tuple[torch.device, int, int]:
     """(device, rank, world size); starts the process group when launched by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -201,22 +220,25 @@ def train(config: TrainConfig) -> dict:
         (out / "config.json").write_text(json.dumps(asdict(config), indent=1))
     cache = prepare_cache(config, rank)
 
-    augmentation = Augmentation(crop=config.crop) if config.augment else None
+    augmentation = Augmentation(**{"crop": config.crop, **_as_tuples(config.augmentation)}) if config.augment else None
     train_set = SliceDataset(cache, "train", augmentation, seed=config.seed)
     val_set = SliceDataset(cache, "val")
     if len(train_set) == 0:
         raise ValueError(f"{cache}: the training split is empty; add cases")
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, seed=config.seed) if world > 1 else None
     model_config = make_config(config.model, config.model_config or None)
-    model = build_model(config.model, model_config).to(device)
+    model = build_model(config.model, model_config)
+    if config.init_weights:
+        model.load_state_dict(load_checkpoint(config.init_weights, expected_arch=config.model)[0].state_dict())
+    model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = config.steps_per_epoch or math.ceil(len(train_set) / (config.batch_size * world))
     total_steps = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps))
-    use_amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    amp_dtype = autocast_dtype(config, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema))
            if config.ema else None)
 
@@ -255,13 +277,16 @@ def train(config: TrainConfig) -> dict:
             if step >= steps_per_epoch:
                 break
             t2w, sff = t2w.to(device, non_blocking=True), sff.to(device, non_blocking=True)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                if config.model == "ddpm":
-                    loss = wrapped(t2w, sff)
-                else:
-                    prediction = wrapped(t2w)
-                    loss = (l1_ssim_loss(prediction.float(), sff) if config.loss == "l1+ssim"
-                            else (prediction.float() - sff).abs().mean())
+            with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                output = wrapped(t2w, sff) if config.model == "ddpm" else wrapped(t2w)  # the DDPM returns its loss
+            if config.model == "ddpm":
+                loss = output.float()
+            else:  # in float32: SSIM's local variances (E[x^2] - E[x]^2) cancel catastrophically in half precision
+                prediction = output.float()
+                loss = l1_ssim_loss(prediction, sff) if config.loss == "l1+ssim" else (prediction - sff).abs().mean()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{config.model} training loss is {float(loss.detach())} at epoch {epoch + 1}, step "
+                                         f"{step + 1}; lower --lr, or train with --amp false")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -311,6 +336,11 @@ def weights_digest(model: torch.nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def _as_tuples(settings: dict) -> dict:
+    """JSON gives lists where the Augmentation dataclass has (low, high) tuples."""
+    return {key: tuple(value) if isinstance(value, list) else value for key, value in settings.items()}
 
 
 def _describe_data(cache: Path) -> dict:
