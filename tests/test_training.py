@@ -33,6 +33,9 @@ def paired_dir(tmp_path_factory) -> Path:
         affine = np.diag([1.5, 1.5, 5.0, 1.0])
         nib.save(nib.Nifti1Image(t2w, affine), folder / f"c{case}_t2w.nii.gz")
         nib.save(nib.Nifti1Image(sff, affine), folder / f"c{case}_sff.nii.gz")
+        labels = np.zeros(t2w.shape, np.uint8)
+        labels[2:10, 2:20], labels[14:22, 4:20] = 1, 2  # two "muscles" per slice
+        nib.save(nib.Nifti1Image(labels, affine), folder / f"c{case}_labels.nii.gz")
     return folder
 
 
@@ -121,7 +124,7 @@ def test_evaluate_reports_table_ablation_and_paired_tests(paired_dir, tmp_path):
     evaluate.main(["--data", str(tmp_path / "unet" / "cache"), "--split", "train", "--unet",
                    str(tmp_path / "unet" / "best.safetensors"), "--ddpm", str(tmp_path / "ddpm" / "best.safetensors"),
                    "--ddim-steps", "2", "--ablation", "1,2", "--device", "cpu", "--out", str(out),
-                   "--markdown", str(tmp_path / "report.md"), "--robustness"])
+                   "--markdown", str(tmp_path / "report.md"), "--robustness", "--rois", "--check-ddim-steps", "1"])
     report = json.loads(out.read_text())
     assert set(report["models"]) == {"identity", "unet", "ddpm"}
     assert [row["ddim_steps"] for row in report["ddim_ablation"]] == [1, 2]
@@ -130,8 +133,36 @@ def test_evaluate_reports_table_ablation_and_paired_tests(paired_dir, tmp_path):
     assert set(report["paired_tests"]) == {"unet_vs_ddpm", "unet_vs_identity", "ddpm_vs_identity"}
     assert "| U-Net |" in (tmp_path / "report.md").read_text()
     assert [row["perturbation"] for row in report["robustness"]] == list(evaluate.PERTURBATIONS)
+    assert report["robustness"][0]["perturbation"] == "none"
     assert all(0 <= row[key]["mae"] <= 1 for row in report["robustness"] for key in ("identity", "unet", "ddpm"))
     assert "8-bit storage" in (tmp_path / "report.md").read_text()
+    assert report["rois"]["rois"] > 0 and {"identity", "unet", "ddpm"} <= set(report["rois"])
+    assert "| DDPM (DDIM), 1 steps |" in (tmp_path / "report.md").read_text()
+
+
+def test_roi_agreement_compares_each_labelled_roi_mean_with_the_truth(paired_dir, tmp_path, tiny_weights):
+    from napari_sff import io
+    from napari_sff.preprocess import normalise_t2w
+    from training import evaluate
+
+    cache = training_data.build_slice_cache(paired_dir, tmp_path / "cache", size=32, seed=1)
+    summary = evaluate.roi_agreement(cache, "train", {"unet": (str(tiny_weights["unet"]), 1)},
+                                     device=evaluate.resolve_device("cpu"), batch_size=2)
+    cases = json.loads((cache / training_data.CACHE_INFO).read_text())["splits"]["train"]["cases"]
+    assert summary["cases"] == len(cases) and summary["rois"] == 2 * len(cases)
+    # Known answer for the identity: ROI means of the per-slice normalised T2w (slices along the 5 mm axis).
+    truth, identity = [], []
+    for case in cases:
+        t2w, sff, labels = (io.read_nifti(paired_dir / f"{case}_{kind}.nii.gz").array for kind in ("t2w", "sff", "labels"))
+        axis = int(np.argmax(io.read_nifti(paired_dir / f"{case}_t2w.nii.gz").spacing))
+        normalised = np.moveaxis(np.clip(normalise_t2w(np.moveaxis(t2w, axis, 0)), 0, 1), 0, axis)
+        for label in (1, 2):
+            truth.append(sff[labels == label].mean())
+            identity.append(normalised[labels == label].mean())
+    truth, identity = np.array(truth), np.array(identity)
+    assert summary["identity"]["mae"] == pytest.approx(np.abs(identity - truth).mean(), rel=1e-5)
+    assert summary["identity"]["bias"] == pytest.approx((identity - truth).mean(), rel=1e-5, abs=1e-7)
+    assert summary["unet"]["n"] == 2 * len(cases) and np.isfinite(summary["unet"]["mae"])
 
 
 def test_perturbations_change_the_image_as_named_and_are_seeded():

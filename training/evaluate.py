@@ -8,7 +8,9 @@ U-Net vs DDPM (and each vs identity) get a paired Wilcoxon signed-rank test on p
 adds a DDIM-steps sweep for the DDPM. ms/image is wall time of batched inference on the chosen device
 divided by the number of images (``--batch-size``, default 1 as a per-image latency). ``--robustness`` scores
 every model again on the same images as a scanner or an export could change them (another orientation, more
-noise, a stronger bias field, 8-bit storage), none of which the simulator itself produces.
+noise, a stronger bias field, 8-bit storage), none of which the simulator itself produces. ``--rois`` answers
+what the ROI widget is for: whole test volumes are predicted and every labelled muscle's mean SFF is compared
+with the truth (MAE of ROI means, Pearson r, Bland-Altman bias and limits of agreement).
 """
 
 from __future__ import annotations
@@ -24,18 +26,25 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from napari_sff.inference import load_model, predict_slices, resolve_device
+from napari_sff import io
+from napari_sff.inference import choose_slice_axis, load_model, predict_slices, predict_volume, resolve_device
 from napari_sff.preprocess import normalise_t2w
+from napari_sff.stats import bland_altman, roi_table
 from training.data import CACHE_INFO, Augmentation, SliceDataset, build_slice_cache
 from training.metrics import image_metrics, summarise
 
 
-def load_split(data: str, split: str, max_images: int | None, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Raw T2w and true SFF slices of one split (a cache, or a NIfTI folder cached on the fly)."""
+def as_cache(data: str, size: int = 256) -> Path:
+    """``data`` if it is a slice cache, else a cache of the NIfTI folder ``data`` made on the fly."""
     path = Path(data)
     if not (path / CACHE_INFO).exists():
         path = build_slice_cache(path, Path(tempfile.mkdtemp(prefix="napari-sff-eval-")), size=size)
-    dataset = SliceDataset(path, split)
+    return path
+
+
+def load_split(data: str, split: str, max_images: int | None, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Raw T2w and true SFF slices of one split (a cache, or a NIfTI folder cached on the fly)."""
+    dataset = SliceDataset(as_cache(data, size), split)
     count = len(dataset) if max_images is None else min(len(dataset), max_images)
     indices = np.linspace(0, len(dataset) - 1, count).astype(int) if count else np.array([], int)
     return np.asarray(dataset.t2w[indices]), np.asarray(dataset.sff[indices])
@@ -88,6 +97,7 @@ def _intensity_only(**changes) -> Augmentation:
 
 #: Perturbations for ``--robustness``: (raw T2w slice, true SFF, rng) -> the same pair as it might arrive.
 PERTURBATIONS = {
+    "none": lambda raw, truth, rng: (raw, truth),  # the reference row, scored the same way
     "other orientation (transposed, flipped)": _other_orientation,
     "extra Rician noise, SD 3 % of the 99th percentile": _intensity_only(noise=(0.03, 0.03)),
     "extra bias field, up to ±40 %": _intensity_only(bias=0.8),
@@ -100,6 +110,60 @@ def perturb(raw: np.ndarray, truth: np.ndarray, name: str, seed: int = 0) -> tup
     pairs = [PERTURBATIONS[name](r, t, np.random.default_rng((seed, i))) for i, (r, t) in
              enumerate(zip(raw, truth, strict=True))]
     return (np.stack([p[0] for p in pairs]).astype(np.float32), np.stack([p[1] for p in pairs]).astype(np.float32))
+
+
+def robustness_rows(raw: np.ndarray, truth: np.ndarray, models: dict[str, tuple[str, int]], *, device,
+                    batch_size: int, seed: int = 0, ddpm_max_images: int | None = None) -> list[dict]:
+    """Identity and every model of ``models`` (name -> (weights, DDIM steps)) scored on each perturbation."""
+    rows = []
+    for name in PERTURBATIONS:
+        changed_raw, changed_truth = perturb(raw, truth, name, seed)
+        row = {"perturbation": name, "identity": score(identity_prediction(changed_raw), changed_truth, changed_raw)[0]}
+        for arch, (weights, steps) in models.items():
+            count = ddpm_max_images if arch == "ddpm" else None
+            predicted, _ = run_model(arch, weights, changed_raw[:count], device=device, batch_size=batch_size,
+                                     ddim_steps=steps, seed=seed)
+            row[arch] = score(predicted, changed_truth[:count], changed_raw[:count])[0]
+        rows.append(row)
+    return rows
+
+
+def roi_agreement(cache: Path, split: str, models: dict[str, tuple[str, int]], *, device, batch_size: int,
+                  seed: int = 0) -> dict:
+    """Mean SFF of every labelled ROI of every whole volume of ``split``: each model's ROI means vs the truth.
+
+    ``models`` maps a model name to (weights, DDIM steps). Volumes come from the NIfTI folder the cache was
+    built from (``<case>_t2w`` / ``_sff`` / ``_labels``); cases without a labels file are skipped.
+    """
+    info = json.loads((cache / CACHE_INFO).read_text())
+    folder = Path(info["data_dir"])
+    means: dict[str, list[float]] = {"truth": [], "identity": [], **{name: [] for name in models}}
+    cases = 0
+    for case in info["splits"][split]["cases"]:
+        files = {kind: sorted(folder.glob(f"{case}_{kind}.nii*")) for kind in ("t2w", "sff", "labels")}
+        if not all(files.values()):
+            continue
+        t2w, sff, labels = (io.read_nifti(files[kind][0]) for kind in ("t2w", "sff", "labels"))
+        axis = choose_slice_axis(t2w.spacing)
+        maps = {"truth": np.clip(sff.array, 0, 1),
+                "identity": np.moveaxis(identity_prediction(np.moveaxis(t2w.array, axis, 0)), 0, axis)}
+        for name, (weights, steps) in models.items():
+            model, _ = load_model(name, weights, device)
+            maps[name] = predict_volume(t2w.array, t2w.spacing, name, model=model, device=str(device),
+                                        batch_size=batch_size, ddim_steps=steps, seed=seed).sff
+        rows = roi_table(maps, labels.array.astype(np.int32), t2w.spacing)
+        for row in rows:
+            means[row.source].append(row.mean)
+        cases += 1
+    truth = np.array(means.pop("truth"))
+    summary = {"cases": cases, "rois": int(truth.size), "truth_mean": float(truth.mean()) if truth.size else None}
+    for name, values in means.items():
+        values = np.array(values)
+        agreement = bland_altman(values, truth)
+        summary[name] = {"mae": float(np.abs(values - truth).mean()) if truth.size else float("nan"),
+                         "r": float(np.corrcoef(values, truth)[0, 1]) if truth.size > 1 else float("nan"),
+                         **agreement, "steps": models.get(name, (None, None))[1]}
+    return summary
 
 
 def paired_test(a: np.ndarray, b: np.ndarray) -> dict:
@@ -118,7 +182,8 @@ def evaluate(args: argparse.Namespace) -> dict:
     import torch
 
     device = resolve_device(args.device)
-    raw, truth = load_split(args.data, args.split, args.max_images)
+    cache = as_cache(args.data)
+    raw, truth = load_split(str(cache), args.split, args.max_images)
     rows, maes = {}, {}
     summary, maes["identity"] = score(identity_prediction(raw), truth, raw)
     rows["identity"] = {**summary, "ms_per_image": 0.0}
@@ -137,19 +202,13 @@ def evaluate(args: argparse.Namespace) -> dict:
             if steps == args.ddim_steps:
                 rows["ddpm"] = {**summary, "ms_per_image": ms, "ddim_steps": steps}
                 maes["ddpm"] = step_maes
-    robustness = []
-    if args.robustness:
-        models = {"unet": args.unet, "ddpm": args.ddpm}
-        for name in PERTURBATIONS:
-            changed_raw, changed_truth = perturb(raw, truth, name, args.seed)
-            row = {"perturbation": name, "identity": score(identity_prediction(changed_raw), changed_truth, changed_raw)[0]}
-            for arch, weights in models.items():
-                if weights:
-                    count = args.ddpm_max_images if arch == "ddpm" else None
-                    predicted, _ = run_model(arch, weights, changed_raw[:count], device=device, batch_size=args.batch_size,
-                                             ddim_steps=args.ddim_steps, samples=args.samples, seed=args.seed)
-                    row[arch] = score(predicted, changed_truth[:count], changed_raw[:count])[0]
-            robustness.append(row)
+    check_steps = args.check_ddim_steps or args.ddim_steps
+    models = {name: (weights, check_steps) for name, weights in (("unet", args.unet), ("ddpm", args.ddpm)) if weights}
+    robustness = (robustness_rows(raw, truth, models, device=device, batch_size=args.batch_size, seed=args.seed,
+                                  ddpm_max_images=args.ddpm_max_images) if args.robustness else [])
+    rois = None
+    if args.rois:
+        rois = roi_agreement(cache, args.split, models, device=device, batch_size=args.batch_size, seed=args.seed)
     tests = {}
     for first, second in (("unet", "ddpm"), ("unet", "identity"), ("ddpm", "identity")):
         if first in maes and second in maes:
@@ -161,6 +220,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         "cpu_count": os.cpu_count(),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "models": rows, "ddim_ablation": ablation, "paired_tests": tests, "robustness": robustness,
+        "robustness_ddim_steps": check_steps if args.ddpm else None, "rois": rois,
     }
 
 
@@ -186,14 +246,25 @@ def markdown(report: dict) -> str:
                          f"{row['ms_per_image']:.1f} |")
     if report.get("robustness"):
         present = [key for key in names if key in report["robustness"][0]]
-        lines += ["", "| perturbation (MAE ± SD over images, body; r) | " + " | ".join(names[k] for k in present) + " |",
+        ddpm_steps = f" (DDPM: {report['robustness_ddim_steps']} DDIM steps)" if "ddpm" in present else ""
+        lines += ["", f"| perturbation{ddpm_steps}: MAE ± SD over images (body); r | "
+                  + " | ".join(names[k] for k in present) + " |",
                   "|---|" + "---|" * len(present)]
-        reference = " | ".join(f"{report['models'][k]['mae']:.3f} ± {report['models'][k]['mae_sd']:.3f}; "
-                               f"{report['models'][k]['r']:.3f}" for k in present)
-        lines.append(f"| none (as above) | {reference} |")
         for row in report["robustness"]:
             cells = " | ".join(f"{row[k]['mae']:.3f} ± {row[k]['mae_sd']:.3f}; {row[k]['r']:.3f}" for k in present)
             lines.append(f"| {row['perturbation']} | {cells} |")
+    if report.get("rois"):
+        rois = report["rois"]
+        lines += ["", f"ROI means ({rois['rois']} labelled muscles in {rois['cases']} whole test volumes; "
+                  f"mean true SFF {rois['truth_mean']:.3f}):", "",
+                  "| model | MAE of ROI means | r | Bland–Altman bias | 95 % limits of agreement |",
+                  "|---|---|---|---|---|"]
+        for key in names:
+            if key in rois:
+                row = rois[key]
+                label = names[key] + (f", {row['steps']} steps" if key == "ddpm" else "")
+                lines.append(f"| {label} | {row['mae']:.3f} | {row['r']:.3f} | {row['bias']:+.3f} | "
+                             f"{row['loa_low']:+.3f} to {row['loa_high']:+.3f} |")
     if report["paired_tests"]:
         lines += ["", "| paired Wilcoxon on per-image MAE | n | median difference | p |", "|---|---|---|---|"]
         for name, test in report["paired_tests"].items():
@@ -217,6 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-images", type=int)
     parser.add_argument("--ddpm-max-images", type=int, help="evaluate the DDPM on the first N images only")
     parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--rois", action="store_true",
+                        help="compare mean SFF per labelled ROI over whole test volumes (needs <case>_labels files)")
+    parser.add_argument("--check-ddim-steps", type=int, help="DDIM steps of the DDPM in --rois and --robustness (default: --ddim-steps)")
     parser.add_argument("--robustness", action="store_true",
                         help="also score every model on perturbed copies (orientation, noise, bias, 8-bit)")
     parser.add_argument("--device", default="auto")
