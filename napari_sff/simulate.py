@@ -1340,7 +1340,7 @@ def simulate_case(
 
 
 def simulate_cases(
-    n_cases: int, *, seed: int = 0, size: int = 256, n_slices: int = 24
+    n_cases: int, *, seed: int = 0, size: int = 256, n_slices: int = 24, return_tissues: bool = False
 ) -> Iterator[SimulatedCase]:
     """Yield ``n_cases`` cases; anatomies are shuffled within each block of three so they stay balanced.
 
@@ -1353,4 +1353,4 @@ def simulate_cases(
         if not order:
             order = [ANATOMIES[i] for i in order_rng.permutation(len(ANATOMIES))]
         case_seed = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
-        yield simulate_case(order.pop(0), size=size, n_slices=n_slices, seed=case_seed)
+        yield simulate_case(order.pop(0), size=size, n_slices=n_slices, seed=case_seed, return_tissues=return_tissues)

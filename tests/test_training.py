@@ -243,3 +243,15 @@ def test_reproduce_builds_flags_for_every_setting(tmp_path):
     assert command[command.index("--epochs") + 1] == "3" and "--crop" not in command
     parsed = training_train.parse_args(command[3:])  # drop "python -m training.train"
     assert parsed.augmentation == {"noise": [0, 0.05]} and parsed.seed == 7 and parsed.epochs == 3
+
+
+def test_intensity_ceiling_per_case_fits_never_lose_to_one_shared_fit():
+    from napari_sff.simulate import simulate_cases
+    from training import ceiling
+
+    cases = list(simulate_cases(3, seed=3, size=64, n_slices=2, return_tissues=True))
+    result = ceiling.intensity_ceiling(cases)
+    assert result["cases"] == 3 and result["muscle_voxels"] > 100
+    # Least squares: separate fits can only lower the summed squared error of one shared fit.
+    assert result["sse_per_case_mapping"] <= result["sse_shared_mapping"] + 1e-9
+    assert 0 < result["mae_per_case_mapping"] < 0.5 and 0 < result["mae_shared_mapping"] < 0.5

@@ -1,0 +1,72 @@
+"""How much of muscle SFF does T2w intensity alone determine on this simulator?
+
+    python -m training.ceiling --cases 12 --seed 777
+
+Inside (eroded) muscle of freshly simulated cases, SFF is fitted as a quadratic function of the normalised,
+lightly smoothed T2w intensity, two ways:
+
+* **one mapping for all cases**: what a model that reads muscle brightness alone could do at best;
+* **one mapping per case**, fitted to that case's own truth: an oracle that knows each case's calibration
+  (echo time, field strength, muscle T2), which no model is told.
+
+Neither is a bound on a CNN, which also sees context (fat, marrow, the bias field's smooth shape); they show
+how much muscle error is left by intensity differences the image does not explain: noise, bias field, texture
+and, for the shared mapping, the calibration that varies between cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from napari_sff.preprocess import normalise_t2w
+from napari_sff.simulate import TISSUE_IDS, simulate_cases
+
+
+def muscle_samples(case) -> tuple[np.ndarray, np.ndarray]:
+    """(smoothed normalised T2w, true SFF) at muscle voxels one voxel away from any other tissue."""
+    smoothed = np.stack([ndimage.gaussian_filter(s, 1.0) for s in normalise_t2w(case.t2w)])
+    inside = np.stack([ndimage.binary_erosion(t == TISSUE_IDS["muscle"]) for t in case.tissues])
+    return smoothed[inside].astype(np.float64), case.sff[inside].astype(np.float64)
+
+
+def _fit_residuals(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    design = np.stack([np.ones_like(x), x, x * x], axis=1)
+    coefficients = np.linalg.lstsq(design, y, rcond=None)[0]
+    return design @ coefficients - y
+
+
+def intensity_ceiling(cases: Sequence) -> dict:
+    """Muscle MAE of the shared and of the per-case quadratic intensity -> SFF fits (see the module doc)."""
+    samples = [muscle_samples(case) for case in cases]
+    samples = [(x, y) for x, y in samples if x.size >= 3]
+    if not samples:
+        raise ValueError("no muscle voxels in these cases")
+    per_case = [_fit_residuals(x, y) for x, y in samples]
+    shared = _fit_residuals(np.concatenate([x for x, _ in samples]), np.concatenate([y for _, y in samples]))
+    voxels = sum(x.size for x, _ in samples)
+    return {"cases": len(samples), "muscle_voxels": int(voxels),
+            "mae_shared_mapping": float(np.abs(shared).mean()),
+            "mae_per_case_mapping": float(np.abs(np.concatenate(per_case)).mean()),
+            "sse_shared_mapping": float((shared**2).sum()),
+            "sse_per_case_mapping": float(sum((r**2).sum() for r in per_case))}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.ceiling", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=777, help="not the training seed: fresh cases")
+    parser.add_argument("--slices", type=int, default=8)
+    args = parser.parse_args(argv)
+    cases = list(simulate_cases(args.cases, seed=args.seed, n_slices=args.slices, return_tissues=True))
+    print(json.dumps(intensity_ceiling(cases), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
