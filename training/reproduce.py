@@ -30,13 +30,13 @@ WEIGHTS = ROOT / "napari_sff" / "weights"
 FIRST_CPU_RUN = {"amp": False, "augmentation": {"noise": [0.0, 0.05], "gamma": [0.8, 1.25]}}
 
 PROFILES = {
-    # Sized so that both models train in about an hour on 2 CPU cores.
+    # Sized for 2 CPU cores: about 2 h for the U-Net and 2.5 h for the DDPM (docs/model_card.json has the times).
     "cpu": {
         "cases": 60, "seed": 2026,
         # The U-Net ran 12 epochs, then was resumed to 18 (a warm restart of the cosine schedule) once it was
         # clear it was still improving; "stages" replays exactly that.
         # Then a refinement run starts from that checkpoint with milder augmentation (the then-default noise and
-        # gamma ranges blurred muscle contrast) and bfloat16 autocast.
+        # gamma ranges blurred muscle contrast) and bfloat16 autocast; the DDPM gets the same two runs.
         "unet": {"stages": [12, 18], "steps_per_epoch": 250, "batch_size": 16, "crop": 128, "lr": 2e-3, "workers": 1,
                  "model_config": {"base_channels": 16, "depth": 4}, **FIRST_CPU_RUN,
                  "refine": {"epochs": 20, "lr": 1e-3, "amp": True, "augmentation": {}}},
