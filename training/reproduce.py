@@ -30,7 +30,7 @@ WEIGHTS = ROOT / "napari_sff" / "weights"
 FIRST_CPU_RUN = {"amp": False, "augmentation": {"noise": [0.0, 0.05], "gamma": [0.8, 1.25]}}
 
 PROFILES = {
-    # Sized for 2 CPU cores: about 2 h for the U-Net and 2.5 h for the DDPM (docs/model_card.json has the times).
+    # Sized for 2 CPU cores: about 2 h for each model (docs/model_card.json has the measured times).
     "cpu": {
         "cases": 60, "seed": 2026,
         # The U-Net ran 12 epochs, then was resumed to 18 (a warm restart of the cosine schedule) once it was
