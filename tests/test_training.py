@@ -138,6 +138,8 @@ def test_evaluate_reports_table_ablation_and_paired_tests(paired_dir, tmp_path):
     assert "8-bit storage" in (tmp_path / "report.md").read_text()
     assert report["rois"]["rois"] > 0 and {"identity", "unet", "ddpm"} <= set(report["rois"])
     assert "| DDPM (DDIM), 1 steps |" in (tmp_path / "report.md").read_text()
+    no_rois = {**report, "rois": {**report["rois"], "rois": 0, "cases": 0, "truth_mean": None}}
+    assert "no labelled ROIs" in evaluate.markdown(no_rois)
 
 
 def test_roi_agreement_compares_each_labelled_roi_mean_with_the_truth(paired_dir, tmp_path, tiny_weights):
@@ -220,6 +222,25 @@ def test_refinement_from_another_architecture_is_refused(paired_dir, tmp_path):
     with pytest.raises(CheckpointError, match="'ddpm' model but 'unet' was requested"):
         run_train("--model", "unet", "--model-config", TINY_UNET, "--out", str(tmp_path / "unet"), *common,
                   "--init-weights", str(tmp_path / "ddpm" / "last.safetensors"))
+
+
+def test_refinement_takes_the_checkpoint_config_and_refuses_a_different_one(paired_dir, tmp_path):
+    from napari_sff.models import read_metadata
+
+    common = ["--model", "unet", "--data", str(paired_dir), "--epochs", "1", "--steps-per-epoch", "1",
+              "--batch-size", "2", "--crop", "16", "--cache-size", "32", "--workers", "0", "--val-slices", "2"]
+    run_train(*common, "--out", str(tmp_path / "first"), "--model-config", TINY_UNET)
+    first = str(tmp_path / "first" / "last.safetensors")
+    run_train(*common, "--out", str(tmp_path / "adopted"), "--init-weights", first)  # no --model-config
+    assert read_metadata(tmp_path / "adopted" / "last.safetensors")["config"] == read_metadata(first)["config"]
+    other = json.dumps({**TINY_CONFIGS["unet"], "base_channels": 8})
+    with pytest.raises(ValueError, match="differs from the config saved in"):
+        run_train(*common, "--out", str(tmp_path / "other"), "--init-weights", first, "--model-config", other)
+
+
+def test_augmentation_ranges_from_json_lists_become_tuples():
+    augment = training_data.Augmentation(**json.loads('{"noise": [0, 0.01], "gamma": [0.9, 1.1], "crop": null}'))
+    assert augment.noise == (0, 0.01) and augment.gamma == (0.9, 1.1) and augment.crop is None
 
 
 def test_autocast_dtype_follows_device_and_switch():

@@ -121,6 +121,12 @@ class Augmentation:
     noise: tuple[float, float] = (0.0, 0.02)  # Rician noise SD relative to the 99th percentile
     scale: tuple[float, float] = (0.1, 10.0)  # global intensity factor (log-uniform)
 
+    def __post_init__(self) -> None:
+        # Settings parsed from JSON (a run's config) give lists where the ranges are (low, high) tuples.
+        for name, value in vars(self).items():
+            if isinstance(value, list):
+                setattr(self, name, tuple(value))
+
     def __call__(self, t2w: np.ndarray, sff: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         t2w, sff = self._geometry(t2w, sff, rng)
         reference = max(float(np.percentile(t2w, 99)), 1e-6)

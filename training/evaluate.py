@@ -253,7 +253,9 @@ def markdown(report: dict) -> str:
         for row in report["robustness"]:
             cells = " | ".join(f"{row[k]['mae']:.3f} ± {row[k]['mae_sd']:.3f}; {row[k]['r']:.3f}" for k in present)
             lines.append(f"| {row['perturbation']} | {cells} |")
-    if report.get("rois"):
+    if report.get("rois") and not report["rois"]["rois"]:
+        lines += ["", "ROI means: no labelled ROIs in the test volumes (no <case>_labels files)."]
+    elif report.get("rois"):
         rois = report["rois"]
         lines += ["", f"ROI means ({rois['rois']} labelled muscles in {rois['cases']} whole test volumes; "
                   f"mean true SFF {rois['truth_mean']:.3f}):", "",

@@ -131,6 +131,21 @@ def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | N
     return None
 
 
+def start_model(config: TrainConfig) -> torch.nn.Module:
+    """A fresh model from ``config.model_config``, or the ``init_weights`` checkpoint's model and config.
+
+    With ``init_weights`` an explicit ``model_config`` must match the checkpoint's own; without one, the
+    checkpoint's config is used.
+    """
+    if not config.init_weights:
+        return build_model(config.model, make_config(config.model, config.model_config or None))
+    model, _ = load_checkpoint(config.init_weights, expected_arch=config.model)
+    if config.model_config and make_config(config.model, config.model_config) != model.config:
+        raise ValueError(f"--model-config {json.dumps(config.model_config)} differs from the config saved in "
+                         f"{config.init_weights}; drop --model-config to use the checkpoint's")
+    return model
+
+
 def setup_distributed(device_name: str) -> tuple[torch.device, int, int]:
     """(device, rank, world size); starts the process group when launched by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -220,17 +235,14 @@ def train(config: TrainConfig) -> dict:
         (out / "config.json").write_text(json.dumps(asdict(config), indent=1))
     cache = prepare_cache(config, rank)
 
-    augmentation = Augmentation(**{"crop": config.crop, **_as_tuples(config.augmentation)}) if config.augment else None
+    augmentation = Augmentation(**{"crop": config.crop, **config.augmentation}) if config.augment else None
     train_set = SliceDataset(cache, "train", augmentation, seed=config.seed)
     val_set = SliceDataset(cache, "val")
     if len(train_set) == 0:
         raise ValueError(f"{cache}: the training split is empty; add cases")
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, seed=config.seed) if world > 1 else None
-    model_config = make_config(config.model, config.model_config or None)
-    model = build_model(config.model, model_config)
-    if config.init_weights:
-        model.load_state_dict(load_checkpoint(config.init_weights, expected_arch=config.model)[0].state_dict())
-    model = model.to(device)
+    model = start_model(config).to(device)
+    model_config = model.config
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -284,8 +296,9 @@ def train(config: TrainConfig) -> dict:
             else:  # in float32: SSIM's local variances (E[x^2] - E[x]^2) cancel catastrophically in half precision
                 prediction = output.float()
                 loss = l1_ssim_loss(prediction, sff) if config.loss == "l1+ssim" else (prediction - sff).abs().mean()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{config.model} training loss is {float(loss.detach())} at epoch {epoch + 1}, step "
+            loss_value = float(loss.detach())  # one device sync per step, for the check and the log
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"{config.model} training loss is {loss_value} at epoch {epoch + 1}, step "
                                          f"{step + 1}; lower --lr, or train with --amp false")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -294,7 +307,7 @@ def train(config: TrainConfig) -> dict:
             scheduler.step()
             if ema is not None:
                 ema.update_parameters(model)
-            losses.append(float(loss.detach()))
+            losses.append(loss_value)
         evaluated = ema.module if ema is not None else model
         metrics = validate(evaluated, val_set, config, device) if rank == 0 else {}
         if rank == 0:
@@ -336,11 +349,6 @@ def weights_digest(model: torch.nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def _as_tuples(settings: dict) -> dict:
-    """JSON gives lists where the Augmentation dataclass has (low, high) tuples."""
-    return {key: tuple(value) if isinstance(value, list) else value for key, value in settings.items()}
 
 
 def _describe_data(cache: Path) -> dict:
