@@ -113,8 +113,12 @@ def test_two_process_ddp_ends_with_identical_weights(paired_dir, tmp_path):
     assert (run / "best.safetensors").exists()
 
 
-def test_evaluate_reports_table_ablation_and_paired_tests(paired_dir, tmp_path):
+def test_evaluate_reports_table_ablation_and_paired_tests(paired_dir, tmp_path, monkeypatch):
     from training import evaluate
+
+    calls = []
+    real_run_model = evaluate.run_model
+    monkeypatch.setattr(evaluate, "run_model", lambda arch, *a, **k: calls.append(arch) or real_run_model(arch, *a, **k))
 
     for model, config in (("unet", TINY_UNET), ("ddpm", TINY_DDPM)):
         run_train("--model", model, "--data", str(paired_dir), "--out", str(tmp_path / model), "--model-config",
@@ -134,6 +138,14 @@ def test_evaluate_reports_table_ablation_and_paired_tests(paired_dir, tmp_path):
     assert "| U-Net |" in (tmp_path / "report.md").read_text()
     assert [row["perturbation"] for row in report["robustness"]] == list(evaluate.PERTURBATIONS)
     assert report["robustness"][0]["perturbation"] == "none"
+    # The unperturbed row reuses the scores already measured (same images, same DDIM steps) instead of rerunning:
+    # each model runs once for the table (the DDPM once per ablation step) and once per actual perturbation.
+    perturbed = len(evaluate.PERTURBATIONS) - 1
+    assert calls.count("unet") == 1 + perturbed and calls.count("ddpm") == 2 + perturbed
+    none_row, one_step = report["robustness"][0], report["ddim_ablation"][0]
+    assert none_row["unet"]["mae"] == report["models"]["unet"]["mae"]
+    assert none_row["ddpm"]["mae"] == one_step["mae"] and none_row["ddpm"]["r"] == one_step["r"]
+    assert (tmp_path / "report.md").read_text().startswith("Train split:")
     assert all(0 <= row[key]["mae"] <= 1 for row in report["robustness"] for key in ("identity", "unet", "ddpm"))
     assert "8-bit storage" in (tmp_path / "report.md").read_text()
     assert report["rois"]["rois"] > 0 and {"identity", "unet", "ddpm"} <= set(report["rois"])
@@ -264,6 +276,45 @@ def test_reproduce_builds_flags_for_every_setting(tmp_path):
     assert command[command.index("--epochs") + 1] == "3" and "--crop" not in command
     parsed = training_train.parse_args(command[3:])  # drop "python -m training.train"
     assert parsed.augmentation == {"noise": [0, 0.05]} and parsed.seed == 7 and parsed.epochs == 3
+
+
+def test_reproduce_chains_refinements_and_logs_every_run(tmp_path, monkeypatch):
+    from training import reproduce
+
+    work = tmp_path / "work"
+    for ready in (work / "data" / "manifest.json", work / "cache" / "cache.json"):
+        ready.parent.mkdir(parents=True, exist_ok=True)
+        ready.write_text("{}")
+    commands = []
+
+    def fake_run(command):  # record the step and leave what it would leave
+        commands.append(command)
+        out = Path(command[command.index("--out") + 1])
+        if "training.train" in command:
+            out.mkdir(parents=True)
+            (out / "metrics.csv").write_text("epoch\n")
+        else:  # the evaluation step
+            out.write_text("{}")
+            (work / "evaluation.md").write_text("table\n")
+        return 1.0
+
+    profile = {"cases": 2, "seed": 1, "evaluate": {"max_images": 4, "ddpm_max_images": None},
+               "unet": {"stages": [1], "lr": 1e-3, "refine": [{"lr": 1e-4}, {"lr": 1e-5, "crop": 64}]}}
+    monkeypatch.setattr(reproduce, "run", fake_run)
+    monkeypatch.setattr(reproduce, "ROOT", tmp_path)
+    monkeypatch.setitem(reproduce.PROFILES, "test", profile)
+    assert reproduce.main(["--profile", "test", "--work", str(work), "--skip-ddpm", "--no-install"]) == 0
+
+    trains = [c for c in commands if "training.train" in c]
+    flag = lambda command, name: command[command.index(name) + 1]  # noqa: E731
+    assert [flag(c, "--out") for c in trains] == [str(work / n) for n in ("unet", "unet_refine", "unet_refine2")]
+    assert flag(trains[1], "--init-weights") == str(work / "unet" / "best.safetensors")
+    assert flag(trains[2], "--init-weights") == str(work / "unet_refine" / "best.safetensors")
+    assert flag(trains[2], "--lr") == "1e-05" and flag(trains[2], "--crop") == "64"
+    evaluate = next(c for c in commands if "training.evaluate" in c)
+    assert flag(evaluate, "--unet") == str(work / "unet_refine2" / "best.safetensors")
+    card = json.loads((tmp_path / "docs" / "model_card.json").read_text())
+    assert list(card["training_logs"]) == ["unet", "unet_refine", "unet_refine2"]
 
 
 def test_intensity_ceiling_per_case_fits_never_lose_to_one_shared_fit():

@@ -113,13 +113,22 @@ def perturb(raw: np.ndarray, truth: np.ndarray, name: str, seed: int = 0) -> tup
 
 
 def robustness_rows(raw: np.ndarray, truth: np.ndarray, models: dict[str, tuple[str, int]], *, device,
-                    batch_size: int, seed: int = 0, ddpm_max_images: int | None = None) -> list[dict]:
-    """Identity and every model of ``models`` (name -> (weights, DDIM steps)) scored on each perturbation."""
+                    batch_size: int, seed: int = 0, ddpm_max_images: int | None = None,
+                    unperturbed: dict[str, dict] | None = None) -> list[dict]:
+    """Identity and every model of ``models`` (name -> (weights, DDIM steps)) scored on each perturbation.
+
+    ``unperturbed`` (name -> score) holds scores already measured on these very images with the same settings;
+    the "none" row takes them instead of running those models again.
+    """
+    unperturbed = unperturbed or {}
     rows = []
     for name in PERTURBATIONS:
         changed_raw, changed_truth = perturb(raw, truth, name, seed)
         row = {"perturbation": name, "identity": score(identity_prediction(changed_raw), changed_truth, changed_raw)[0]}
         for arch, (weights, steps) in models.items():
+            if name == "none" and arch in unperturbed:
+                row[arch] = unperturbed[arch]
+                continue
             count = ddpm_max_images if arch == "ddpm" else None
             predicted, _ = run_model(arch, weights, changed_raw[:count], device=device, batch_size=batch_size,
                                      ddim_steps=steps, seed=seed)
@@ -204,8 +213,14 @@ def evaluate(args: argparse.Namespace) -> dict:
                 maes["ddpm"] = step_maes
     check_steps = args.check_ddim_steps or args.ddim_steps
     models = {name: (weights, check_steps) for name, weights in (("unet", args.unet), ("ddpm", args.ddpm)) if weights}
+    # Scores of the main table and the ablation that the robustness table's "none" row would only repeat.
+    unperturbed = {"unet": rows["unet"]} if "unet" in rows else {}
+    for row in ablation:
+        if row["ddim_steps"] == check_steps and args.samples == 1:
+            unperturbed["ddpm"] = row
     robustness = (robustness_rows(raw, truth, models, device=device, batch_size=args.batch_size, seed=args.seed,
-                                  ddpm_max_images=args.ddpm_max_images) if args.robustness else [])
+                                  ddpm_max_images=args.ddpm_max_images, unperturbed=unperturbed)
+                  if args.robustness else [])
     rois = None
     if args.rois:
         rois = roi_agreement(cache, args.split, models, device=device, batch_size=args.batch_size, seed=args.seed)
@@ -227,7 +242,8 @@ def evaluate(args: argparse.Namespace) -> dict:
 def markdown(report: dict) -> str:
     """The paper's table for this run, plus the ablation and the paired tests."""
     names = {"identity": "Identity (normalised T2w)", "unet": "U-Net", "ddpm": "DDPM (DDIM)"}
-    lines = [f"Test split: {report['images']} images, device {report['gpu'] or report['device']}, "
+    split = report["split"]
+    lines = [f"{split.capitalize()} split: {report['images']} images, device {report['gpu'] or report['device']}, "
              f"batch size {report['batch_size']}.", "",
              "| model | r (body, pooled) | r per image (mean) | MAE ± SD over images (body) | "
              "r (whole image) | MAE ± SD (whole image) | ms/image |",
@@ -254,10 +270,10 @@ def markdown(report: dict) -> str:
             cells = " | ".join(f"{row[k]['mae']:.3f} ± {row[k]['mae_sd']:.3f}; {row[k]['r']:.3f}" for k in present)
             lines.append(f"| {row['perturbation']} | {cells} |")
     if report.get("rois") and not report["rois"]["rois"]:
-        lines += ["", "ROI means: no labelled ROIs in the test volumes (no <case>_labels files)."]
+        lines += ["", f"ROI means: no labelled ROIs in the {split} volumes (no <case>_labels files)."]
     elif report.get("rois"):
         rois = report["rois"]
-        lines += ["", f"ROI means ({rois['rois']} labelled muscles in {rois['cases']} whole test volumes; "
+        lines += ["", f"ROI means ({rois['rois']} labelled muscles in {rois['cases']} whole {split} volumes; "
                   f"mean true SFF {rois['truth_mean']:.3f}):", "",
                   "| model | MAE of ROI means | r | Bland–Altman bias | 95 % limits of agreement |",
                   "|---|---|---|---|---|"]

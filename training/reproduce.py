@@ -4,7 +4,7 @@
     python -m training.reproduce --profile gpu      # the same recipe, longer and wider, for one GPU
 
 Steps: simulate paired cases -> slice cache (split by case) -> train U-Net -> train DDPM (each optionally
-refined by a second run that starts from the first one's best weights) -> copy the best
+refined by further runs, each starting from the previous run's best weights) -> copy the best
 checkpoints (fp16) into ``napari_sff/weights/`` -> evaluate on the held-out test cases -> write
 ``docs/model_card.json`` / ``docs/model_card.md``. Each step is skipped when its output exists, so an
 interrupted run continues where it stopped. Needs torch, MONAI, einops, nibabel (``pip install -e .``).
@@ -39,13 +39,13 @@ PROFILES = {
         # gamma ranges blurred muscle contrast) and bfloat16 autocast; the DDPM gets the same two runs.
         "unet": {"stages": [12, 18], "steps_per_epoch": 250, "batch_size": 16, "crop": 128, "lr": 2e-3, "workers": 1,
                  "model_config": {"base_channels": 16, "depth": 4}, **FIRST_CPU_RUN,
-                 "refine": {"epochs": 20, "lr": 1e-3, "amp": True, "augmentation": {}}},
+                 "refine": [{"epochs": 20, "lr": 1e-3, "amp": True, "augmentation": {}}]},
         "ddpm": {"stages": [6], "steps_per_epoch": 250, "batch_size": 8, "crop": 128, "lr": 5e-4, "ema": 0.995,
                  "workers": 1,
                  "val_ddim_steps": 10, "val_slices": 16,
                  "model_config": {"channels": [16, 32, 64, 64], "attention_levels": [False, False, False, True],
                                   "num_head_channels": 32, "norm_num_groups": 16}, **FIRST_CPU_RUN,
-                 "refine": {"epochs": 20, "lr": 2e-4, "amp": True, "augmentation": {}}},
+                 "refine": [{"epochs": 20, "lr": 2e-4, "amp": True, "augmentation": {}}]},
         "evaluate": {"max_images": 120, "ddpm_max_images": 24, "ablation": "1,5,10,25,50", "check_ddim_steps": 10},
     },
     # One GPU: more data, longer training, the paper's 50-step DDIM evaluated on the whole test split.
@@ -84,6 +84,11 @@ def train_command(arch: str, cache: Path, out: Path, seed: int, settings: dict) 
     return command
 
 
+def refine_name(arch: str, number: int) -> str:
+    """Folder of an architecture's ``number``-th refinement run: unet_refine, unet_refine2, ..."""
+    return f"{arch}_refine" if number == 1 else f"{arch}_refine{number}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.reproduce", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -105,18 +110,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 str(profile["seed"])])
     archs = ["unet"] if args.skip_ddpm else ["unet", "ddpm"]
     final_runs: dict[str, Path] = {}
+    run_dirs: list[Path] = []  # every training run, in order, for the card's logs
     for arch in archs:
         out = work / arch
         settings = dict(profile[arch])
-        refine = settings.pop("refine", None)
+        refinements = settings.pop("refine", [])
         for epochs in settings.pop("stages"):  # each stage resumes the previous one with a longer schedule
             seconds[f"train_{arch}_to_epoch{epochs}"] = run(train_command(arch, cache, out, profile["seed"],
                                                                           {**settings, "epochs": epochs}))
-        if refine:  # a new run that starts from the weights above, with its own schedule
-            first, out = out, work / f"{arch}_refine"
-            seconds[f"refine_{arch}"] = run(train_command(
+        run_dirs.append(out)
+        for number, refine in enumerate(refinements, start=1):
+            # A new run that starts from the previous run's best weights, with its own schedule.
+            previous, out = out, work / refine_name(arch, number)
+            seconds[f"refine{number}_{arch}"] = run(train_command(
                 arch, cache, out, profile["seed"],
-                {**settings, **refine, "init_weights": str(first / "best.safetensors")}))
+                {**settings, **refine, "init_weights": str(previous / "best.safetensors")}))
+            run_dirs.append(out)
         final_runs[arch] = out
         if not args.no_install:
             WEIGHTS.mkdir(exist_ok=True)
@@ -139,8 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "profile": args.profile, "recipe": profile, "seconds": seconds,
         "hardware": {"machine": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count()},
         "evaluation": json.loads((work / "evaluation.json").read_text()),
-        "training_logs": {run_dir.name: (run_dir / "metrics.csv").read_text()
-                          for arch in archs for run_dir in (work / arch, work / f"{arch}_refine")
+        "training_logs": {run_dir.name: (run_dir / "metrics.csv").read_text() for run_dir in run_dirs
                           if (run_dir / "metrics.csv").exists()},
     }
     docs = ROOT / "docs"
