@@ -54,7 +54,7 @@ def _predict(args: argparse.Namespace) -> int:
     prediction = predict_volume(
         array, volume.spacing, args.model, weights=args.weights, device=args.device, slice_axis=args.slice_axis,
         batch_size=args.batch_size, ddim_steps=args.ddim_steps, samples=args.samples, seed=args.seed,
-        progress=progress,
+        progress=progress, resample=not args.no_resample,
     )
     bar.close()
     geometry = volume if array.ndim == volume.array.ndim else io.Volume(array, volume.affine, {})
@@ -63,8 +63,10 @@ def _predict(args: argparse.Namespace) -> int:
     if std_path and prediction.std is not None:
         io.write_nifti(geometry.like(prediction.std.astype("float32")), std_path, overwrite=args.overwrite)
         written.append(std_path)
+    resampled = (f", predicted at {prediction.model_spacing[0]:.2f} × {prediction.model_spacing[1]:.2f} mm "
+                 "(the model's training pixel size) and resampled back" if prediction.model_spacing else "")
     print(f"{ARCH_LABELS[args.model]} on {prediction.device}: {len(prediction.slice_indices)} slices along axis "
-          f"{prediction.slice_axis}, {prediction.ms_per_slice:.1f} ms/slice -> {', '.join(written)}")
+          f"{prediction.slice_axis}, {prediction.ms_per_slice:.1f} ms/slice{resampled} -> {', '.join(written)}")
     return 0
 
 
@@ -134,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--slice-axis", default="auto", choices=("auto", "0", "1", "2"),
                          help="2D slicing axis in display order (auto: the largest voxel spacing)")
     predict.add_argument("--volume", type=int, help="which volume of a 4D input")
+    predict.add_argument("--no-resample", action="store_true",
+                         help="predict on the input grid even where its pixel size is outside the model's training range")
     predict.add_argument("--overwrite", action="store_true", help="replace an existing output (never the input)")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.set_defaults(run=_predict)

@@ -39,6 +39,8 @@ class Prediction:
     seconds: float
     device: str
     arch: str
+    # In-plane spacing (mm) the model predicted at, when the input's lay outside what it was trained on.
+    model_spacing: tuple[float, float] | None = None
 
     @property
     def ms_per_slice(self) -> float:
@@ -96,6 +98,9 @@ def load_model(arch: str, weights: str | Path | None = None, device: str | torch
     if key not in _MODEL_CACHE:
         model, metadata = load_checkpoint(path, expected_arch=arch, device=str(device))
         model.eval()
+        # Carried by the model, so that predict_volume can match a user's pixel size to the training data's.
+        seen = metadata.get("metadata", {}).get("input_spacing_mm")
+        model.input_spacing_mm = (float(seen[0]), float(seen[1])) if seen else None
         _MODEL_CACHE.clear()  # keep one model resident: weights can be large on small GPUs
         _MODEL_CACHE[key] = (model, metadata)
     return _MODEL_CACHE[key]
@@ -110,6 +115,31 @@ def choose_slice_axis(spacing: Sequence[float], requested: int | str = "auto") -
     if axis not in (0, 1, 2):
         raise ValueError(f"slice axis must be auto, 0, 1 or 2, not {requested!r}")
     return axis
+
+
+def model_input_spacing(in_plane: Sequence[float], seen: Sequence[float] | None) -> tuple[float, float] | None:
+    """The in-plane spacing (mm) to predict at: each axis moved into the ``seen`` training range; None if inside.
+
+    A U-Net reads anatomy at the pixel scale it was trained on: the simulator's 256² slices have 1-2 mm pixels,
+    and a 0.5-1 mm thigh scan predicted at its own resolution loses accuracy (``training.evaluate
+    --spacing-check`` measures how much, and what resampling gains back).
+    """
+    if not seen:
+        return None
+    low, high = seen
+    target = tuple(float(np.clip(value, low, high)) for value in in_plane)
+    if all(abs(t - v) <= 0.01 * v for t, v in zip(target, in_plane, strict=True)):
+        return None
+    return target  # type: ignore[return-value]
+
+
+def resample_slices(slices: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray:
+    """Resize a stack (N, H, W) in-plane to ``shape`` (H', W'); anti-aliased where it shrinks."""
+    from skimage.transform import resize
+
+    out_shape = (len(slices), *(int(n) for n in shape))
+    shrinks = any(new < old for new, old in zip(out_shape[1:], slices.shape[1:], strict=True))
+    return resize(slices, out_shape, order=order, anti_aliasing=shrinks, preserve_range=True).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------------ predict
@@ -185,10 +215,13 @@ def predict_volume(
     device: str = "auto", slice_axis: int | str = "auto", slice_indices: Sequence[int] | None = None,
     batch_size: int = 8, ddim_steps: int = 50, samples: int = 1, eta: float = 0.0, seed: int = 0,
     progress: ProgressCallback | None = None, cancel: CancelCallback | None = None, model: Any = None,
+    resample: bool = True,
 ) -> Prediction:
     """Predict SFF for a 3D T2w array (display order) on its own grid.
 
     ``slice_indices`` restricts the work to some slices (e.g. the one on screen); the others stay 0.
+    With ``resample``, slices whose in-plane spacing lies outside the range the model was trained on (its
+    checkpoint's ``input_spacing_mm``) are resized into it, predicted, and the SFF resized back (cubic).
     """
     array = np.asarray(array)
     single_image = array.ndim == 2
@@ -206,11 +239,21 @@ def predict_volume(
     else:
         model = model.to(torch_device).eval()
     slices = np.moveaxis(array, axis, 0)[indices].astype(np.float32)
+    in_plane = [float(value) for i, value in enumerate(spacing) if i != axis]
+    target = model_input_spacing(in_plane, getattr(model, "input_spacing_mm", None)) if resample else None
     started = time.perf_counter()
+    if target is not None:
+        grid = [max(16, round(n * v / t)) for n, v, t in zip(slices.shape[1:], in_plane, target, strict=True)]
+        slices = resample_slices(slices, grid, order=1)
     sff_slices, std_slices = predict_slices(
         model, slices, device=torch_device, batch_size=batch_size, ddim_steps=ddim_steps, samples=samples,
         eta=eta, seed=seed, progress=progress, cancel=cancel,
     )
+    if target is not None:  # back to the input grid; cubic keeps edges sharper than linear (measured)
+        original = np.moveaxis(array, axis, 0).shape[1:]
+        sff_slices = np.clip(resample_slices(sff_slices, original, order=3), 0, 1)
+        if std_slices is not None:
+            std_slices = np.clip(resample_slices(std_slices, original, order=1), 0, None)
     seconds = time.perf_counter() - started
 
     def on_grid(values: np.ndarray) -> np.ndarray:
@@ -222,4 +265,5 @@ def predict_volume(
     return Prediction(
         sff=on_grid(sff_slices), std=None if std_slices is None else on_grid(std_slices), slice_axis=axis,
         slice_indices=indices, seconds=seconds, device=str(torch_device), arch=getattr(model, "arch", arch),
+        model_spacing=target,
     )

@@ -62,6 +62,21 @@ def test_predict_writes_float32_map_on_the_input_grid(t2w_file, tiny_weights, tm
     assert cli.main([*args, "--overwrite"]) == 0
 
 
+def test_predict_resamples_pixels_outside_the_training_range_and_says_so(t2w_file, tiny_configs, tmp_path, capsys):
+    from napari_sff.models import build_model, save_checkpoint
+
+    # The file's 0.9 mm pixels are finer than this checkpoint's 1.5-2 mm: predicted at 1.5 mm, written at 0.9 mm.
+    weights = save_checkpoint(build_model("unet", tiny_configs["unet"]), tmp_path / "coarse.safetensors",
+                              metadata={"input_spacing_mm": [1.5, 2.0]})
+    out = tmp_path / "pred.nii.gz"
+    args = ["predict", str(t2w_file), "-o", str(out), "--weights", str(weights), "--device", "cpu", "--quiet"]
+    assert cli.main(args) == 0
+    assert "predicted at 1.50 × 1.50 mm" in capsys.readouterr().out
+    assert nib.load(out).shape == nib.load(t2w_file).shape
+    assert cli.main([*args, "--overwrite", "--no-resample"]) == 0
+    assert "predicted at" not in capsys.readouterr().out
+
+
 def test_predict_never_writes_over_its_input(t2w_file, tiny_weights, capsys):
     before = t2w_file.read_bytes()
     code = cli.main(["predict", str(t2w_file), "-o", str(t2w_file), "--weights", str(tiny_weights["unet"]),

@@ -18,11 +18,13 @@ class ScaleModel(torch.nn.Module):
         super().__init__()
         self.max_batch = max_batch
         self.batches: list[int] = []
+        self.shapes: list[tuple[int, ...]] = []
 
     def forward(self, x):
         if x.shape[0] > self.max_batch:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         self.batches.append(x.shape[0])
+        self.shapes.append(tuple(x.shape[-2:]))
         return x
 
 
@@ -40,6 +42,22 @@ def test_slice_axis_defaults_to_the_thickest_and_output_keeps_the_grid():
     assert prediction.slice_axis == 2 and prediction.sff.shape == volume.shape
     only = inference.predict_volume(volume, (4.0, 1.0, 1.0), model=ScaleModel(), device="cpu", slice_indices=[3])
     assert only.sff[3].any() and not np.delete(only.sff, 3, axis=0).any()
+
+
+def test_pixels_outside_the_trained_spacing_are_resampled_into_it_and_back():
+    rows, cols = np.meshgrid(np.linspace(0, 1, 40), np.linspace(0, 1, 48), indexing="ij")
+    volume = np.stack([100 + 400 * rows * cols] * 2).astype(np.float32)  # smooth, so resampling is near-exact
+    model = ScaleModel()
+    model.input_spacing_mm = (1.0, 2.0)
+
+    fine = inference.predict_volume(volume, (4.0, 0.5, 3.0), model=model, device="cpu")
+    assert model.shapes[-1] == (20, 72) and fine.model_spacing == (1.0, 2.0)  # 0.5 -> 1.0 mm, 3.0 -> 2.0 mm
+    native = inference.predict_volume(volume, (4.0, 0.5, 3.0), model=model, device="cpu", resample=False)
+    assert model.shapes[-1] == (40, 48) and native.model_spacing is None
+    assert fine.sff.shape == volume.shape and np.abs(fine.sff - native.sff).max() < 0.03  # same place, not shifted
+    inside = inference.predict_volume(volume, (4.0, 1.5, 1.99), model=model, device="cpu")
+    assert model.shapes[-1] == (40, 48) and inside.model_spacing is None
+    assert inference.model_input_spacing((0.5, 1.5), None) is None  # a checkpoint that does not say: no change
 
 
 def test_cancel_between_batches_returns_nothing():

@@ -61,6 +61,22 @@ def test_unet_whole_volume_adds_a_placed_sff_layer(docked, qtbot):
     assert len(viewer.layers) == count
 
 
+def test_pixels_finer_than_trained_are_resampled_unless_unticked(docked, qtbot, tiny_configs, tmp_path):
+    from napari_sff.models import build_model, save_checkpoint
+
+    viewer, widget = docked
+    widget.unet_weights.value = save_checkpoint(build_model("unet", tiny_configs["unet"]), tmp_path / "c.safetensors",
+                                                metadata={"input_spacing_mm": [3.0, 4.0]})
+    source = viewer.layers["synthetic_thigh_t2w"]
+    wait_for(qtbot, widget.run())
+    layer = viewer.layers[output_name("sff", "unet", source.name)]
+    assert "at 3.00 × 3.00 mm" in widget.timing.value and layer.data.shape == source.data.shape
+    assert layer.metadata["napari_sff"]["model_spacing_mm"] == (3.0, 3.0)
+    widget.resample.value = False
+    wait_for(qtbot, widget.run())
+    assert " mm" not in widget.timing.value and layer.metadata["napari_sff"]["model_spacing_mm"] is None
+
+
 def test_current_slice_fills_only_that_slice(docked, qtbot):
     viewer, widget = docked
     source = viewer.layers["synthetic_thigh_t2w"]

@@ -12,6 +12,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from conftest import TINY_CONFIGS
 
 from training import data as training_data
@@ -74,7 +75,7 @@ def read_log(run: Path) -> list[dict]:
 
 @pytest.mark.parametrize("model,config", [("unet", TINY_UNET), ("ddpm", TINY_DDPM)])
 def test_train_save_resume_and_predict(paired_dir, tmp_path, model, config):
-    from napari_sff.inference import predict_volume
+    from napari_sff.inference import load_model, predict_volume
     from napari_sff.models import load_checkpoint
 
     run = tmp_path / model
@@ -92,6 +93,9 @@ def test_train_save_resume_and_predict(paired_dir, tmp_path, model, config):
 
     net, meta = load_checkpoint(run / "last.safetensors", expected_arch=model)
     assert meta["metadata"]["epoch"] == 2 and "normalisation" in meta["metadata"]
+    # The pixel spacings it saw: the cases' 1.5 mm, widened by the default zoom augmentation (0.85-1.15).
+    assert meta["metadata"]["input_spacing_mm"] == pytest.approx([1.5 / 1.15, 1.5 / 0.85])
+    assert load_model(model, run / "last.safetensors")[0].input_spacing_mm == pytest.approx((1.5 / 1.15, 1.5 / 0.85))
     volume = np.random.default_rng(1).uniform(0, 500, (3, 20, 20)).astype(np.float32)
     prediction = predict_volume(volume, (5.0, 1.5, 1.5), model, weights=run / "last.safetensors", device="cpu",
                                 ddim_steps=2, samples=2)
@@ -177,6 +181,28 @@ def test_roi_agreement_compares_each_labelled_roi_mean_with_the_truth(paired_dir
     assert summary["identity"]["mae"] == pytest.approx(np.abs(identity - truth).mean(), rel=1e-5)
     assert summary["identity"]["bias"] == pytest.approx((identity - truth).mean(), rel=1e-5, abs=1e-7)
     assert summary["unet"]["n"] == 2 * len(cases) and np.isfinite(summary["unet"]["mae"])
+
+
+def test_spacing_check_scores_each_model_native_and_resampled_per_matrix_size(tmp_path):
+    from napari_sff.models import build_model, save_checkpoint
+    from training import evaluate
+
+    # Trained, says its header, on 2.5-5.5 mm pixels: the 32² cases (8-16 mm) are resampled, not the 96² (2.7-5.2 mm).
+    weights = save_checkpoint(build_model("unet", TINY_CONFIGS["unet"]), tmp_path / "unet.safetensors",
+                              metadata={"input_spacing_mm": [2.5, 5.5]})
+    rows = evaluate.spacing_rows({"unet": (str(weights), 1)}, cases=2, device=torch.device("cpu"),
+                                 batch_size=2, seed=5, sizes=(32, 96), n_slices=1)
+    assert [row["size"] for row in rows] == [32, 96]
+    assert rows[0]["spacing_mm"][0] > 2.9 * rows[1]["spacing_mm"][0]  # the same patients, a third of the pixel size
+    assert 2.5 <= rows[1]["spacing_mm"][0] and rows[1]["spacing_mm"][1] <= 5.5 < rows[0]["spacing_mm"][0]
+    for row in rows:
+        assert {"identity", "unet_native", "unet_resampled"} <= set(row)
+        assert row["unet_native"]["images"] == 2 and 0 <= row["unet_resampled"]["mae"] <= 1
+    assert rows[0]["unet_resampled"]["mae"] != rows[0]["unet_native"]["mae"]
+    assert rows[1]["unet_resampled"]["mae"] == rows[1]["unet_native"]["mae"]
+    report = {"images": 0, "device": "cpu", "gpu": None, "batch_size": 2, "split": "test", "models": {},
+              "ddim_ablation": [], "paired_tests": {}, "spacing_check": {"cases_per_size": 2, "seed": 5, "rows": rows}}
+    assert "| 96² (" in evaluate.markdown(report) and "U-Net resampled" in evaluate.markdown(report)
 
 
 def test_perturbations_change_the_image_as_named_and_are_seeded():

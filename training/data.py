@@ -77,7 +77,7 @@ def build_slice_cache(
     pairs = find_pairs(data_dir)
     assignment = split_cases([case for case, _, _ in pairs], val_fraction=val_fraction,
                              test_fraction=test_fraction, seed=seed)
-    slices: dict[str, dict[str, list]] = {s: {"t2w": [], "sff": [], "index": []} for s in SPLITS}
+    slices: dict[str, dict[str, list]] = {s: {"t2w": [], "sff": [], "index": [], "spacing": []} for s in SPLITS}
     for case, t2w_path, sff_path in pairs:
         t2w, sff = io.read_nifti(t2w_path), io.read_nifti(sff_path)
         if t2w.array.shape != sff.array.shape:
@@ -87,6 +87,7 @@ def build_slice_cache(
         if io.sff_unit_scale(sff_array) != 1.0:
             sff_array = sff_array / np.float32(io.sff_unit_scale(sff_array))
         target = slices[assignment[case]]
+        target["spacing"] += [float(v) for i, v in enumerate(t2w.spacing) if i != axis]  # slices are not resampled
         for k in range(t2w.array.shape[axis]):
             target["t2w"].append(fit_to_size(np.take(t2w.array, k, axis=axis).astype(np.float32), size))
             target["sff"].append(fit_to_size(np.clip(np.take(sff_array, k, axis=axis), 0, 1), size))
@@ -98,7 +99,10 @@ def build_slice_cache(
             np.save(cache_dir / f"{split}_{key}.npy", array)
         info["splits"][split] = {"slices": len(content["index"]),
                                  "cases": sorted({case for case, _ in content["index"]}),
-                                 "index": content["index"]}
+                                 "index": content["index"],
+                                 # What inference compares a user's pixels with (see train.seen_spacing_range).
+                                 "in_plane_spacing_mm": ([min(content["spacing"]), max(content["spacing"])]
+                                                         if content["spacing"] else None)}
     (cache_dir / CACHE_INFO).write_text(json.dumps(info))
     return cache_dir
 

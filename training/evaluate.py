@@ -10,7 +10,9 @@ divided by the number of images (``--batch-size``, default 1 as a per-image late
 every model again on the same images as a scanner or an export could change them (another orientation, more
 noise, a stronger bias field, 8-bit storage), none of which the simulator itself produces. ``--rois`` answers
 what the ROI widget is for: whole test volumes are predicted and every labelled muscle's mean SFF is compared
-with the truth (MAE of ROI means, Pearson r, Bland-Altman bias and limits of agreement).
+with the truth (MAE of ROI means, Pearson r, Bland-Altman bias and limits of agreement). ``--spacing-check N``
+simulates N fresh cases at coarser and finer pixel spacings than trained and scores each model on the input
+grid and with ``predict_volume``'s resampling into its training range.
 """
 
 from __future__ import annotations
@@ -175,6 +177,43 @@ def roi_agreement(cache: Path, split: str, models: dict[str, tuple[str, int]], *
     return summary
 
 
+# In-plane matrix sizes of the spacing check: the simulator's field of view over 160, 256 and 512 pixels gives
+# pixels of about 1.7-3.1, 1-2 (as trained) and 0.5-1 mm (a typical high-resolution clinical scan).
+SPACING_CHECK_SIZES = (160, 256, 512)
+
+
+def spacing_rows(models: dict[str, tuple[str, int]], *, cases: int, device, batch_size: int, seed: int = 0,
+                 sizes: Sequence[int] = SPACING_CHECK_SIZES, n_slices: int = 3) -> list[dict]:
+    """Fresh simulated cases at several pixel spacings: every model predicted on the native grid and resampled.
+
+    ``models`` maps a model name to (weights, DDIM steps). The cases come from ``simulate_cases(cases, seed)``
+    at each matrix size (the same patients at each size); "native" predicts on the input grid
+    (``resample=False``), "resampled" lets ``predict_volume`` move the pixels into the model's training range.
+    """
+    from napari_sff.simulate import simulate_cases
+
+    loaded = {name: load_model(name, weights, device)[0] for name, (weights, _) in models.items()}
+    rows = []
+    for size in sizes:
+        per_image: dict[str, list[dict]] = {"identity": []}
+        spacings = []
+        for case in simulate_cases(cases, seed=seed, size=size, n_slices=n_slices):
+            spacings.append(case.spacing[1])
+            truth, raw = case.sff, case.t2w
+            per_image["identity"] += [image_metrics(p, t, r) for p, t, r in
+                                      zip(identity_prediction(raw), truth, raw, strict=True)]
+            for name, model in loaded.items():
+                for resample in (False, True):
+                    predicted = predict_volume(raw, case.spacing, name, model=model, device=str(device),
+                                               slice_axis=0, batch_size=batch_size, ddim_steps=models[name][1],
+                                               seed=seed, resample=resample).sff
+                    per_image.setdefault(f"{name}_{'resampled' if resample else 'native'}", []).extend(
+                        image_metrics(p, t, r) for p, t, r in zip(predicted, truth, raw, strict=True))
+        rows.append({"size": size, "spacing_mm": [float(min(spacings)), float(max(spacings))],
+                     **{name: summarise(values) for name, values in per_image.items()}})
+    return rows
+
+
 def paired_test(a: np.ndarray, b: np.ndarray) -> dict:
     """Wilcoxon signed-rank test on paired per-image MAEs (two-sided), with the median difference."""
     finite = np.isfinite(a) & np.isfinite(b)
@@ -224,6 +263,10 @@ def evaluate(args: argparse.Namespace) -> dict:
     rois = None
     if args.rois:
         rois = roi_agreement(cache, args.split, models, device=device, batch_size=args.batch_size, seed=args.seed)
+    spacing = []
+    if args.spacing_check:
+        spacing = spacing_rows(models, cases=args.spacing_check, device=device, batch_size=args.batch_size,
+                               seed=args.spacing_seed)
     tests = {}
     for first, second in (("unet", "ddpm"), ("unet", "identity"), ("ddpm", "identity")):
         if first in maes and second in maes:
@@ -236,6 +279,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "models": rows, "ddim_ablation": ablation, "paired_tests": tests, "robustness": robustness,
         "robustness_ddim_steps": check_steps if args.ddpm else None, "rois": rois,
+        "spacing_check": {"cases_per_size": args.spacing_check, "seed": args.spacing_seed, "rows": spacing},
     }
 
 
@@ -283,6 +327,21 @@ def markdown(report: dict) -> str:
                 label = names[key] + (f", {row['steps']} steps" if key == "ddpm" else "")
                 lines.append(f"| {label} | {row['mae']:.3f} | {row['r']:.3f} | {row['bias']:+.3f} | "
                              f"{row['loa_low']:+.3f} to {row['loa_high']:+.3f} |")
+    spacing = report.get("spacing_check", {}).get("rows")
+    if spacing:
+        check = report["spacing_check"]
+        present = [key for key in spacing[0] if key not in ("size", "spacing_mm")]
+        label = {"identity": names["identity"], **{f"{k}_{how}": f"{names[k]} {how}" for k in ("unet", "ddpm")
+                                                   for how in ("native", "resampled")}}
+        lines += ["", f"Pixel spacing check: {check['cases_per_size']} fresh simulated cases per matrix size "
+                  f"(seed {check['seed']}); MAE ± SD over images (body); r. *native*: predicted on the input "
+                  "grid; *resampled*: moved into the model's training spacing and back.", "",
+                  "| matrix (pixel spacing) | " + " | ".join(label[k] for k in present) + " |",
+                  "|---|" + "---|" * len(present)]
+        for row in spacing:
+            cells = " | ".join(f"{row[k]['mae']:.3f} ± {row[k]['mae_sd']:.3f}; {row[k]['r']:.3f}" for k in present)
+            low, high = row["spacing_mm"]
+            lines.append(f"| {row['size']}² ({low:.2f}–{high:.2f} mm) | {cells} |")
     if report["paired_tests"]:
         lines += ["", "| paired Wilcoxon on per-image MAE | n | median difference | p |", "|---|---|---|---|"]
         for name, test in report["paired_tests"].items():
@@ -311,6 +370,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--check-ddim-steps", type=int, help="DDIM steps of the DDPM in --rois and --robustness (default: --ddim-steps)")
     parser.add_argument("--robustness", action="store_true",
                         help="also score every model on perturbed copies (orientation, noise, bias, 8-bit)")
+    parser.add_argument("--spacing-check", type=int, default=0, metavar="CASES",
+                        help="also score CASES fresh simulated cases at matrix sizes "
+                             f"{', '.join(map(str, SPACING_CHECK_SIZES))} (other pixel spacings), native and resampled")
+    parser.add_argument("--spacing-seed", type=int, default=777, help="simulator seed of --spacing-check")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", help="write the JSON report here")
     parser.add_argument("--markdown", help="write the markdown table here")

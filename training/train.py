@@ -318,7 +318,8 @@ def train(config: TrainConfig) -> dict:
             print(json.dumps(row), flush=True)
             card = {"normalisation": NORMALISATION, "training": asdict(config), "epoch": epoch + 1,
                     "validation": metrics, "train_seconds": row["seconds"], "device": str(device),
-                    "world_size": world, "training_data": _describe_data(cache)}
+                    "world_size": world, "training_data": _describe_data(cache),
+                    "input_spacing_mm": seen_spacing_range(cache, config)}
             dtype = getattr(torch, config.weights_dtype)
             save_checkpoint(evaluated, out / "last.safetensors", config=model_config, metadata=card, dtype=dtype)
             if metrics["mae"] < best["mae"]:
@@ -354,7 +355,21 @@ def weights_digest(model: torch.nn.Module) -> str:
 def _describe_data(cache: Path) -> dict:
     info = json.loads((cache / CACHE_INFO).read_text())
     return {"source": info["data_dir"], "slice_size": info["size"],
-            "splits": {k: {"slices": v["slices"], "cases": len(v["cases"])} for k, v in info["splits"].items()}}
+            "splits": {k: {"slices": v["slices"], "cases": len(v["cases"]),
+                           "in_plane_spacing_mm": v.get("in_plane_spacing_mm")} for k, v in info["splits"].items()}}
+
+
+def seen_spacing_range(cache: Path, config: TrainConfig) -> list[float] | None:
+    """In-plane pixel spacings (mm) the model saw in training: the training cases' range, widened by zoom.
+
+    A zoom z shows anatomy z times larger, as a pixel spacing divided by z would. Inference resamples slices
+    whose spacing lies outside this range into it (``napari_sff.inference``); None for caches that predate it.
+    """
+    data_range = json.loads((cache / CACHE_INFO).read_text())["splits"]["train"].get("in_plane_spacing_mm")
+    if not data_range:
+        return None
+    low_zoom, high_zoom = Augmentation(**config.augmentation).zoom if config.augment else (1.0, 1.0)
+    return [data_range[0] / high_zoom, data_range[1] / low_zoom]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -42,6 +42,7 @@ class RunRequest:
     slice_axis: int | str
     slice_indices: list[int] | None
     ground_truth: Any = None
+    resample: bool = True
     results: dict = field(default_factory=dict)
 
 
@@ -75,6 +76,9 @@ class PredictWidget(Container):
         self.scope = ComboBox(label="scope", choices=list(SCOPES), value=SCOPES[0])
         self.batch_size = SpinBox(label="batch size", min=1, max=256, value=8)
         self.ground_truth = ComboBox(label="ground truth", choices=self._image_choices, nullable=True)
+        self.resample = CheckBox(text="resample to the model's training pixel size", value=True,
+                                 tooltip="pixels outside the spacing the model was trained on are resized into it "
+                                         "for the model and the SFF back to the image grid")
         self.live = CheckBox(text="live U-Net on the viewed slice")
         self.side_by_side = CheckBox(text="side by side (grid)")
         self.run_button = PushButton(text="Run")
@@ -84,7 +88,8 @@ class PredictWidget(Container):
         self.timing = Label(label="time/slice", value="")
         self.readout = Label(label="under cursor", value="")
         self.extend([self.image, self.time_point, self.model, self.unet_weights, self.ddpm_weights, self.device,
-                     self.ddim_steps, self.samples, self.scope, self.batch_size, self.ground_truth, self.live,
+                     self.ddim_steps, self.samples, self.scope, self.batch_size, self.ground_truth, self.resample,
+                     self.live,
                      self.side_by_side, self.run_button, self.stop_button, self.progress, self.device_badge,
                      self.timing, self.readout])
         self._controls = [w for w in self if w not in (self.stop_button, self.progress, self.device_badge,
@@ -181,7 +186,7 @@ class PredictWidget(Container):
                           weights={"unet": self._weights(self.unet_weights), "ddpm": self._weights(self.ddpm_weights)},
                           device=self.device.value, ddim_steps=self.ddim_steps.value, samples=self.samples.value,
                           batch_size=self.batch_size.value, slice_axis=slice_axis, slice_indices=indices,
-                          ground_truth=self.ground_truth.value)
+                          ground_truth=self.ground_truth.value, resample=self.resample.value)
 
     def run(self, *_: Any, scope: str | None = None):
         """Start a run in a worker; returns the worker (tests wait on it) or None if nothing was started."""
@@ -228,7 +233,7 @@ class PredictWidget(Container):
                 request.volume.array, request.volume.spacing, arch, weights=request.weights[arch],
                 device=request.device, slice_axis=request.slice_axis, slice_indices=request.slice_indices,
                 batch_size=request.batch_size, ddim_steps=request.ddim_steps, samples=request.samples,
-                progress=progress, cancel=self._cancel.is_set,
+                progress=progress, cancel=self._cancel.is_set, resample=request.resample,
             )
         return request
 
@@ -291,7 +296,9 @@ class PredictWidget(Container):
         for arch, prediction in request.results.items():
             device = prediction.device
             self._badge(request.device, device)
-            timings.append(f"{ARCH_LABELS[arch]} {prediction.ms_per_slice:.1f} ms ({device})")
+            resampled = (f", at {prediction.model_spacing[0]:.2f} × {prediction.model_spacing[1]:.2f} mm"
+                         if prediction.model_spacing else "")
+            timings.append(f"{ARCH_LABELS[arch]} {prediction.ms_per_slice:.1f} ms ({device}{resampled})")
             name = output_name("sff", arch, layer.name)
             sff = self._merge_slices(name, prediction.sff, prediction, request)
             self._add(layer, request, name, sff, arch, prediction, colormap=io.SFF_COLORMAP,
@@ -330,7 +337,7 @@ class PredictWidget(Container):
         info = {"model": arch, "source_layer": layer.name}
         if prediction is not None:
             info.update(device=prediction.device, ms_per_slice=prediction.ms_per_slice,
-                        weights=request.weights.get(arch) or "shipped")
+                        weights=request.weights.get(arch) or "shipped", model_spacing_mm=prediction.model_spacing)
         metadata = {"nifti": derived.source, "napari_sff": info}
         return _layers.upsert_image(self.viewer, name, data, layer, metadata=metadata, **kwargs)
 
