@@ -245,10 +245,34 @@ def test_labels_on_another_grid_are_resampled_or_refused(make_napari_viewer, qtb
     labels.translate = (0.5, 0.5, 0.5)
     viewer.add_image(np.zeros((4, 8, 9), np.float32), name="SFF U-Net [other]",
                      metadata={"napari_sff": {"model": "unet"}})
-    settle(qtbot, widget)  # a prediction on another grid is left out, with a notification
+    settle(qtbot, widget)  # a prediction over another region is left out, with a notification
     assert [row.source for row in widget.rows] == ["fine_sff"] and widget.rows[0].n_voxels == 8
     message = str(notification_manager.records[-1].message)
-    assert "'SFF U-Net [other]' is not on the voxel grid of 'fine_sff'" in message
+    assert "'SFF U-Net [other]'" in message and "does not cover the same region as 'fine_sff'" in message
+
+
+def test_a_map_on_another_grid_of_the_same_region_is_resampled_onto_the_reference(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    fine = viewer.add_image(np.zeros((4, 8, 8), np.float32), name="SFF U-Net [t2w]",
+                            metadata={"napari_sff": {"model": "unet"}})
+    labels = np.zeros(fine.data.shape, np.uint8)
+    labels[0:2, 2:4, 2:4] = 1  # inside coarse voxel (0, 1, 1)
+    labels[2:4, 4:8, 0:2] = 2  # across coarse voxels (1, 2..3, 0)
+    viewer.add_labels(labels, name="rois")
+    # A Dixon-like map with 2 mm voxels over the same -0.5..7.5 mm box; its values rise along the last axis only.
+    ramp = np.broadcast_to(np.array([0.1, 0.3, 0.5, 0.7], np.float32), (2, 4, 4)).copy()
+    viewer.add_image(ramp, name="dixon_sff", scale=(2, 2, 2), translate=(0.5, 0.5, 0.5))
+    widget = dock(viewer)
+    widget.reference.value = None  # statistics on the grid of the first map: the prediction's
+    widget.values.value = [fine, viewer.layers["dixon_sff"]]
+    settle(qtbot, widget)
+    rows = by_key(widget.rows)
+    assert rows[1, "dixon_sff"].n_voxels == rows[1, "SFF U-Net [t2w]"].n_voxels == 8  # counted on the fine grid
+    # Fine column c sits at coarse coordinate (c - 0.5) / 2: linear between the coarse centres, edges repeat.
+    fine_columns = np.interp((np.arange(8) - 0.5) / 2, np.arange(4), [0.1, 0.3, 0.5, 0.7])
+    assert rows[1, "dixon_sff"].mean == pytest.approx(fine_columns[2:4].mean(), abs=1e-6)
+    assert rows[2, "dixon_sff"].mean == pytest.approx(fine_columns[0:2].mean(), abs=1e-6)
+    assert "left out" not in widget.status.value
 
 
 def test_newer_requests_supersede_older_results(small, qtbot):

@@ -46,7 +46,8 @@ PROFILES = {
                  "model_config": {"channels": [16, 32, 64, 64], "attention_levels": [False, False, False, True],
                                   "num_head_channels": 32, "norm_num_groups": 16}, **FIRST_CPU_RUN,
                  "refine": [{"epochs": 20, "lr": 2e-4, "amp": True, "augmentation": {}}]},
-        "evaluate": {"max_images": 120, "ddpm_max_images": 24, "ablation": "1,5,10,25,50", "check_ddim_steps": 10},
+        "evaluate": {"max_images": 120, "ddpm_max_images": 24, "ablation": "1,5,10,25,50", "check_ddim_steps": 10,
+                     "spacing_check": 6},
     },
     # One GPU: more data, longer training, the paper's 50-step DDIM evaluated on the whole test split.
     "gpu": {
@@ -59,7 +60,7 @@ PROFILES = {
                                   "attention_levels": [False, False, False, True],
                                   "num_head_channels": 32, "norm_num_groups": 32}},
         "evaluate": {"max_images": None, "ddpm_max_images": None, "ablation": "1,5,10,25,50,100",
-                     "check_ddim_steps": 50},
+                     "check_ddim_steps": 50, "spacing_check": 12},
     },
 }
 
@@ -134,7 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluation = profile["evaluate"]
     command = [sys.executable, "-m", "training.evaluate", "--data", str(cache), "--split", "test",
                "--unet", str(final_runs["unet"] / "best.safetensors"), "--out", str(work / "evaluation.json"),
-               "--markdown", str(work / "evaluation.md"), "--robustness", "--rois"]
+               "--markdown", str(work / "evaluation.md"), "--robustness", "--rois",
+               "--spacing-check", str(evaluation.get("spacing_check", 0))]
     if not args.skip_ddpm:
         command += ["--ddpm", str(final_runs["ddpm"] / "best.safetensors"), "--ablation", evaluation["ablation"],
                     "--check-ddim-steps", str(evaluation["check_ddim_steps"])]

@@ -6,9 +6,10 @@ worker after a short debounce, so painting a label never blocks the GUI.
 
 Grids
     Statistics are computed on the voxel grid of the reference map (the first selected map without one), with
-    that map's ``scale`` as voxel size in mm. The other maps must share that grid. A Labels layer on another grid
-    that covers the same world box (within half a voxel) is resampled by world coordinates, nearest neighbour;
-    anything else is refused with a notification rather than giving numbers for misplaced ROIs.
+    that map's ``scale`` as voxel size in mm. A map or a Labels layer on another grid that covers the same world
+    box (within half a voxel) -- a Dixon series with another matrix, say -- is resampled onto it by world
+    coordinates (maps linearly, labels nearest neighbour); anything else is refused with a notification rather
+    than giving numbers for misplaced ROIs.
 
 ROI ids
     Labels keep their own ids. Shape k of the Shapes layer (1-based, in the layer's order) is called "shape k" and
@@ -60,8 +61,9 @@ class RoiRequest:
     """Arrays and settings of one computation, captured on the GUI thread so the worker touches no layer."""
 
     generation: int
-    values: dict[str, np.ndarray]
+    values: dict[str, np.ndarray]  # the first one is on the grid the statistics use
     spacing: tuple[float, ...]
+    grid_to_values: dict[str, np.ndarray] = field(default_factory=dict)  # map on another grid: grid voxel -> its voxel
     reference: str | None = None
     labels: np.ndarray | None = None
     grid_to_labels: np.ndarray | None = None  # homogeneous map grid voxel -> labels voxel; None: same grid
@@ -87,29 +89,38 @@ def shape_label_base(max_label: int | None) -> int:
     return 10 ** max(1, len(str(max(int(max_label), 0))))
 
 
-def resample_labels(labels: np.ndarray, grid_to_labels: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    """Labels looked up at each grid voxel's world position (nearest neighbour; outside the labels: 0).
+def resample_to_grid(array: np.ndarray, grid_to_array: np.ndarray, shape: Sequence[int], *,
+                     labels: bool) -> np.ndarray:
+    """``array`` looked up at each grid voxel's world position: labels nearest neighbour (outside them: 0), maps
+    linearly (float32; within half a voxel of their box the edge value repeats).
 
-    "grid-constant" treats voxels as boxes: a point within half a voxel of the edge still hits the edge voxel.
+    Labels use "grid-constant", which treats voxels as boxes: a point within half a voxel of the edge still hits
+    the edge voxel.
     """
     from scipy import ndimage
 
-    n = labels.ndim
-    return ndimage.affine_transform(labels, grid_to_labels[:n, :n], offset=grid_to_labels[:n, n],
-                                    output_shape=tuple(shape), order=0, mode="grid-constant", cval=0, prefilter=False)
+    n = len(shape)
+    matrix, offset = grid_to_array[:n, :n], grid_to_array[:n, n]
+    if labels:
+        return ndimage.affine_transform(array, matrix, offset=offset, output_shape=tuple(shape), order=0,
+                                        mode="grid-constant", cval=0, prefilter=False)
+    return ndimage.affine_transform(np.asarray(array, np.float32), matrix, offset=offset, output_shape=tuple(shape),
+                                    order=1, mode="nearest")
 
 
 def compute(request: RoiRequest) -> RoiResult:
-    """Worker side: align the ROIs with the grid, then :func:`compute_rows` for the labels and for the shapes."""
+    """Worker side: align maps and ROIs with the grid, then :func:`compute_rows` for the labels and the shapes."""
     grid_shape = next(iter(request.values.values())).shape
-    common = {"values": request.values, "spacing": request.spacing, "reference": request.reference,
+    values = {name: resample_to_grid(array, request.grid_to_values[name], grid_shape, labels=False)
+              if name in request.grid_to_values else array for name, array in request.values.items()}
+    common = {"values": values, "spacing": request.spacing, "reference": request.reference,
               "slice_index": request.slice_index, "slice_axis": request.slice_axis}
     rows: list[stats.RoiRow] = []
     max_label = None
     if request.labels is not None:
         labels = request.labels
         if request.grid_to_labels is not None:
-            labels = resample_labels(labels, request.grid_to_labels, grid_shape)
+            labels = resample_to_grid(labels, request.grid_to_labels, grid_shape, labels=True)
         rows += compute_rows(labels, label_names=request.label_names, **common)
         max_label = int(request.labels.max()) if request.labels.size else 0
     shape_base = None
@@ -418,17 +429,17 @@ class RoiStatsWidget(Container):
         if grid.ndim != 3 or grid.rgb or grid.multiscale:
             self._report(f"napari-sff: '{grid.name}' is not a 3-D single-scale grayscale map; choose another")
             return None
-        grid_world = affine_of(grid.data_to_world, grid.ndim)
-        values = {}
+        values, grid_to_values = {}, {}
         for layer in sources:
-            same = layer.data.shape == grid.data.shape and not layer.multiscale and \
-                np.allclose(affine_of(layer.data_to_world, layer.ndim), grid_world, atol=1e-6)
-            if not same:
-                self._report(f"napari-sff: '{layer.name}' is not on the voxel grid of '{grid.name}'; left out")
+            how, grid_to_layer, reason = grid_plan(layer, grid)
+            if how == "incompatible" or layer.multiscale or getattr(layer, "rgb", False):
+                self._report(f"napari-sff: {reason or repr(layer.name) + ' is multiscale or RGB'}; left out")
                 continue
             values[layer.name] = np.asarray(layer.data)
+            if how == "resample":
+                grid_to_values[layer.name] = grid_to_layer
         request = RoiRequest(self._generation, values, tuple(np.abs(np.asarray(grid.scale, float)[-3:])),
-                             reference=None if reference is None else reference.name)
+                             grid_to_values=grid_to_values, reference=None if reference is None else reference.name)
         has_labels = self._add_labels(request, grid)
         has_shapes = self._add_shapes(request, grid)
         if not (has_labels or has_shapes) or not self._set_scope(request, grid):
