@@ -318,7 +318,7 @@ def test_reproduce_chains_refinements_and_logs_every_run(tmp_path, monkeypatch):
         out = Path(command[command.index("--out") + 1])
         if "training.train" in command:
             out.mkdir(parents=True)
-            (out / "metrics.csv").write_text("epoch\n")
+            (out / "metrics.csv").write_text(f"epoch,seconds\n1,5\n2,{10 * len(out.name)}\n")
         else:  # the evaluation step
             out.write_text("{}")
             (work / "evaluation.md").write_text("table\n")
@@ -341,6 +341,7 @@ def test_reproduce_chains_refinements_and_logs_every_run(tmp_path, monkeypatch):
     assert flag(evaluate, "--unet") == str(work / "unet_refine2" / "best.safetensors")
     card = json.loads((tmp_path / "docs" / "model_card.json").read_text())
     assert list(card["training_logs"]) == ["unet", "unet_refine", "unet_refine2"]
+    assert card["training_seconds"] == {"unet": 40.0, "unet_refine": 110.0, "unet_refine2": 120.0}
 
 
 def test_intensity_ceiling_per_case_fits_never_lose_to_one_shared_fit():

@@ -13,6 +13,8 @@ interrupted run continues where it stopped. Needs torch, MONAI, einops, nibabel 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import os
 import platform
@@ -85,6 +87,12 @@ def train_command(arch: str, cache: Path, out: Path, seed: int, settings: dict) 
     return command
 
 
+def training_seconds(metrics_csv: str) -> float | None:
+    """The training time a run's ``metrics.csv`` ends with (None for a run without a logged epoch)."""
+    rows = list(csv.DictReader(io.StringIO(metrics_csv)))
+    return float(rows[-1]["seconds"]) if rows else None
+
+
 def refine_name(arch: str, number: int) -> str:
     """Folder of an architecture's ``number``-th refinement run: unet_refine, unet_refine2, ..."""
     return f"{arch}_refine" if number == 1 else f"{arch}_refine{number}"
@@ -146,12 +154,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         command += ["--max-images", str(evaluation["max_images"])]
     seconds["evaluate"] = run(command)
 
+    logs = {run_dir.name: (run_dir / "metrics.csv").read_text() for run_dir in run_dirs
+            if (run_dir / "metrics.csv").exists()}
     card = {
-        "profile": args.profile, "recipe": profile, "seconds": seconds,
+        "profile": args.profile, "recipe": profile,
+        # Wall time of each step of this invocation (a finished run that is resumed takes seconds) ...
+        "seconds": seconds,
+        # ... and each run's own training clock, which survives resumes: its last logged "seconds".
+        "training_seconds": {name: training_seconds(log) for name, log in logs.items()},
         "hardware": {"machine": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count()},
         "evaluation": json.loads((work / "evaluation.json").read_text()),
-        "training_logs": {run_dir.name: (run_dir / "metrics.csv").read_text() for run_dir in run_dirs
-                          if (run_dir / "metrics.csv").exists()},
+        "training_logs": logs,
     }
     docs = ROOT / "docs"
     docs.mkdir(exist_ok=True)
