@@ -215,9 +215,9 @@ def test_cursor_readout_in_percent(docked, qtbot):
 def test_shipped_unet_on_the_sample(docked, qtbot):
     """The default (empty) weights field runs the shipped U-Net; its map tracks the sample's ground truth.
 
-    Measured on this sample (voxels with SFF > 0): r 0.83, MAE 0.109, against 0.82 / 0.117 for the identity
-    baseline (an untrained network gives r ~0). Most of its error is the case's edema, which T2w alone cannot
-    tell from fat (see the README's model card).
+    Measured on this sample (voxels with SFF > 0): r 0.88, MAE 0.091, against 0.82 / 0.117 for the identity
+    baseline (an untrained network gives r ~0), so the bounds below separate the two. A third of its error is
+    the case's edema, which T2w alone cannot tell from fat (see the README's model card).
     """
     viewer, widget = docked
     widget.unet_weights.value = ""
@@ -227,5 +227,5 @@ def test_shipped_unet_on_the_sample(docked, qtbot):
     assert predicted.metadata["napari_sff"]["weights"] == "shipped"
     truth = viewer.layers["synthetic_thigh_sff"].data
     body = truth > 0
-    assert np.corrcoef(predicted.data[body], truth[body])[0, 1] > 0.78
-    assert np.abs(predicted.data[body] - truth[body]).mean() < 0.115
+    assert np.corrcoef(predicted.data[body], truth[body])[0, 1] > 0.85
+    assert np.abs(predicted.data[body] - truth[body]).mean() < 0.10

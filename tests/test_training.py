@@ -87,6 +87,9 @@ def test_train_save_resume_and_predict(paired_dir, tmp_path, model, config):
     run_train(*common, "--epochs", "2")  # resumes: one more epoch, not two
     rows = read_log(run)
     assert [int(r["epoch"]) for r in rows] == [1, 2]
+    # The log's clock carries over the resume: it is kept in resume.pt and only grows.
+    assert float(rows[1]["seconds"]) >= float(rows[0]["seconds"])
+    assert torch.load(run / "resume.pt", weights_only=True)["seconds"] == float(rows[1]["seconds"])
     assert all(np.isfinite(float(r["val_mae"])) for r in rows)
     saved = json.loads((run / "config.json").read_text())
     assert saved["model"] == model and saved["epochs"] == 2
@@ -342,6 +345,7 @@ def test_reproduce_chains_refinements_and_logs_every_run(tmp_path, monkeypatch):
     card = json.loads((tmp_path / "docs" / "model_card.json").read_text())
     assert list(card["training_logs"]) == ["unet", "unet_refine", "unet_refine2"]
     assert card["training_seconds"] == {"unet": 40.0, "unet_refine": 110.0, "unet_refine2": 120.0}
+    assert reproduce.training_seconds("epoch,seconds\n") is None
 
 
 def test_intensity_ceiling_per_case_fits_never_lose_to_one_shared_fit():

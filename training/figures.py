@@ -62,6 +62,12 @@ def _wait(condition: Callable[[], bool], timeout: float = 600.0) -> None:
             raise TimeoutError("widget did not finish in time")
 
 
+def _settle(seconds: float = 0.5) -> None:
+    """Let Qt lay out what just changed (labels resize after their text is set) before a screenshot."""
+    end = time.monotonic() + seconds
+    _wait(lambda: time.monotonic() > end)
+
+
 def screenshots(out_dir: Path) -> list[Path]:
     """Predict with the shipped U-Net on the thigh sample, then show ROI statistics; save both windows."""
     import napari
@@ -78,11 +84,12 @@ def screenshots(out_dir: Path) -> list[Path]:
     viewer.layers["synthetic_thigh_labels"].visible = False
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "predict_widget.png", out_dir / "roi_widget.png"]
+    _settle()
     viewer.screenshot(str(paths[0]), canvas_only=False)
     viewer.layers["synthetic_thigh_labels"].visible = True
     roi.refresh()
     _wait(lambda: bool(roi.rows) and not roi.busy)
-    time.sleep(0.5)
+    _settle()
     _wait(lambda: not roi.busy)
     print("ROI maps:", [layer.name for layer in roi.values.value], "rows:", len(roi.rows))
     viewer.screenshot(str(paths[1]), canvas_only=False)

@@ -38,10 +38,13 @@ PROFILES = {
         # The U-Net ran 12 epochs, then was resumed to 18 (a warm restart of the cosine schedule) once it was
         # clear it was still improving; "stages" replays exactly that.
         # Then a refinement run starts from that checkpoint with milder augmentation (the then-default noise and
-        # gamma ranges blurred muscle contrast) and bfloat16 autocast; the DDPM gets the same two runs.
+        # gamma ranges blurred muscle contrast) and bfloat16 autocast; the DDPM gets the same two runs. The U-Net
+        # gets a second refinement on whole 256² slices (the same pixels per step as 16 crops of 181²): muscle
+        # SFF depends on per-case settings that only the rest of the slice reveals.
         "unet": {"stages": [12, 18], "steps_per_epoch": 250, "batch_size": 16, "crop": 128, "lr": 2e-3, "workers": 1,
                  "model_config": {"base_channels": 16, "depth": 4}, **FIRST_CPU_RUN,
-                 "refine": [{"epochs": 20, "lr": 1e-3, "amp": True, "augmentation": {}}]},
+                 "refine": [{"epochs": 20, "lr": 1e-3, "amp": True, "augmentation": {}},
+                            {"epochs": 20, "lr": 3e-4, "crop": 256, "batch_size": 8, "amp": True, "augmentation": {}}]},
         "ddpm": {"stages": [6], "steps_per_epoch": 250, "batch_size": 8, "crop": 128, "lr": 5e-4, "ema": 0.995,
                  "workers": 1,
                  "val_ddim_steps": 10, "val_slices": 16,
@@ -87,8 +90,24 @@ def train_command(arch: str, cache: Path, out: Path, seed: int, settings: dict) 
     return command
 
 
+def evaluate_command(evaluation: dict, cache: Path, work: Path, final_runs: dict[str, Path]) -> list[str]:
+    """``python -m training.evaluate`` on the test split for the final run of each model in ``final_runs``."""
+    command = [sys.executable, "-m", "training.evaluate", "--data", str(cache), "--split", "test",
+               "--unet", str(final_runs["unet"] / "best.safetensors"), "--out", str(work / "evaluation.json"),
+               "--markdown", str(work / "evaluation.md"), "--robustness", "--rois",
+               "--spacing-check", str(evaluation.get("spacing_check", 0))]
+    if "ddpm" in final_runs:
+        command += ["--ddpm", str(final_runs["ddpm"] / "best.safetensors"), "--ablation", evaluation["ablation"],
+                    "--check-ddim-steps", str(evaluation["check_ddim_steps"])]
+        if evaluation["ddpm_max_images"]:
+            command += ["--ddpm-max-images", str(evaluation["ddpm_max_images"])]
+    if evaluation["max_images"]:
+        command += ["--max-images", str(evaluation["max_images"])]
+    return command
+
+
 def training_seconds(metrics_csv: str) -> float | None:
-    """The training time a run's ``metrics.csv`` ends with (None for a run without a logged epoch)."""
+    """A run's training time: the last "seconds" of its ``metrics.csv``, a clock that carries over resumes."""
     rows = list(csv.DictReader(io.StringIO(metrics_csv)))
     return float(rows[-1]["seconds"]) if rows else None
 
@@ -140,19 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             WEIGHTS.mkdir(exist_ok=True)
             shutil.copyfile(out / "best.safetensors", WEIGHTS / f"{arch}.safetensors")
 
-    evaluation = profile["evaluate"]
-    command = [sys.executable, "-m", "training.evaluate", "--data", str(cache), "--split", "test",
-               "--unet", str(final_runs["unet"] / "best.safetensors"), "--out", str(work / "evaluation.json"),
-               "--markdown", str(work / "evaluation.md"), "--robustness", "--rois",
-               "--spacing-check", str(evaluation.get("spacing_check", 0))]
-    if not args.skip_ddpm:
-        command += ["--ddpm", str(final_runs["ddpm"] / "best.safetensors"), "--ablation", evaluation["ablation"],
-                    "--check-ddim-steps", str(evaluation["check_ddim_steps"])]
-        if evaluation["ddpm_max_images"]:
-            command += ["--ddpm-max-images", str(evaluation["ddpm_max_images"])]
-    if evaluation["max_images"]:
-        command += ["--max-images", str(evaluation["max_images"])]
-    seconds["evaluate"] = run(command)
+    seconds["evaluate"] = run(evaluate_command(profile["evaluate"], cache, work, final_runs))
 
     logs = {run_dir.name: (run_dir / "metrics.csv").read_text() for run_dir in run_dirs
             if (run_dir / "metrics.csv").exists()}
@@ -160,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "profile": args.profile, "recipe": profile,
         # Wall time of each step of this invocation (a finished run that is resumed takes seconds) ...
         "seconds": seconds,
-        # ... and each run's own training clock, which survives resumes: its last logged "seconds".
+        # ... and each run's own training time from its log, resumes included.
         "training_seconds": {name: training_seconds(log) for name, log in logs.items()},
         "hardware": {"machine": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count()},
         "evaluation": json.loads((work / "evaluation.json").read_text()),

@@ -254,7 +254,7 @@ def train(config: TrainConfig) -> dict:
     ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema))
            if config.ema else None)
 
-    start_epoch, best = 0, {"mae": math.inf}
+    start_epoch, best, seconds_before = 0, {"mae": math.inf}, 0.0
     resume = out / "resume.pt"
     if resume.exists():
         state = torch.load(resume, map_location=device, weights_only=True)
@@ -265,11 +265,12 @@ def train(config: TrainConfig) -> dict:
         if ema is not None:
             ema.load_state_dict(state["ema"])
         start_epoch, best = int(state["epoch"]), {"mae": float(state["best_mae"])}
+        seconds_before = float(state.get("seconds", 0.0))  # older resume files lack it
     wrapped = DistributedDataParallel(model) if world > 1 else model
     log = CsvLog(out / "metrics.csv", ["epoch", "step", "train_loss", "val_mae", "val_mae_sd", "val_r",
                                        "lr", "seconds"]) if rank == 0 else None
     loader_args = {"num_workers": config.workers, "persistent_workers": config.workers > 0, "drop_last": True}
-    started = time.perf_counter()
+    started = time.perf_counter()  # "seconds" in the log: training time of the run, across resumes
     for epoch in range(start_epoch, config.epochs):
         train_set.epoch = epoch
         if sampler is not None:
@@ -313,7 +314,7 @@ def train(config: TrainConfig) -> dict:
         if rank == 0:
             row = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "train_loss": float(np.mean(losses)),
                    "val_mae": metrics["mae"], "val_mae_sd": metrics["mae_sd"], "val_r": metrics["r"],
-                   "lr": scheduler.get_last_lr()[0], "seconds": round(time.perf_counter() - started, 1)}
+                   "lr": scheduler.get_last_lr()[0], "seconds": round(seconds_before + time.perf_counter() - started, 1)}
             log.write(row)
             print(json.dumps(row), flush=True)
             card = {"normalisation": NORMALISATION, "training": asdict(config), "epoch": epoch + 1,
@@ -327,7 +328,7 @@ def train(config: TrainConfig) -> dict:
                 save_checkpoint(evaluated, out / "best.safetensors", config=model_config, metadata=card, dtype=dtype)
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
-                     "best_mae": best["mae"]}
+                     "best_mae": best["mae"], "seconds": row["seconds"]}
             if ema is not None:
                 state["ema"] = ema.state_dict()
             torch.save(state, resume.with_suffix(".tmp"))
