@@ -87,12 +87,18 @@ def info() -> dict:
         result["devices"] = available_devices()
     except ImportError as exc:  # torch missing: say so rather than crash
         result["devices"] = f"unavailable ({exc})"
-    from napari_sff.models import default_weights_path
+    from napari_sff.models import CheckpointError, default_weights_path, read_metadata
 
-    result["weights"] = {
-        arch: {"path": str(default_weights_path(arch)), "present": default_weights_path(arch).exists()}
-        for arch in ("unet", "ddpm")
-    }
+    result["weights"] = {}
+    for arch in ("unet", "ddpm"):
+        path = default_weights_path(arch)
+        entry: dict = {"path": str(path), "present": path.exists()}
+        if path.exists():
+            try:  # what predict compares a scan's pixels with (see inference.model_input_spacing)
+                entry["input_spacing_mm"] = read_metadata(path).get("metadata", {}).get("input_spacing_mm")
+            except CheckpointError as exc:
+                entry["error"] = str(exc)
+        result["weights"][arch] = entry
     return result
 
 
@@ -106,6 +112,11 @@ def _info(args: argparse.Namespace) -> int:
     print(f"{'devices':>14}: {report['devices']}")
     for arch, weights in report["weights"].items():
         state = "present" if weights["present"] else "MISSING"
+        if weights.get("error"):
+            state = f"unreadable: {weights['error']}"
+        elif weights.get("input_spacing_mm"):
+            low, high = weights["input_spacing_mm"]
+            state += f"; trained on {low:.2f}-{high:.2f} mm pixels"
         print(f"{arch + ' weights':>14}: {weights['path']} ({state})")
     return 0
 

@@ -42,6 +42,12 @@ def test_info_reports_devices_and_weights(capsys):
     report = json.loads(capsys.readouterr().out)
     assert "cpu" in report["devices"]
     assert set(report["weights"]) == {"unet", "ddpm"}
+    for weights in report["weights"].values():  # the pixel sizes the shipped models were trained on
+        low, high = weights["input_spacing_mm"]
+        assert 0.5 < low < high < 3.0
+    assert cli.main(["info"]) == 0
+    low, high = report["weights"]["unet"]["input_spacing_mm"]
+    assert f"trained on {low:.2f}-{high:.2f} mm pixels" in capsys.readouterr().out
     assert report["versions"]["torch"]
 
 
