@@ -10,37 +10,14 @@ number to compare across machines, since absolute times are noisy here.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import statistics
-import time
-from pathlib import Path
 
 import numpy as np
+from _common import time_call, torch_setup, write_report
 
 from napari_sff.inference import load_model, predict_slices, resolve_device
 
 
-def time_call(function, repeats: int) -> float:
-    """Median wall seconds of ``function()`` over ``repeats`` runs, after one warm-up run."""
-    import torch
-
-    function()
-    samples = []
-    for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        function()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
-
-
 def main() -> int:
-    import torch
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
@@ -68,15 +45,8 @@ def main() -> int:
         results["ddpm"][f"steps{steps}_batch1_ms_per_slice"] = 1000 * seconds
     unet_ms = results["unet"]["batch1_ms_per_slice"]
     results["ddpm_over_unet_batch1"] = {key: value / unet_ms for key, value in results["ddpm"].items()}
-    results["setup"] = {
-        "device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "size": args.size, "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "machine": platform.platform(), "cpu_count": os.cpu_count(), "repeats": args.repeats,
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
-    print(json.dumps(results, indent=1))
+    results["setup"] = {**torch_setup(device, args.repeats), "size": args.size}
+    write_report(results, args.out)
     return 0
 
 

@@ -9,12 +9,8 @@ architecture; median over repeats after warm-up. The ratio float32 / mixed is th
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import statistics
-import time
-from pathlib import Path
+
+from _common import time_call, torch_setup, write_report
 
 
 def step_seconds(device, dtype, batch: int, crop: int, repeats: int) -> float:
@@ -28,23 +24,20 @@ def step_seconds(device, dtype, batch: int, crop: int, repeats: int) -> float:
     generator = torch.Generator().manual_seed(0)
     t2w = torch.rand(batch, 1, crop, crop, generator=generator).to(device)
     sff = torch.rand(batch, 1, crop, crop, generator=generator).to(device)
-    samples = []
-    for index in range(repeats + 2):  # two warm-up steps
-        started = time.perf_counter()
+
+    def step() -> None:
         with torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             prediction = model(t2w)
         loss = (prediction.float() - sff).abs().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        float(loss.detach())  # wait for the device
-        if index >= 2:
-            samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
+        float(loss.detach())  # wait for the device, as training.train does once per step
+
+    return time_call(step, repeats, warmup=2)
 
 
 def main() -> int:
-    import torch
 
     from napari_sff.inference import resolve_device
     from training.train import TrainConfig, autocast_dtype
@@ -64,13 +57,9 @@ def main() -> int:
         results[f"{str(mixed).removeprefix('torch.')}_s_per_step"] = step_seconds(device, mixed, args.batch, args.crop,
                                                                                   args.repeats)
         results["float32_over_mixed"] = results["float32_s_per_step"] / list(results.values())[-1]
-    results["setup"] = {"device": str(device), "mixed_precision": str(mixed), "batch": args.batch, "crop": args.crop,
-                        "torch": torch.__version__, "threads": torch.get_num_threads(),
-                        "machine": platform.platform(), "cpu_count": os.cpu_count(), "repeats": args.repeats}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
-    print(json.dumps(results, indent=1))
+    results["setup"] = {**torch_setup(device, args.repeats), "mixed_precision": str(mixed), "batch": args.batch,
+                        "crop": args.crop}
+    write_report(results, args.out)
     return 0
 
 
