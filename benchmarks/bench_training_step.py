@@ -9,8 +9,13 @@ architecture; median over repeats after warm-up. The ratio float32 / mixed is th
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from _common import time_call, torch_setup, write_report
+
+# training/ is run from a checkout, not installed: make it importable when this file is run as a script.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def step_seconds(device, dtype, batch: int, crop: int, repeats: int) -> float:
