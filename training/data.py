@@ -100,7 +100,7 @@ def build_slice_cache(
         info["splits"][split] = {"slices": len(content["index"]),
                                  "cases": sorted({case for case, _ in content["index"]}),
                                  "index": content["index"],
-                                 # What inference compares a user's pixels with (see train.seen_spacing_range).
+                                 # What inference compares a user's pixels with (see training.train.seen_spacing_range).
                                  "in_plane_spacing_mm": ([min(content["spacing"]), max(content["spacing"])]
                                                          if content["spacing"] else None)}
     (cache_dir / CACHE_INFO).write_text(json.dumps(info))

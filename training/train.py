@@ -270,6 +270,7 @@ def train(config: TrainConfig) -> dict:
     log = CsvLog(out / "metrics.csv", ["epoch", "step", "train_loss", "val_mae", "val_mae_sd", "val_r",
                                        "lr", "seconds"]) if rank == 0 else None
     loader_args = {"num_workers": config.workers, "persistent_workers": config.workers > 0, "drop_last": True}
+    data_card = describe_data(cache, augmentation)  # the same for every checkpoint of the run
     started = time.perf_counter()  # "seconds" in the log: training time of the run, across resumes
     for epoch in range(start_epoch, config.epochs):
         train_set.epoch = epoch
@@ -319,8 +320,7 @@ def train(config: TrainConfig) -> dict:
             print(json.dumps(row), flush=True)
             card = {"normalisation": NORMALISATION, "training": asdict(config), "epoch": epoch + 1,
                     "validation": metrics, "train_seconds": row["seconds"], "device": str(device),
-                    "world_size": world, "training_data": _describe_data(cache),
-                    "input_spacing_mm": seen_spacing_range(cache, config)}
+                    "world_size": world, **data_card}
             dtype = getattr(torch, config.weights_dtype)
             save_checkpoint(evaluated, out / "last.safetensors", config=model_config, metadata=card, dtype=dtype)
             if metrics["mae"] < best["mae"]:
@@ -353,23 +353,24 @@ def weights_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _describe_data(cache: Path) -> dict:
+def describe_data(cache: Path, augmentation: Augmentation | None) -> dict:
+    """What every checkpoint of a run says about its data: the cache's splits and the pixel spacings seen."""
     info = json.loads((cache / CACHE_INFO).read_text())
-    return {"source": info["data_dir"], "slice_size": info["size"],
-            "splits": {k: {"slices": v["slices"], "cases": len(v["cases"]),
-                           "in_plane_spacing_mm": v.get("in_plane_spacing_mm")} for k, v in info["splits"].items()}}
+    splits = {k: {"slices": v["slices"], "cases": len(v["cases"]), "in_plane_spacing_mm": v.get("in_plane_spacing_mm")}
+              for k, v in info["splits"].items()}
+    return {"training_data": {"source": info["data_dir"], "slice_size": info["size"], "splits": splits},
+            "input_spacing_mm": seen_spacing_range(splits["train"]["in_plane_spacing_mm"], augmentation)}
 
 
-def seen_spacing_range(cache: Path, config: TrainConfig) -> list[float] | None:
+def seen_spacing_range(data_range: Sequence[float] | None, augmentation: Augmentation | None) -> list[float] | None:
     """In-plane pixel spacings (mm) the model saw in training: the training cases' range, widened by zoom.
 
     A zoom z shows anatomy z times larger, as a pixel spacing divided by z would. Inference resamples slices
     whose spacing lies outside this range into it (``napari_sff.inference``); None for caches that predate it.
     """
-    data_range = json.loads((cache / CACHE_INFO).read_text())["splits"]["train"].get("in_plane_spacing_mm")
     if not data_range:
         return None
-    low_zoom, high_zoom = Augmentation(**config.augmentation).zoom if config.augment else (1.0, 1.0)
+    low_zoom, high_zoom = augmentation.zoom if augmentation is not None else (1.0, 1.0)
     return [data_range[0] / high_zoom, data_range[1] / low_zoom]
 
 
