@@ -148,6 +148,7 @@ def roi_agreement(cache: Path, split: str, models: dict[str, tuple[str, int]], *
     """
     info = json.loads((cache / CACHE_INFO).read_text())
     folder = Path(info["data_dir"])
+    loaded = {name: load_model(name, weights, device)[0] for name, (weights, _) in models.items()}
     means: dict[str, list[float]] = {"truth": [], "identity": [], **{name: [] for name in models}}
     cases = 0
     for case in info["splits"][split]["cases"]:
@@ -158,10 +159,9 @@ def roi_agreement(cache: Path, split: str, models: dict[str, tuple[str, int]], *
         axis = choose_slice_axis(t2w.spacing)
         maps = {"truth": np.clip(sff.array, 0, 1),
                 "identity": np.moveaxis(identity_prediction(np.moveaxis(t2w.array, axis, 0)), 0, axis)}
-        for name, (weights, steps) in models.items():
-            model, _ = load_model(name, weights, device)
+        for name, model in loaded.items():
             maps[name] = predict_volume(t2w.array, t2w.spacing, name, model=model, device=str(device),
-                                        batch_size=batch_size, ddim_steps=steps, seed=seed).sff
+                                        batch_size=batch_size, ddim_steps=models[name][1], seed=seed).sff
         rows = roi_table(maps, labels.array.astype(np.int32), t2w.spacing)
         for row in rows:
             means[row.source].append(row.mean)
@@ -283,6 +283,10 @@ def evaluate(args: argparse.Namespace) -> dict:
     }
 
 
+def _mae_r_cell(summary: dict) -> str:
+    return f"{summary['mae']:.3f} ± {summary['mae_sd']:.3f}; {summary['r']:.3f}"
+
+
 def markdown(report: dict) -> str:
     """The paper's table for this run, plus the ablation and the paired tests."""
     names = {"identity": "Identity (normalised T2w)", "unet": "U-Net", "ddpm": "DDPM (DDIM)"}
@@ -311,7 +315,7 @@ def markdown(report: dict) -> str:
                   + " | ".join(names[k] for k in present) + " |",
                   "|---|" + "---|" * len(present)]
         for row in report["robustness"]:
-            cells = " | ".join(f"{row[k]['mae']:.3f} ± {row[k]['mae_sd']:.3f}; {row[k]['r']:.3f}" for k in present)
+            cells = " | ".join(_mae_r_cell(row[k]) for k in present)
             lines.append(f"| {row['perturbation']} | {cells} |")
     if report.get("rois") and not report["rois"]["rois"]:
         lines += ["", f"ROI means: no labelled ROIs in the {split} volumes (no <case>_labels files)."]
@@ -339,7 +343,7 @@ def markdown(report: dict) -> str:
                   "| matrix (pixel spacing) | " + " | ".join(label[k] for k in present) + " |",
                   "|---|" + "---|" * len(present)]
         for row in spacing:
-            cells = " | ".join(f"{row[k]['mae']:.3f} ± {row[k]['mae_sd']:.3f}; {row[k]['r']:.3f}" for k in present)
+            cells = " | ".join(_mae_r_cell(row[k]) for k in present)
             low, high = row["spacing_mm"]
             lines.append(f"| {row['size']}² ({low:.2f}–{high:.2f} mm) | {cells} |")
     if report["paired_tests"]:
