@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from napari_sff.io.atomic import atomic_write_text
+
 
 def time_call(function: Callable[[], object], repeats: int, warmup: int = 1) -> float:
     """Median wall seconds of ``function()`` over ``repeats`` runs, after ``warmup`` runs (CUDA synchronised)."""
@@ -42,7 +44,5 @@ def torch_setup(device, repeats: int) -> dict:
 
 def write_report(results: dict, out: str | Path) -> None:
     """Write ``results`` as JSON to ``out`` (folders made as needed) and print it."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
+    atomic_write_text(out, json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))

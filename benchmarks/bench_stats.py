@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from napari_sff.io.atomic import atomic_write_text  # noqa: E402
 from napari_sff.stats import roi_table  # noqa: E402
 
 
@@ -116,8 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return result
 

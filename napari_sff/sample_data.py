@@ -80,7 +80,5 @@ def write_cases(
         })
     manifest = {"generator": "napari_sff.simulate", "seed": seed, "size": size, "slices": n_slices,
                 "cases": entries}
-    tmp = manifest_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, manifest_path)
+    io.atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
     return manifest_path

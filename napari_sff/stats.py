@@ -43,13 +43,14 @@ from __future__ import annotations
 import csv
 import math
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import numpy as np
+
+from napari_sff.io.atomic import atomic_write
 
 __all__ = [
     "ID_COLUMNS",
@@ -523,35 +524,9 @@ def rows_to_csv(
         return None
 
     path = Path(path_or_file)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            csv.writer(fh).writerows(table)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a results table is meant to be shared
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            _link_no_clobber(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(path, overwrite=overwrite) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(table)
     return path
-
-
-def _link_no_clobber(tmp: str, path: Path) -> None:
-    """Atomically publish ``tmp`` as ``path`` unless ``path`` appeared meanwhile."""
-    try:
-        os.link(tmp, path)  # fails if path exists: no check-then-write race
-    except FileExistsError:
-        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it") from None
-    except OSError:  # file systems without hard links
-        if path.exists():
-            raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it") from None
-        os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------------------------

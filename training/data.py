@@ -96,14 +96,15 @@ def build_slice_cache(
     for split, content in slices.items():
         for key in ("t2w", "sff"):
             array = np.stack(content[key]) if content[key] else np.zeros((0, size, size), np.float32)
-            np.save(cache_dir / f"{split}_{key}.npy", array)
+            with io.atomic_write(cache_dir / f"{split}_{key}.npy") as tmp, open(tmp, "wb") as fh:
+                np.save(fh, array)
         info["splits"][split] = {"slices": len(content["index"]),
                                  "cases": sorted({case for case, _ in content["index"]}),
                                  "index": content["index"],
                                  # What inference compares a user's pixels with (see training.train.seen_spacing_range).
                                  "in_plane_spacing_mm": ([min(content["spacing"]), max(content["spacing"])]
                                                          if content["spacing"] else None)}
-    (cache_dir / CACHE_INFO).write_text(json.dumps(info))
+    io.atomic_write_text(cache_dir / CACHE_INFO, json.dumps(info))
     return cache_dir
 
 

@@ -30,6 +30,7 @@ from scipy import stats
 
 from napari_sff import io
 from napari_sff.inference import choose_slice_axis, load_model, predict_slices, predict_volume, resolve_device
+from napari_sff.io import atomic_write_text
 from napari_sff.preprocess import normalise_t2w
 from napari_sff.stats import bland_altman, roi_table
 from training.data import CACHE_INFO, Augmentation, SliceDataset, build_slice_cache
@@ -387,8 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table)
     for path, text in ((args.out, json.dumps(report, indent=1)), (args.markdown, table)):
         if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text)
+            atomic_write_text(path, text)
     return 0
 
 

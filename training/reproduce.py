@@ -25,6 +25,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from napari_sff.io.atomic import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "napari_sff" / "weights"
 
@@ -175,8 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     docs = ROOT / "docs"
     docs.mkdir(exist_ok=True)
-    (docs / "model_card.json").write_text(json.dumps(card, indent=1))
-    (docs / "model_card.md").write_text((work / "evaluation.md").read_text())
+    atomic_write_text(docs / "model_card.json", json.dumps(card, indent=1))
+    atomic_write_text(docs / "model_card.md", (work / "evaluation.md").read_text())
     print(json.dumps(seconds, indent=1))
     return 0
 

@@ -40,6 +40,7 @@ import torch.distributed as dist  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 from torch.utils.data import DataLoader, DistributedSampler, Subset  # noqa: E402
 
+from napari_sff.io import atomic_write, atomic_write_text  # noqa: E402
 from napari_sff.models import build_model, load_checkpoint, make_config, save_checkpoint  # noqa: E402
 from training.data import CACHE_INFO, Augmentation, SliceDataset, build_slice_cache  # noqa: E402
 from training.metrics import image_metrics, summarise  # noqa: E402
@@ -232,7 +233,7 @@ def train(config: TrainConfig) -> dict:
     out = Path(config.out)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(asdict(config), indent=1))
+        atomic_write_text(out / "config.json", json.dumps(asdict(config), indent=1))
     cache = prepare_cache(config, rank)
 
     augmentation = Augmentation(**{"crop": config.crop, **config.augmentation}) if config.augment else None
@@ -331,12 +332,12 @@ def train(config: TrainConfig) -> dict:
                      "best_mae": best["mae"], "seconds": row["seconds"]}
             if ema is not None:
                 state["ema"] = ema.state_dict()
-            torch.save(state, resume.with_suffix(".tmp"))
-            os.replace(resume.with_suffix(".tmp"), resume)
+            with atomic_write(resume) as tmp:
+                torch.save(state, tmp)
         if dist.is_initialized():
             dist.barrier()
     if world > 1:  # evidence that DDP kept the replicas in lock-step
-        (out / f"weights_rank{rank}.sha256").write_text(weights_digest(model))
+        atomic_write_text(out / f"weights_rank{rank}.sha256", weights_digest(model))
     if dist.is_initialized():
         dist.destroy_process_group()
     return best

@@ -1,0 +1,155 @@
+"""napari layers <-> :class:`~napari_sff.io.volume.Volume`: placement from the affine, layer kinds, the npe2
+reader and writer hooks (plain LayerData tuples: no napari import needed).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from typing import Any
+
+import numpy as np
+
+from napari_sff.io.nifti import (
+    ALLOW_OVERWRITE_ENV,
+    NiftiError,
+    is_nifti_path,
+    nifti_stem,
+    read_nifti,
+    write_nifti,
+)
+from napari_sff.io.volume import RAS_TO_WORLD, Volume, ras_affine
+
+LABEL_NAME_SUFFIXES = ("_labels", "_label", "_seg", "_mask", "_muscle", "_muscles")
+SFF_NAME_PATTERN = re.compile(r"sff|fat", re.IGNORECASE)
+SFF_COLORMAP = "inferno"
+NIFTI_INTENT_LABEL = 1002
+
+
+def layer_placement(volume: Volume) -> dict[str, Any]:
+    """``scale``, ``translate`` and ``rotate`` that put the display-order array at its world position."""
+    world_linear = RAS_TO_WORLD @ volume.affine[:3, :3]
+    spacing = np.linalg.norm(world_linear, axis=0)
+    rotation = world_linear / spacing
+    origin = RAS_TO_WORLD @ volume.affine[:3, 3]
+    extra = volume.array.ndim - 3
+    placement: dict[str, Any] = {
+        "scale": tuple([1.0] * extra + spacing.tolist()),
+        "translate": tuple([0.0] * extra + origin.tolist()),
+    }
+    if not np.allclose(rotation, np.eye(3), atol=1e-6):
+        full = np.eye(volume.array.ndim)
+        full[extra:, extra:] = rotation
+        placement["rotate"] = full
+    return placement
+
+
+def layer_data(volume: Volume, name: str, kind: str = "image", **kwargs: Any) -> tuple:
+    """A napari LayerData tuple for ``volume``; ``kind`` is "image", "labels" or "sff"."""
+    meta: dict[str, Any] = {"name": name, "metadata": {"nifti": volume.source}, **layer_placement(volume)}
+    layer_type = "image"
+    if kind == "labels":
+        layer_type = "labels"
+    elif kind == "sff":
+        meta.update(colormap=SFF_COLORMAP, contrast_limits=(0.0, 1.0), blending="additive")
+    else:
+        meta.update(colormap="gray")
+    meta.update(kwargs)
+    return (volume.array, meta, layer_type)
+
+
+def guess_kind(name: str, volume: Volume) -> str:
+    """"labels" for integer label images (by name suffix or NIfTI intent), "sff" for fat maps, else "image"."""
+    integer = np.issubdtype(volume.array.dtype, np.integer)
+    header = volume.source.get("header")
+    intent = int(header["intent_code"]) if header is not None else 0
+    if integer and (name.lower().endswith(LABEL_NAME_SUFFIXES) or intent == NIFTI_INTENT_LABEL):
+        return "labels"
+    if SFF_NAME_PATTERN.search(name):
+        return "sff"
+    return "image"
+
+
+def sff_unit_scale(array: np.ndarray) -> float:
+    """Factor that brings a fat-fraction map to [0, 1]: 1 (fraction), 100 (percent) or 1000 (per mille)."""
+    finite = array[np.isfinite(array)] if np.issubdtype(array.dtype, np.floating) else array
+    if finite.size == 0:
+        return 1.0
+    high = float(np.percentile(finite, 99.9))
+    if high <= 1.5:
+        return 1.0
+    return 100.0 if high <= 150 else 1000.0
+
+
+def read_layers(path: str | os.PathLike) -> list[tuple]:
+    """LayerData for one NIfTI file: an Image, a Labels layer, or an SFF map converted to fractions."""
+    volume = read_nifti(path)
+    name = nifti_stem(path)
+    kind = guess_kind(name, volume)
+    if kind == "sff":
+        scale = sff_unit_scale(volume.array)
+        if scale != 1.0:
+            volume.array = volume.array.astype(np.float32) / np.float32(scale)
+            volume.source["sff_unit_scale"] = scale
+    return [layer_data(volume, name, kind)]
+
+
+def napari_get_reader(path: str | list[str]):
+    """npe2 reader hook: accept .nii/.nii.gz (or a list of them)."""
+    paths = [path] if isinstance(path, str | os.PathLike) else list(path)
+    if not paths or not all(is_nifti_path(p) for p in paths):
+        return None
+    return read_paths
+
+
+def read_paths(path: str | list[str]) -> list[tuple]:
+    paths = [path] if isinstance(path, str | os.PathLike) else list(path)
+    return [layer for p in paths for layer in read_layers(p)]
+
+
+def volume_from_layer(data: Any, meta: dict[str, Any]) -> Volume:
+    """Rebuild a :class:`Volume` from a layer's data and attributes (napari writer ``meta`` or layer state).
+
+    The NIfTI geometry in ``metadata["nifti"]`` wins while the array still has the shape it was read with;
+    otherwise (cropped, drawn or computed layers) the affine comes from scale, translate and rotate.
+    """
+    array = np.asarray(data)
+    source = dict((meta.get("metadata") or {}).get("nifti") or {})
+    if array.ndim < 3:
+        array = array.reshape((1,) * (3 - array.ndim) + array.shape)
+    if "display_affine" in source and tuple(source.get("display_shape", ())) == array.shape:
+        return Volume(array, np.asarray(source["display_affine"]), source)
+    return Volume(array, _affine_from_placement(meta, array.ndim), {})
+
+
+def _affine_from_placement(meta: dict[str, Any], ndim: int) -> np.ndarray:
+    """NIfTI affine from napari scale / translate / rotate of the last three axes."""
+    scale = np.asarray(meta.get("scale") if meta.get("scale") is not None else [1.0] * ndim, dtype=float)[-3:]
+    translate = np.asarray(
+        meta.get("translate") if meta.get("translate") is not None else [0.0] * ndim, dtype=float
+    )[-3:]
+    rotate = meta.get("rotate")
+    rotation = np.eye(3) if rotate is None else np.asarray(rotate, dtype=float)[-3:, -3:]
+    if scale.size < 3:
+        scale = np.concatenate([[1.0] * (3 - scale.size), scale])
+        translate = np.concatenate([[0.0] * (3 - translate.size), translate])
+    return ras_affine(rotation @ np.diag(scale), translate)
+
+
+def write_layer(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+    """npe2 single-layer writer for Image and Labels layers."""
+    if not is_nifti_path(path):
+        path = f"{path}.nii.gz"
+    volume = volume_from_layer(data, meta)
+    scale = volume.source.get("sff_unit_scale")
+    if scale:
+        volume.array = volume.array * scale
+    # napari's save dialog has already confirmed replacing an existing file; the input stays protected.
+    # napari swallows writer exceptions, so a refusal is also issued as a warning, which it shows the user.
+    try:
+        write_nifti(volume, path, overwrite=True, overwrite_input=os.environ.get(ALLOW_OVERWRITE_ENV) == "1")
+    except NiftiError as exc:
+        warnings.warn(str(exc), UserWarning, stacklevel=2)
+        raise
+    return [path]
