@@ -7,6 +7,7 @@ import importlib.metadata
 import json
 import platform
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,30 +21,54 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+def _settings(args: argparse.Namespace):
+    from napari_sff.jobs import PredictSettings
+
+    return PredictSettings(arch=args.model, weights=args.weights, device=_rank_device(args.device),
+                           ddim_steps=args.ddim_steps, samples=args.samples, seed=args.seed,
+                           batch_size=args.batch_size, slice_axis=args.slice_axis, resample=not args.no_resample,
+                           series=args.series, volume=args.volume, dicom_storage=args.dicom_storage,
+                           new_study=args.new_study)
+
+
+def _rank_device(device: str) -> str:
+    """Under torchrun each process takes its own GPU (LOCAL_RANK) when the device is left to choose."""
+    import os
+
+    local_rank = os.environ.get("LOCAL_RANK")
+    if device == "auto" and local_rank is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from napari_sff.inference import available_devices
+
+        if "cuda" in available_devices():
+            return f"cuda:{int(local_rank)}"
+    return device
+
+
+def _is_cohort(inputs: Sequence[str]) -> bool:
+    """Several inputs, a glob, or a folder that is not a DICOM series / study: a cohort run."""
+    import glob
 
     from napari_sff import io
-    from napari_sff.inference import ARCH_LABELS, predict_volume
 
-    output = args.output
-    if not io.is_nifti_path(output):
-        raise ValueError(f"{output}: output must end in .nii or .nii.gz")
-    std_path = f"{io.nifti_stem(output)}_std.nii.gz" if args.samples > 1 and args.model == "ddpm" else None
-    if std_path:
-        std_path = str(Path(output).with_name(std_path))
-    # Checked before predicting (write_nifti checks again): a DDPM run can take minutes to reach the write.
-    for target in filter(None, (output, std_path)):
-        if Path(target).resolve() == Path(args.input).resolve():
-            raise ValueError(f"{target} is the input file; choose another output name")
-        if Path(target).exists() and not args.overwrite:
-            raise ValueError(f"{target} exists; choose another name or pass --overwrite")
-    volume = io.read_nifti(args.input)
-    array = volume.array
-    if array.ndim == 4:
-        if args.volume is None:
-            raise ValueError(f"{args.input} is 4D ({array.shape[0]} volumes); pick one with --volume N")
-        array = array[args.volume]
+    if len(inputs) > 1 or glob.has_magic(inputs[0]):
+        return True
+    path = Path(inputs[0])
+    return path.is_dir() and not io.is_dicom_path(path)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    if _is_cohort(args.input):
+        return _predict_cohort(args)
+    from tqdm import tqdm
+
+    from napari_sff import jobs
+    from napari_sff.inference import ARCH_LABELS
+
+    (source,) = args.input
+    settings = _settings(args)
+    jobs.check_outputs(source, args.output, settings, overwrite=args.overwrite)
+    job = jobs.read_job(source, settings)
+    jobs.check_outputs(source, args.output, settings, overwrite=args.overwrite, source=job.geometry)
     bar = tqdm(total=1, unit="slice" if args.model == "unet" else "step", disable=args.quiet)
 
     def progress(done: int, total: int) -> None:
@@ -51,23 +76,110 @@ def _predict(args: argparse.Namespace) -> int:
         bar.n = done
         bar.refresh()
 
-    prediction = predict_volume(
-        array, volume.spacing, args.model, weights=args.weights, device=args.device, slice_axis=args.slice_axis,
-        batch_size=args.batch_size, ddim_steps=args.ddim_steps, samples=args.samples, seed=args.seed,
-        progress=progress, resample=not args.no_resample,
-    )
+    prediction = jobs.predict_job(job, settings, progress=progress)
     bar.close()
-    geometry = volume if array.ndim == volume.array.ndim else io.Volume(array, volume.affine, {})
-    io.write_nifti(geometry.like(prediction.sff.astype("float32")), output, overwrite=args.overwrite)
-    written = [output]
-    if std_path and prediction.std is not None:
-        io.write_nifti(geometry.like(prediction.std.astype("float32")), std_path, overwrite=args.overwrite)
-        written.append(std_path)
+    written = jobs.write_job(job, prediction, args.output, settings, overwrite=args.overwrite)
     resampled = (f", predicted at {prediction.model_spacing[0]:.2f} × {prediction.model_spacing[1]:.2f} mm "
                  "(the model's training pixel size) and resampled back" if prediction.model_spacing else "")
     print(f"{ARCH_LABELS[args.model]} on {prediction.device}: {len(prediction.slice_indices)} slices along axis "
-          f"{prediction.slice_axis}, {prediction.ms_per_slice:.1f} ms/slice{resampled} -> {', '.join(written)}")
+          f"{prediction.slice_axis}, {prediction.ms_per_slice:.1f} ms/slice{resampled} -> "
+          f"{', '.join(map(str, written))}")
     return 0
+
+
+def _predict_cohort(args: argparse.Namespace) -> int:
+    """Many inputs -> a folder mirroring them; this rank's share only; exit 1 when any file failed."""
+    from tqdm import tqdm
+
+    from napari_sff import cohort, io, jobs
+    from napari_sff.inference import load_model, resolve_device
+
+    out_dir = Path(args.output)
+    if io.is_nifti_path(out_dir):
+        raise ValueError(f"{out_dir}: with several inputs -o is a folder (outputs mirror the inputs' paths)")
+    settings = _settings(args)
+    suffix = "_sff" if args.output_format == "dicom" else cohort.OUTPUT_SUFFIX
+    items = cohort.collect_inputs(args.input)
+    rank, world = cohort.rank_and_world(args.shard)
+    share = cohort.my_share(items, rank, world)
+    if not share:
+        print(f"rank {rank}/{world}: no inputs in this share ({len(items)} in all)")
+        return 0
+    load_model(settings.arch, settings.weights, resolve_device(settings.device))  # once, before the first read
+    bar = tqdm(total=len(share), unit="volume", disable=args.quiet, desc=f"rank {rank}/{world}" if world > 1 else None)
+
+    def progress(item, state: str) -> None:
+        bar.update(1)
+        bar.set_postfix_str(state, refresh=False)
+
+    summary = cohort.run_cohort(
+        share, out_dir, read=lambda path: jobs.read_job(path, settings),
+        predict=lambda job: jobs.predict_job(job, settings),
+        write=lambda job, prediction, output: jobs.write_job(job, prediction, output, settings,
+                                                             overwrite=args.overwrite),
+        overwrite=args.overwrite, progress=progress, suffix=suffix,
+    )
+    bar.close()
+    prefix = f"rank {rank}/{world}: " if world > 1 else ""
+    for line in summary.lines():
+        print(prefix + line, file=sys.stderr if line.startswith("failed") else sys.stdout)
+    return 1 if summary.failed else 0
+
+
+def _dixon(args: argparse.Namespace) -> int:
+    from napari_sff import dixon, io
+
+    output = args.output
+    if not io.is_nifti_path(output):
+        raise ValueError(f"{output}: output must end in .nii or .nii.gz")
+    for given in filter(None, (args.fat, args.water)):
+        if Path(output).resolve() == Path(given).resolve():
+            raise ValueError(f"{output} is an input; choose another output name")
+    if Path(output).exists() and not args.overwrite:
+        raise ValueError(f"{output} exists; choose another name or pass --overwrite")
+    fat, water = dixon.read_pair(args.fat, args.water, fat_series=args.fat_series, water_series=args.water_series)
+    noise_floor = dixon.DEFAULT_NOISE_FLOOR if args.noise_floor is None else args.noise_floor
+    sff = dixon.dixon_volume(fat, water, noise_floor=noise_floor,
+                             floor_percentile=None if args.absolute_floor else dixon.DEFAULT_FLOOR_PERCENTILE)
+    io.write_nifti(sff, output, overwrite=args.overwrite)
+    print(f"{dixon.summary(sff)} -> {output}")
+    return 0
+
+
+def _roi_stats(args: argparse.Namespace) -> int:
+    from napari_sff.cohort import table
+    from napari_sff.io.label_names import read_label_names
+
+    output = Path(args.output)
+    if output.suffix.lower() != ".csv":
+        raise ValueError(f"{output}: the table must end in .csv")
+    summary_path = output.with_name(f"{output.stem}_summary.csv")
+    figure_path = output.with_name(f"{output.stem}_bland_altman.png")
+    written = [output, *((summary_path, figure_path) if args.reference else ())]
+    for target in written:
+        if target.exists() and not args.overwrite:
+            raise ValueError(f"{target} exists; choose another name or pass --overwrite")
+    maps = dict(table.parse_map_option(text) for text in args.map)
+    names = read_label_names(args.label_names) if args.label_names else None
+    result = table.cohort_rows(args.labels, maps, reference=args.reference, label_names=names)
+    if not result.rows:
+        reasons = "; ".join(f"{case}: {reason}" for case, reason in result.failed[:3])
+        raise ValueError(f"no case could be measured ({reasons})")
+    table.write_cohort_csv(result, output, overwrite=args.overwrite)
+    if args.reference:
+        summary = table.agreement_summary(result, args.reference)
+        table.write_summary_csv(summary, summary_path, overwrite=args.overwrite)
+        table.bland_altman_figure(result, args.reference, figure_path, overwrite=args.overwrite)
+        for entry in summary:
+            if entry["roi"] == "all ROIs":
+                print(f"{entry['map']} vs {args.reference} over {entry['n']} ROIs: bias {entry['bias_pp']:+.2f} pp, "
+                      f"95 % limits {entry['loa_low_pp']:+.2f}..{entry['loa_high_pp']:+.2f} pp, "
+                      f"ICC(A,1) {entry['icc_a1']:.3f}, r {entry['pearson_r']:.3f}")
+    cases = len({case for case, _ in result.rows})
+    print(f"{len(result.rows)} rows from {cases} case(s) -> {', '.join(map(str, written))}")
+    for case, reason in result.failed:
+        print(f"skipped {case}: {reason}", file=sys.stderr)
+    return 1 if result.failed else 0
 
 
 def info() -> dict:
@@ -134,9 +246,22 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--overwrite", action="store_true", help="replace files of an earlier run")
     simulate.set_defaults(run=_simulate)
 
-    predict = sub.add_parser("predict", help="predict an SFF map from a T2w NIfTI file")
-    predict.add_argument("input", help="T2w NIfTI (.nii or .nii.gz)")
-    predict.add_argument("-o", "--output", required=True, help="SFF NIfTI to write (float32, input geometry)")
+    predict = sub.add_parser("predict", help="predict SFF maps from T2w NIfTI files or DICOM series (one or a cohort)")
+    predict.add_argument("input", nargs="+", help="T2w NIfTI (.nii or .nii.gz), or a DICOM folder, DICOMDIR or file; "
+                         "several inputs, a folder of NIfTI files (walked) or a quoted glob make a cohort run")
+    predict.add_argument("--series", help="DICOM series to use where the input holds several: SeriesNumber, "
+                         "SeriesInstanceUID or SeriesDescription")
+    predict.add_argument("-o", "--output", required=True,
+                         help="SFF NIfTI to write (float32, input geometry), or a folder: a DICOM series in the "
+                              "source study; for a cohort, the folder that mirrors the inputs")
+    predict.add_argument("--output-format", choices=("nifti", "dicom"), default="nifti",
+                         help="cohort runs: <stem>_sff.nii.gz files or <stem>_sff DICOM series folders")
+    predict.add_argument("--dicom-storage", choices=("mr", "parametric-map"), default="mr",
+                         help="DICOM output: derived MR images (shown by every PACS) or a Parametric Map")
+    predict.add_argument("--new-study", action="store_true",
+                         help="DICOM output from a NIfTI input: a new anonymous study (there is no source study)")
+    predict.add_argument("--shard", metavar="K/N", help="cohort runs: only the K-th of N shares (e.g. a SLURM array "
+                         "task); under torchrun each rank takes its share of that")
     predict.add_argument("--model", choices=("unet", "ddpm"), default="unet")
     predict.add_argument("--weights", help=".safetensors checkpoint (default: the shipped weights)")
     predict.add_argument("--device", default="auto", help="auto (cuda -> mps -> cpu), cpu, cuda, cuda:N or mps")
@@ -153,6 +278,32 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.set_defaults(run=_predict)
 
+    dixon_parser = sub.add_parser("dixon", help="signal fat fraction F / (F + W) from Dixon fat and water images")
+    dixon_parser.add_argument("fat", help="fat image: NIfTI file or DICOM series folder (or one folder with both)")
+    dixon_parser.add_argument("water", nargs="?", help="water image: NIfTI file or DICOM series folder")
+    dixon_parser.add_argument("-o", "--output", required=True, help="SFF NIfTI to write (float32, fat geometry)")
+    dixon_parser.add_argument("--fat-series", help="DICOM series of the fat image (number, UID or description)")
+    dixon_parser.add_argument("--water-series", help="DICOM series of the water image (number, UID or description)")
+    dixon_parser.add_argument("--noise-floor", type=float,
+                              help="SFF is 0 where F + W is at most this fraction of its 99th percentile "
+                                   "(default 0.1)")
+    dixon_parser.add_argument("--absolute-floor", action="store_true",
+                              help="--noise-floor is in the images' signal units, not a fraction")
+    dixon_parser.add_argument("--overwrite", action="store_true", help="replace an existing output (never an input)")
+    dixon_parser.set_defaults(run=_dixon)
+
+    roi = sub.add_parser("roi-stats", help="fat-fraction table of a cohort: labels x maps, one row per case, ROI "
+                                           "and map, plus the agreement summary against a reference")
+    roi.add_argument("--labels", required=True, help="label images, with one '*' where the case id stands, e.g. "
+                                                     "'SEG/*_muscle.nii.gz' (quote it)")
+    roi.add_argument("--map", action="append", required=True, metavar="NAME=PATTERN",
+                     help="a map per case, {case} filled in, e.g. gt='DIXON/{case}_sff.nii.gz'; repeat for each map")
+    roi.add_argument("--reference", help="the map the others are compared with (Δ, MAE, summary, Bland-Altman)")
+    roi.add_argument("--label-names", help="label names: JSON, CSV (index,name), ITK-SNAP or Slicer colour table")
+    roi.add_argument("-o", "--output", required=True, help="table CSV (the summary and figure go beside it)")
+    roi.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    roi.set_defaults(run=_roi_stats)
+
     info_parser = sub.add_parser("info", help="versions, torch devices, shipped weights")
     info_parser.add_argument("--json", action="store_true")
     info_parser.set_defaults(run=_info)
@@ -161,8 +312,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+
+    def one_line(message, category, filename, lineno, file=None, line=None) -> None:
+        """What napari-sff assumed (complex voxels read as magnitude, a zero voxel axis, ...), on one line."""
+        print(f"napari-sff {args.command}: warning: {message}", file=sys.stderr)
+
     try:
-        return args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line
+            return args.run(args)
     except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as exc:
         # One clear line, no traceback: every error raised by napari-sff says what to do.
         print(f"napari-sff {args.command}: error: {exc}", file=sys.stderr)

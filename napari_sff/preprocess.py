@@ -26,7 +26,9 @@ __all__ = [
     "CLIP_MAX",
     "NORMALISATION_NAME",
     "REFERENCE_PERCENTILE",
+    "MAX_LABEL_VALUES",
     "body_mask",
+    "input_kind_warning",
     "normalise_t2w",
 ]
 
@@ -87,3 +89,36 @@ def normalise_t2w(slices: np.ndarray) -> np.ndarray:
         if scale > 0:
             out[i] = np.clip(row / scale, 0.0, CLIP_MAX)
     return out.reshape(shape).astype(np.float32)
+
+
+#: At most this many distinct integer values make an image look like a segmentation (T2w: thousands).
+MAX_LABEL_VALUES = 128
+#: The input check looks at an evenly strided subsample of at most this many voxels (fast on big series).
+_KIND_SAMPLE = 2_000_000
+
+
+def input_kind_warning(array: np.ndarray) -> str | None:
+    """Why ``array`` does not look like a T2w magnitude image, or None when it does.
+
+    A model fed a label image or a fat-fraction map still writes an "SFF" map; this catches the two mix-ups a
+    user makes in a viewer full of layers: integer values with few distinct levels (a segmentation) and values
+    all within [0, 1] (a fat fraction map). Scanner T2w images are non-negative with thousands of levels.
+    """
+    flat = np.asarray(array).reshape(-1)
+    if flat.size > _KIND_SAMPLE:
+        flat = flat[:: math.ceil(flat.size / _KIND_SAMPLE)]
+    if flat.dtype == bool:
+        return "this looks like a segmentation (a binary mask), not a T2w image"
+    if np.iscomplexobj(flat) or flat.dtype.fields is not None:
+        return None  # complex and RGB voxels are refused elsewhere, with their own message
+    finite = flat[np.isfinite(flat)] if np.issubdtype(flat.dtype, np.floating) else flat
+    if finite.size == 0 or float(finite.max()) == float(finite.min()):
+        return None
+    integer = np.issubdtype(finite.dtype, np.integer) or bool(np.all(finite == np.round(finite)))
+    if integer:
+        levels = np.unique(finite)
+        if levels.size <= MAX_LABEL_VALUES:
+            return f"this looks like a segmentation ({levels.size} distinct integer values), not a T2w image"
+    if float(finite.min()) >= 0.0 and float(finite.max()) <= 1.0:
+        return "this looks like a fat fraction map (all values within [0, 1]), not a T2w image"
+    return None

@@ -32,7 +32,7 @@ def case_layers(case: SimulatedCase, prefix: str) -> list[tuple]:
     return [
         io.layer_data(volumes["t2w"], f"{prefix}_t2w", "image"),
         io.layer_data(volumes["sff"], f"{prefix}_sff", "sff", visible=False),
-        io.layer_data(volumes["labels"], f"{prefix}_labels", "labels", features=features, opacity=0.4),
+        io.layer_data(volumes["labels"], f"{prefix}_labels", "labels", features=features),
     ]
 
 

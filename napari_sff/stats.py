@@ -55,8 +55,10 @@ from napari_sff.io.atomic import atomic_write
 __all__ = [
     "ID_COLUMNS",
     "STAT_COLUMNS",
+    "CompactTable",
     "RoiRow",
     "bland_altman",
+    "compact_table",
     "format_rows",
     "rasterize_shapes",
     "roi_table",
@@ -502,6 +504,66 @@ def format_rows(rows: Sequence[RoiRow], *, percent: bool = True, missing: str = 
     return _format(rows, percent, missing)
 
 
+@dataclass(frozen=True)
+class CompactTable:
+    """What a radiologist reads, one row per ROI: name, volume, mean of each map, Δ of each map vs the reference.
+
+    ``values`` hold raw numbers (fractions, mL) for sorting; :meth:`formatted` gives the display strings with the
+    same formatter as the full table, so both tables and the CSV always show the same digits.
+    """
+
+    header: list[str]
+    kinds: list[str]  # per column: "text", "volume", "fraction" (shown in %), "difference" (shown in pp)
+    labels: list[int]  # ROI label id of each row
+    values: list[list[object]]
+
+    def formatted(self, missing: str = "—") -> list[list[str]]:
+        return [[_cell(value, kind, True, missing) for value, kind in zip(row, self.kinds, strict=True)]
+                for row in self.values]
+
+
+def compact_table(
+    rows: Sequence[RoiRow],
+    *,
+    reference: str | None = None,
+    short_names: Mapping[str, str] | None = None,
+) -> CompactTable:
+    """Pivot :func:`roi_table` rows (one per ROI and map) into one row per ROI with a column per map.
+
+    Columns: ``ROI``, ``mL`` (the ROI volume of the reference, else of the first map with a row for the ROI: maps
+    differ only by excluded non-finite voxels), ``<map> %`` for each map (the reference first) and ``Δ <map> pp`` (mean - reference mean,
+    percentage points) for each other map when ``reference`` is one of the maps.  ``short_names`` maps source
+    names to column names (e.g. "GT", "U-Net"); sources without one keep their name.  ROIs keep the rows' order.
+    """
+    names = dict(short_names or {})
+    sources = list(dict.fromkeys(row.source for row in rows))
+    if reference in sources:
+        sources.remove(reference)
+        sources.insert(0, reference)
+    else:
+        reference = None
+    others = [source for source in sources if source != reference]
+    by_key = {(row.label, row.source): row for row in rows}
+    labels = list(dict.fromkeys(row.label for row in rows))
+    short = [names.get(source, source) for source in sources]
+    header = ["ROI", "mL", *[f"{name} %" for name in short]]
+    kinds = ["text", "volume", *["fraction"] * len(sources)]
+    if reference is not None:
+        header += [f"Δ {names.get(source, source)} pp" for source in others]
+        kinds += ["difference"] * len(others)
+    values = []
+    for label in labels:
+        present = [by_key.get((label, source)) for source in sources]
+        first = next(row for row in present if row is not None)
+        volume_row = present[0] or first
+        line: list[object] = [first.name, volume_row.volume_ml]
+        line += [None if row is None else row.mean for row in present]
+        if reference is not None:
+            line += [None if row is None else row.diff_mean for row in present[1:]]
+        values.append(line)
+    return CompactTable(header, kinds, labels, values)
+
+
 def rows_to_csv(
     rows: Sequence[RoiRow],
     path_or_file: str | os.PathLike[str] | IO[str],
@@ -551,6 +613,28 @@ def bland_altman(
     bias = float(diff.mean()) if n else math.nan
     sd = float(diff.std(ddof=1)) if n > 1 else math.nan
     return {"bias": bias, "sd": sd, "loa_low": bias - 1.96 * sd, "loa_high": bias + 1.96 * sd, "n": n}
+
+
+def icc_absolute_agreement(ratings: Sequence[Sequence[float]] | np.ndarray) -> float:
+    """ICC(A,1): two-way random effects, absolute agreement, single measurement (Shrout & Fleiss ICC(2,1)).
+
+    ``ratings`` is (targets, raters), e.g. ROI means x (prediction, reference). Targets with a non-finite rating
+    are dropped. Absolute agreement, not consistency: a constant bias between the raters lowers it.
+    """
+    x = np.asarray(ratings, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] < 2:
+        raise ValueError(f"need a (targets, raters) table with >= 2 raters, got shape {x.shape}")
+    x = x[np.all(np.isfinite(x), axis=1)]
+    n, k = x.shape
+    if n < 2:
+        return math.nan
+    grand = x.mean()
+    ms_rows = k * ((x.mean(axis=1) - grand) ** 2).sum() / (n - 1)
+    ms_cols = n * ((x.mean(axis=0) - grand) ** 2).sum() / (k - 1)
+    residual = x - x.mean(axis=1, keepdims=True) - x.mean(axis=0, keepdims=True) + grand
+    ms_error = (residual ** 2).sum() / ((n - 1) * (k - 1))
+    denominator = ms_rows + (k - 1) * ms_error + k * (ms_cols - ms_error) / n
+    return float((ms_rows - ms_error) / denominator) if denominator > 0 else math.nan
 
 
 # --------------------------------------------------------------------------------------------

@@ -38,6 +38,28 @@ def tiny_weights(tmp_path_factory) -> dict:
             for arch, config in TINY_CONFIGS.items()}
 
 
+@pytest.fixture(scope="session")
+def constant_weights(tmp_path_factory, tiny_configs) -> dict:
+    """Checkpoints with a known output: a U-Net whose head is the constant 0.3, a DDPM whose network predicts v = 0.
+
+    With v = 0, DDIM's x0 at t = 999 is sqrt(alpha_cumprod) x_T ~ 0.006 N(0, 1), so the SFF is 0.5 within ~0.03.
+    """
+    import torch
+
+    from napari_sff.models import build_model, save_checkpoint
+
+    folder = tmp_path_factory.mktemp("constant_weights")
+    unet, ddpm = build_model("unet", tiny_configs["unet"]), build_model("ddpm", tiny_configs["ddpm"])
+    with torch.no_grad():
+        unet.head.weight.zero_()
+        unet.head.bias.fill_(0.3)
+        last = ddpm.network.out[-1].conv
+        last.weight.zero_()
+        last.bias.zero_()
+    return {arch: save_checkpoint(model, folder / f"{arch}.safetensors", metadata={})
+            for arch, model in (("unet", unet), ("ddpm", ddpm))}
+
+
 @pytest.fixture(autouse=True)
 def no_worker_outlives_its_test():
     """A napari thread worker still running at interpreter exit aborts the process: wait for all of them."""

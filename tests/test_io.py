@@ -129,6 +129,93 @@ def test_unreadable_file_gives_one_line_error(tmp_path):
         io.read_nifti(tmp_path / "missing.nii")
 
 
+# -- files that converters write in the wild ------------------------------------------------------------------
+
+RGB24 = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
+
+
+@pytest.mark.parametrize("dtype", [RGB24, np.dtype([*RGB24.descr, ("A", "u1")])], ids=["RGB24", "RGBA32"])
+def test_colour_nifti_is_a_one_line_error(tmp_path, dtype):
+    data = np.zeros((4, 5, 3), dtype)
+    data["R"] = 200
+    path = tmp_path / "colour.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    assert nib.load(path).get_data_dtype().names[:3] == ("R", "G", "B")  # nibabel itself reads it fine
+    kind = "RGBA" if len(dtype.names) == 4 else "RGB"
+    with pytest.raises(io.NiftiError, match=f"colour.nii.gz is an {kind} image; napari-sff needs a grayscale") as info:
+        io.read_nifti(path)
+    assert "\n" not in str(info.value) and "convert it to one channel first" in str(info.value)
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_complex_voxels_are_read_as_magnitude_with_a_warning(tmp_path, dtype):
+    real = np.arange(60, dtype=float).reshape(3, 4, 5)
+    data = (real * np.exp(1j * np.linspace(0, 2 * np.pi, 60)).reshape(3, 4, 5)).astype(dtype)  # |z| = real
+    path = tmp_path / "complex.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.diag([2.0, 2.0, 4.0, 1.0])), path)
+    plain = tmp_path / "magnitude.nii.gz"
+    nib.save(nib.Nifti1Image(real.astype(np.float32), np.diag([2.0, 2.0, 4.0, 1.0])), plain)
+    with pytest.warns(UserWarning, match=r"complex.nii.gz has complex voxels; using their magnitude \|z\|"):
+        volume = io.read_nifti(path)
+    assert not np.iscomplexobj(volume.array)
+    assert volume.array.dtype == (np.float32 if dtype == np.complex64 else np.float64)
+    np.testing.assert_allclose(volume.array, io.read_nifti(plain).array, rtol=1e-5, atol=1e-4)
+
+
+def nifti_with_sform(path: Path, affine: np.ndarray, shape=(4, 5, 3)) -> Path:
+    """A file whose sform is ``affine`` as given (nibabel refuses to build an image from a singular one)."""
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(np.float32)
+    header.set_sform(affine, code=1)
+    data = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+    nib.save(nib.Nifti1Image(data, None, header=header), path)
+    return path
+
+
+def test_zero_slice_axis_is_read_as_1_mm_perpendicular_with_a_warning(tmp_path):
+    # A zero third column: what a converter writes with pixdim[3] = 0 (or a missing slice spacing).
+    singular = np.array([[-0.9, 0, 0, 10], [0, 0.9, 0, -20], [0, 0, 0, 30], [0, 0, 0, 1.0]])
+    path = nifti_with_sform(tmp_path / "flat.nii.gz", singular)
+    with pytest.warns(UserWarning, match="flat.nii.gz: voxel axis 2 has zero length in the affine.*assuming 1 mm"):
+        volume = io.read_nifti(path)
+    assert sorted(volume.spacing) == pytest.approx([0.9, 0.9, 1.0])
+    # Known answer: +z is right-handed from (-x, +y), so slice k sits at z = 30 - k mm.
+    expected = singular.copy()
+    expected[2, 2] = -1.0
+    assert np.allclose(volume.source["affine"], expected)
+    data = np.asanyarray(nib.load(path).dataobj)
+    for k in range(3):  # every file slice lands at its assumed position
+        ras = expected @ np.array([1, 2, k, 1.0])
+        display_index = np.rint(np.linalg.inv(volume.affine) @ ras)[:3].astype(int)
+        assert volume.array[tuple(display_index)] == data[1, 2, k]
+    # What is written from it has a usable affine (nibabel cannot even build an image from the file's own).
+    out = io.write_nifti(volume.like(volume.array * 2), tmp_path / "out.nii.gz")
+    np.testing.assert_allclose(nib.load(out).affine, expected, atol=1e-6)
+
+
+def test_pixdim_0_under_a_qform_is_read_as_1_mm(tmp_path, caplog):
+    # nibabel repairs this one itself on load, and logs what it assumed; the volume gets 1 mm along the axis.
+    header = nib.Nifti1Header()
+    header.set_data_shape((4, 5, 3))
+    header.set_data_dtype(np.float32)
+    header.set_qform(np.diag([0.8, 0.8, 3.0, 1.0]), code=1)
+    header["pixdim"][3] = 0.0
+    path = tmp_path / "qform.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((4, 5, 3), np.float32), None, header=header), path)
+    volume = io.read_nifti(path)
+    assert "setting 0 dims to 1" in caplog.text
+    assert volume.spacing == pytest.approx((1.0, 0.8, 0.8))
+
+
+def test_parallel_voxel_axes_are_a_one_line_error(tmp_path):
+    parallel = np.array([[1.0, 2.0, 0, 0], [0, 0, 0, 0], [0, 0, 3.0, 0], [0, 0, 0, 1]])  # axes 0 and 1 along x
+    path = nifti_with_sform(tmp_path / "parallel.nii.gz", parallel)
+    with pytest.raises(io.NiftiError, match="parallel.nii.gz: the affine .* is singular") as info:
+        io.read_nifti(path)
+    assert "\n" not in str(info.value)
+
+
 def test_writer_refuses_input_and_existing_files(tmp_path):
     path = tmp_path / "scan.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((3, 3, 3), np.float32), np.eye(4)), path)

@@ -23,6 +23,7 @@ from napari_sff.models import (
     UNetConfig,
     build_model,
     crop_to,
+    ddim_sample_loop,
     ddim_timesteps,
     ddim_transitions,
     make_config,
@@ -68,11 +69,49 @@ def test_ddim_transitions_use_the_real_next_timestep(steps):
     assert [n for _, n in pairs] == ts[1:] + [-1]  # last step lands on alpha_cumprod = 1
 
 
-def test_ddim_transitions_differ_from_monai_step_assumption():
-    # MONAI's DDIMScheduler.step() assumes t_next = t - T // steps; with linspace timesteps that is wrong
-    # for 19 of the 49 inner transitions at steps=50 (DESIGN.md). Ours must follow the real sequence.
-    pairs = ddim_transitions(T, 50)[:-1]
-    assert sum(n != t - T // 50 for t, n in pairs) == 19
+def test_monai_ddim_step_skips_timesteps_that_our_loop_lands_on(ddpm):
+    """Why sampling does not use MONAI's DDIMScheduler (DESIGN.md), measured on MONAI itself.
+
+    Probe: zero predicted noise and x_t = sqrt(alpha_t) (a clean x0 = 1) make one DDIM step return
+    sqrt(alpha_next), so the timestep a step lands on can be read off its output. MONAI's ``set_timesteps(50)``
+    gives our linspace timesteps, but its ``step()`` lands on t - T // 50, off the sequence for 19 of the 49
+    inner transitions; our loop is at the noise level of every timestep it calls the network at. If MONAI fixes
+    ``step()``, the first assertions fail and the workaround can go.
+    """
+    from monai.networks.schedulers import DDIMScheduler
+
+    monai = DDIMScheduler(num_train_timesteps=T, schedule="linear_beta", clip_sample=False, prediction_type="epsilon")
+    monai.set_timesteps(50)
+    assert monai.timesteps.tolist() == ddim_timesteps(T, 50).tolist()
+    torch.testing.assert_close(monai.alphas_cumprod, ddpm.scheduler.alphas_cumprod, rtol=0, atol=0)
+    ac = monai.alphas_cumprod.double()
+
+    def level(x: torch.Tensor) -> int:
+        """The timestep whose alpha_cumprod is x**2 (-1: alpha = 1, the clean end)."""
+        alpha = float(x) ** 2
+        if abs(alpha - 1.0) < 1e-6:
+            return -1
+        t = int((ac - alpha).abs().argmin())
+        assert abs(float(ac[t]) - alpha) < 1e-5 * alpha, "not on any timestep's noise level"
+        return t
+
+    timesteps = monai.timesteps.tolist()
+    monai_next = [level(monai.step(torch.zeros(1), t, ac[t].sqrt().float().reshape(1))[0]) for t in timesteps]
+    assert monai_next == [max(t - T // 50, -1) for t in timesteps]
+    real_next = [n for _, n in ddim_transitions(T, 50)]
+    assert sum(m != n for m, n in zip(monai_next[:-1], real_next[:-1], strict=True)) == 19
+    assert (timesteps[1], monai_next[0]) == (979, 979) and (timesteps[2], monai_next[1]) == (958, 959)
+
+    calls: list[tuple[int, int]] = []
+
+    def denoise(x: torch.Tensor, t: int) -> torch.Tensor:
+        calls.append((t, level(x)))
+        return torch.zeros_like(x)
+
+    x0 = ddim_sample_loop(denoise, ac[T - 1].sqrt().reshape(1), monai.alphas_cumprod, steps=50,
+                          prediction_type="epsilon")
+    assert calls == [(t, t) for t in timesteps]  # called at t with x at t's noise level, every time
+    assert float(x0) == pytest.approx(1.0, abs=1e-6)
 
 
 @pytest.mark.parametrize("steps", [0, T + 1])
@@ -162,9 +201,19 @@ def test_sample_shapes_and_range(ddpm, shape):
         torch.rand(shape), steps=2, n_samples=2, generator=torch.Generator().manual_seed(0)
     )
     assert mean.shape == std.shape == shape
-    assert mean.min() >= 0 and mean.max() <= 1 and std.min() >= 0
+    assert torch.count_nonzero(std) > 0  # two samples from different noise differ
     mean1, std1 = ddpm.sample(torch.rand(shape), steps=1, n_samples=1)
     assert mean1.shape == shape and torch.count_nonzero(std1) == 0
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_samples_are_clipped_to_the_sff_range(prediction_type):
+    # An oracle that predicts a target outside [0, 1]: every DDIM step clips x0, so the SFF is the clipped target.
+    sff = torch.linspace(-0.5, 1.5, 24).reshape(1, 1, 4, 6)
+    model, _ = _with_oracle(prediction_type, sff)
+    mean, std = model.sample(torch.rand(1, 1, 4, 6), steps=7, n_samples=2, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(mean, sff.clamp(0, 1), atol=1e-4, rtol=0)
+    assert std.max() < 1e-4
 
 
 def test_sample_progress_counts_steps_and_can_cancel(ddpm):
@@ -277,10 +326,21 @@ def test_normalise_scale_and_rounding_invariant():
     img = _phantom()
     ref = normalise_t2w(img)
     assert ref.dtype == np.float32 and ref.shape == img.shape
-    assert ref.min() >= 0 and ref.max() <= 1.5
     np.testing.assert_allclose(normalise_t2w(img * 37.5), ref, atol=1e-6)
     np.testing.assert_allclose(normalise_t2w(np.round(img * 20).astype(np.int32)), ref, atol=2e-3)
     np.testing.assert_allclose(normalise_t2w(np.round(img).astype(np.uint16)), ref, atol=2e-2)
+
+
+def test_normalise_known_answer_divides_by_the_body_reference_and_clips_at_1_5():
+    # 20 x 20 slice: 199 air pixels (noise 5), 50 at 400, 150 at 1000, one hot pixel at 3000. The slice's 99th
+    # percentile is 1000, so the body threshold is 100 and the body's 99th percentile (201 pixels) is 1000 too.
+    img = np.full(400, 5.0)
+    img[199:249], img[249:399], img[399] = 400.0, 1000.0, 3000.0
+    out = normalise_t2w(np.random.default_rng(0).permutation(img).reshape(20, 20))
+    values, counts = np.unique(out, return_counts=True)
+    # Air is scaled like the rest (5 / 1000), not masked; the hot pixel's 3.0 is clipped to 1.5.
+    np.testing.assert_allclose(values, [0.005, 0.4, 1.0, 1.5], rtol=1e-6)
+    assert counts.tolist() == [199, 50, 150, 1]
 
 
 def test_normalise_per_slice_and_body_reference():

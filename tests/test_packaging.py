@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 import venv
@@ -14,14 +16,33 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
+def wheel_build(tmp_path_factory) -> tuple[Path, str]:
+    """The wheel and the build's log (verbose, so setuptools' warnings are in it)."""
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
-        check=True,
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-v", "-w", str(out), str(ROOT)],
+        check=True, capture_output=True, text=True,
     )
     [built] = out.glob("napari_sff-*.whl")
-    return built
+    return built, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def wheel(wheel_build) -> Path:
+    return wheel_build[0]
+
+
+def test_wheel_carries_weights_and_every_subpackage_without_setuptools_warnings(wheel_build):
+    built, log = wheel_build
+    with zipfile.ZipFile(built) as archive:
+        names = set(archive.namelist())
+    shipped = {f"napari_sff/weights/{p.name}" for p in (ROOT / "napari_sff" / "weights").glob("*.safetensors")}
+    assert {"napari_sff/weights/unet.safetensors", "napari_sff/weights/ddpm.safetensors"} <= shipped <= names
+    sources = {p.relative_to(ROOT).as_posix() for p in (ROOT / "napari_sff").rglob("*.py")}
+    assert {"napari_sff/io/__init__.py", "napari_sff/io/dicom/__init__.py"} <= sources <= names
+    assert "napari_sff/napari.yaml" in names
+    assert "is absent from the `packages` configuration" not in log
+    assert "Package would be ignored" not in log
 
 
 def test_wheel_contains_manifest_as_a_file(wheel):
@@ -48,3 +69,17 @@ def test_clean_venv_discovers_and_validates_the_plugin(wheel, tmp_path):
     result = subprocess.run([str(python), "-m", "npe2", "validate", "napari-sff"], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "valid" in result.stdout
+
+
+@pytest.mark.parametrize("module", ["napari_sff.demo", "napari_sff.cli"])
+def test_help_names_only_options_that_exist(module):
+    """Every ``--option`` the help text mentions (description included) is one the parser defines."""
+    env = {**os.environ, "COLUMNS": "500"}  # no wrapping, so no option name is split across lines
+    result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, env=env,
+                            cwd=ROOT, check=True)
+    text = result.stdout
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", text))
+    usage = text.split("\n\n", 1)[0]  # argparse writes the usage line from the parser itself
+    defined = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", usage)) | {"--help"}
+    assert "--screenshot" in defined or module != "napari_sff.demo"
+    assert named <= defined, f"{module} --help names options it does not have: {sorted(named - defined)}"

@@ -229,3 +229,161 @@ def test_shipped_unet_on_the_sample(docked, qtbot):
     body = truth > 0
     assert np.corrcoef(predicted.data[body], truth[body])[0, 1] > 0.85
     assert np.abs(predicted.data[body] - truth[body]).mean() < 0.10
+
+
+# ------------------------------------------------------------------------------------ ground truth on another grid
+def coarse_ramp_truth(viewer, shift_voxels=(0, 0, 0)):
+    """A fat-fraction ramp, linear in world position, on a 2x coarser grid over the sample's box (or shifted)."""
+    source = viewer.layers["synthetic_thigh_t2w"]
+    fine = np.asarray(source.scale, float)
+    coarse_shape = tuple(n // 2 for n in source.data.shape)
+    origin = np.asarray(source.translate, float) + 0.5 * fine + np.asarray(shift_voxels) * 2 * fine
+    centres = np.indices(coarse_shape).reshape(3, -1) * (2 * fine)[:, None] + origin[:, None]
+    data = ramp(centres).reshape(coarse_shape)
+    return viewer.add_image(data, name="dixon_sff_coarse", scale=2 * fine, translate=origin)
+
+
+def ramp(world):
+    """0.1 .. 0.6 across the sample's box (about 76 x 296 x 296 mm)."""
+    return (0.1 + 0.2 * world[0] / 76 + 0.15 * world[1] / 296 + 0.15 * world[2] / 296).astype(np.float32)
+
+
+def test_ground_truth_on_a_coarser_grid_is_resampled_onto_the_prediction(docked, qtbot):
+    viewer, widget = docked
+    source = viewer.layers["synthetic_thigh_t2w"]
+    widget.ground_truth.value = coarse_ramp_truth(viewer)
+    widget.scope.value = "Current slice"
+    viewer.dims.set_current_step(0, 12)
+    start = len(notification_manager.records)
+    wait_for(qtbot, widget.run())
+    assert not [m for m in errors_since(start) if "ground truth" in m]
+    sff = viewer.layers[output_name("sff", "unet", source.name)].data
+    error = viewer.layers[output_name("error", "unet", source.name)]
+    assert error.data.shape == source.data.shape
+    world = np.indices(source.data.shape).reshape(3, -1) * np.asarray(source.scale)[:, None]
+    truth_on_fine = ramp(world).reshape(source.data.shape)  # linear: interpolation is exact between centres
+    inside = (slice(1, -1),) * 3
+    np.testing.assert_allclose(error.data[inside], np.abs(sff - truth_on_fine)[inside], atol=1e-5)
+
+
+def test_ground_truth_over_another_region_is_refused_with_a_notification(docked, qtbot):
+    viewer, widget = docked
+    source = viewer.layers["synthetic_thigh_t2w"]
+    widget.ground_truth.value = coarse_ramp_truth(viewer, shift_voxels=(0, 0, 10))
+    widget.scope.value = "Current slice"
+    start = len(notification_manager.records)
+    wait_for(qtbot, widget.run())
+    refused = [m for m in errors_since(start) if "does not cover the same region" in m]
+    assert refused and "dixon_sff_coarse" in refused[0] and "no |error| layer" in refused[0]
+    assert output_name("sff", "unet", source.name) in viewer.layers
+    assert output_name("error", "unet", source.name) not in viewer.layers
+
+
+# ------------------------------------------------------------------------------------------------ reading view
+def test_after_a_run_the_sff_map_is_selected_on_top_with_a_colour_bar(docked, qtbot):
+    viewer, widget = docked
+    source = viewer.layers["synthetic_thigh_t2w"]
+    labels, truth = viewer.layers["synthetic_thigh_labels"], viewer.layers["synthetic_thigh_sff"]
+    assert labels.contour >= 1  # outlines: the labels do not tint the overlay
+    assert truth.colorbar.visible  # a fat-fraction map read by io gets its colour bar too
+    widget.scope.value = "Current slice"
+    wait_for(qtbot, widget.run())
+    layer = viewer.layers[output_name("sff", "unet", source.name)]
+    assert viewer.layers.selection.active is layer and viewer.layers.selection == {layer}
+    assert viewer.layers.index(layer) == len(viewer.layers) - 1
+    assert layer.colorbar.visible and layer.visible
+    assert not viewer.layers[output_name("error", "unet", source.name)].visible
+    viewer.layers.move(viewer.layers.index(layer), 0)
+    wait_for(qtbot, widget.run())  # a re-run updates the layer in place and puts it back on top
+    assert viewer.layers.index(layer) == len(viewer.layers) - 1
+
+
+def test_labels_read_from_a_file_are_outlines(make_napari_viewer, tmp_path):
+    from napari_sff import io
+
+    volume = io.Volume.from_array(np.zeros((3, 8, 8), np.uint8), (3.0, 1.0, 1.0))
+    volume.array[1, 2:5, 2:5] = 2
+    path = tmp_path / "case_labels.nii.gz"
+    io.write_nifti(volume, path)
+    viewer = make_napari_viewer()
+    viewer.window.add_plugin_dock_widget("napari-sff", "Predict SFF")
+    (layer,) = viewer.open(str(path), plugin="napari-sff")
+    assert type(layer).__name__ == "Labels" and layer.contour >= 1 and layer.opacity < 0.7
+
+
+def test_comparison_grid_has_titled_cells_with_anatomy_colour_bars_and_a_full_readout(docked, qtbot):
+    viewer, widget = docked
+    source = viewer.layers["synthetic_thigh_t2w"]
+    truth = viewer.layers["synthetic_thigh_sff"]
+    widget.model.value = "Both (compare)"
+    widget.ddim_steps.value = 2
+    widget.scope.value = "Current slice"
+    viewer.dims.set_current_step(0, 12)
+    widget.side_by_side.value = True
+    wait_for(qtbot, widget.run())
+    grid = viewer.grid
+    assert grid.enabled and grid.stride == 2
+    unet, ddpm = (viewer.layers[output_name("sff", a, source.name)] for a in ("unet", "ddpm"))
+    difference = viewer.layers[output_name("difference", None, source.name)]
+    layers = list(viewer.layers)
+    cells = {position: [layers[i] for i in indices] for position, indices in grid.iter_viewboxes(layers)}
+    expected = [("Ground truth SFF", truth), ("U-Net SFF", unet), ("DDPM SFF", ddpm), ("DDPM − U-Net", difference)]
+    assert [[layer.name for layer in cells[p]] for p in sorted(cells)] == [[f"{t} on T2w", m.name] for t, m in expected]
+    for anatomy, shown in cells.values():
+        assert anatomy.data is source.data and anatomy.name_overlay.visible and anatomy.colormap.name == "gray"
+        assert shown.colorbar.visible and shown.visible
+    assert viewer.layers.selection.active is ddpm
+    assert viewer.text_overlay.visible and "0.5 = 50 %" in viewer.text_overlay.text  # how to read the bars
+    assert not source.visible and not viewer.layers["synthetic_thigh_labels"].visible  # not a cell of their own
+    error = viewer.layers[output_name("error", "unet", source.name)]
+    error.visible = True  # an |error| map on demand: its own cell, with its anatomy
+    anatomy = viewer.layers[viewer.layers.index(error) - 1]
+    assert anatomy.visible and anatomy.name == "|U-Net − ground truth| on T2w"
+
+    index = (12, 128, 100)
+    viewer.cursor.position = source.data_to_world(index)
+    widget._on_mouse_move(viewer, None)
+    values = dict(widget.readout_values(viewer.cursor.position))
+    assert list(values) == ["GT", "U-Net", "DDPM", "DDPM − U-Net"]
+    assert values["GT"] == f"{100 * float(truth.data[index]):.1f} %"
+    assert values["U-Net"] == f"{100 * float(unet.data[index]):.1f} %"
+    assert values["DDPM − U-Net"] == f"{100 * float(ddpm.data[index] - unet.data[index]):+.1f} pp"
+    assert widget.readout.value.splitlines() == [f"{name}: {value}" for name, value in values.items()]
+    assert all(f"{name} {value}" in viewer.help for name, value in values.items())
+
+    widget.side_by_side.value = False  # back to one overlay: the copies go, the anatomy and labels return
+    assert not grid.enabled and source.visible and viewer.layers["synthetic_thigh_labels"].visible
+    assert not [layer for layer in viewer.layers if layer.name.endswith(" on T2w")]
+    assert ddpm.visible and not unet.visible and viewer.layers.index(ddpm) == len(viewer.layers) - 1
+
+
+def test_predicting_on_labels_or_an_sff_map_warns(docked):
+    viewer, widget = docked
+    labels = viewer.layers["synthetic_thigh_labels"]
+    viewer.add_image(np.asarray(labels.data), name="muscles", scale=labels.scale)
+    for name, words in (("synthetic_thigh_sff", "looks like a fat fraction map"), ("muscles", "segmentation")):
+        widget.image.value = viewer.layers[name]
+        start = len(notification_manager.records)
+        assert widget.make_request() is not None  # a warning, not a refusal
+        warned = [m for m in errors_since(start) if "not a T2w image" in m]
+        assert len(warned) == 1 and words in warned[0] and name in warned[0]
+    widget.image.value = viewer.layers["synthetic_thigh_t2w"]
+    start = len(notification_manager.records)
+    widget.make_request()
+    assert not [m for m in errors_since(start) if "not a T2w image" in m]
+
+
+def test_input_kind_warning_known_inputs():
+    from napari_sff.preprocess import input_kind_warning
+    from napari_sff.simulate import simulate_case
+
+    case = simulate_case("thigh", size=64, n_slices=3, seed=1)
+    assert input_kind_warning(case.t2w) is None  # float, integer-valued scanner units, ~1700 levels
+    assert input_kind_warning(case.t2w.astype(np.uint16)) is None  # as DICOM stores it
+    assert input_kind_warning(case.sff * 100) is None  # percent SFF cannot be told from a T2w: no false alarm
+    assert input_kind_warning(case.labels) == \
+        "this looks like a segmentation (5 distinct integer values), not a T2w image"
+    assert "segmentation (a binary mask)" in input_kind_warning(case.labels > 0)
+    assert input_kind_warning(case.sff) == \
+        "this looks like a fat fraction map (all values within [0, 1]), not a T2w image"
+    assert input_kind_warning(np.zeros((2, 8, 8))) is None  # empty: nothing to say

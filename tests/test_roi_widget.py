@@ -6,6 +6,7 @@ Every number is checked against :func:`napari_sff.stats.roi_table` or a hand-com
 from __future__ import annotations
 
 import csv
+import re
 
 import numpy as np
 import pytest
@@ -284,3 +285,120 @@ def test_newer_requests_supersede_older_results(small, qtbot):
     settle(qtbot, widget)
     assert widget.updates == before + 1  # the stale result was dropped, not shown
     assert [row.n_voxels for row in widget.rows] == [labels.data.size]
+
+
+# ------------------------------------------------------------------------------------ reading view and report
+#: What a DICOM reader keeps in layer metadata; none of it may reach the report.
+PATIENT = {"PatientName": "DOE^JANE", "PatientID": "PID-4711", "PatientBirthDate": "19610203",
+           "StudyDate": "20240102", "AccessionNumber": "ACC-0815"}
+
+
+@pytest.fixture
+def predicted(make_napari_viewer, tiny_weights, qtbot):
+    """File > Open Sample > thigh, then Predict (both models, current slice) as a user would, then the ROI dock."""
+    from napari_sff.widgets.predict import PredictWidget
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1400, 900)
+    viewer.open_sample("napari-sff", "thigh")
+    predict_dock, predict = viewer.window.add_plugin_dock_widget("napari-sff", "Predict SFF")
+    assert isinstance(predict, PredictWidget)
+    predict.unet_weights.value = tiny_weights["unet"]
+    predict.ddpm_weights.value = tiny_weights["ddpm"]
+    predict.device.value = "cpu"
+    predict.model.value = "Both (compare)"
+    predict.ddim_steps.value = 2
+    predict.samples.value = 1
+    predict.scope.value = "Current slice"
+    worker = predict.run()
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    viewer.window.remove_dock_widget(predict_dock)
+    for layer in viewer.layers:  # identifiers as a DICOM reader would keep them, also inside our own metadata
+        layer.metadata["dicom"] = dict(PATIENT)
+        if "napari_sff" in layer.metadata:
+            layer.metadata["napari_sff"].update(PATIENT)
+    dock_widget, widget = viewer.window.add_plugin_dock_widget("napari-sff", "ROI statistics")
+    widget.scope.value = "Current slice"
+    settle(qtbot, widget, timeout=30_000)
+    return viewer, widget, dock_widget
+
+
+def test_reading_view_summary_fits_the_dock_legend_off_the_data_and_report_export(predicted, qtbot, tmp_path):
+    from pdf_reader import pdf_pages, pdf_texts
+
+    viewer, widget, dock_widget = predicted
+    truth, labels = viewer.layers["synthetic_thigh_sff"], viewer.layers["synthetic_thigh_labels"]
+    unet = viewer.layers["SFF U-Net [synthetic_thigh_t2w]"]
+    assert {layer.name for layer in widget.values.value} == {truth.name, unet.name, "SFF DDPM [synthetic_thigh_t2w]"}
+    viewer.window._qt_window.resizeDocks([dock_widget], [380], Qt.Orientation.Horizontal)
+    qtbot.waitUntil(lambda: 350 <= dock_widget.width() <= 420, timeout=5_000)
+    QApplication.processEvents()
+
+    # One row per ROI, a column per map (short names), Δ in pp for each prediction: no sideways scrolling.
+    summary = widget.summary
+    assert widget.tabs.currentWidget() is summary and widget.tabs.indexOf(widget.table) == 1  # all columns: a tab
+    lines = [line.split("\t") for line in widget.summary_text().splitlines()]
+    assert lines[0] == ["ROI", "mL", "GT %", "U-Net %", "DDPM %", "Δ U-Net pp", "Δ DDPM pp"]
+    assert [line[0] for line in lines[1:]] == ["quadriceps", "hamstrings", "adductors", "sartorius/gracilis"]
+    assert summary.horizontalScrollBar().maximum() == 0
+    header = summary.horizontalHeader()
+    assert sum(header.sectionSize(c) for c in range(summary.columnCount())) <= summary.viewport().width()
+    metrics = summary.fontMetrics()
+    for c in range(1, summary.columnCount()):  # numbers are never cut: each column is as wide as its widest cell
+        widest = max(metrics.horizontalAdvance(summary.item(r, c).text()) for r in range(summary.rowCount()))
+        assert header.sectionSize(c) >= widest
+    assert header.sectionSize(0) >= metrics.horizontalAdvance("hamstrings")
+
+    # The numbers, by hand: means over the ROI's voxels on the current slice, Δ = U-Net mean - GT mean.
+    index = viewer.dims.current_step[0]
+    quadriceps = labels.data[index] == 1
+    gt = float(truth.data[index][quadriceps].astype(np.float64).mean())
+    prediction = float(unet.data[index][quadriceps].astype(np.float64).mean())
+    assert lines[1][1] == f"{quadriceps.sum() * np.prod(truth.scale) / 1000:.2f}"
+    assert lines[1][2] == f"{100 * gt:.1f}" and lines[1][3] == f"{100 * prediction:.1f}"
+    assert float(lines[1][5]) == pytest.approx(100 * (prediction - gt), abs=0.051)
+
+    # Selecting a summary row highlights that ROI.
+    row = [line[0] for line in lines[1:]].index("adductors")
+    summary.selectRow(row)
+    assert labels.selected_label == summary.item(row, 0).data(Qt.ItemDataRole.UserRole) == 3
+
+    # The scatter legend sits above the axes, clear of every data point.
+    scatter, _ = widget.figure.axes
+    widget.canvas.draw()
+    renderer = widget.canvas.get_renderer()
+    legend = scatter.get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == ["U-Net", "DDPM"]
+    box = legend.get_window_extent(renderer)
+    assert box.y0 >= scatter.get_window_extent(renderer).y1 - 1
+    points = np.vstack([c.get_offset_transform().transform(c.get_offsets()) for c in scatter.collections])
+    assert len(points) == 8 and not any(box.contains(x, y) for x, y in points)
+
+    # Export report: one PDF with the slice, the summary as shown, provenance, and no patient data.
+    overlay = widget.overlay_layer()
+    assert overlay.name in {"SFF U-Net [synthetic_thigh_t2w]", "SFF DDPM [synthetic_thigh_t2w]"} and overlay.visible
+    assert widget.export_report(tmp_path / "report.pdf") == [tmp_path / "report.pdf"]
+    assert pdf_pages(tmp_path / "report.pdf") == 2  # slice, colour bar and table; then the plots
+    texts = pdf_texts(tmp_path / "report.pdf")
+    everything = "\n".join(texts)
+    for line in widget.summary_text().splitlines()[1:]:  # the table as the widget shows it
+        for cell in line.split("\t"):
+            assert cell in texts
+    for needle in ("model unet", "model ddpm", "weights unet.safetensors", "device cpu", "napari-sff 0.1.0",
+                   f"SFF overlay: {overlay.name}", "SFF [%]", "100"):
+        assert needle in everything
+    assert "Research tool, not for diagnosis." in texts
+    assert re.search(r"Report created \d{4}-\d\d-\d\d \d\d:\d\d", everything)
+    raw = (tmp_path / "report.pdf").read_bytes()
+    for value in PATIENT.values():
+        assert value not in everything and value.encode() not in raw
+    assert [p.name for p in tmp_path.iterdir()] == ["report.pdf"]  # written atomically: no temporary file left
+
+    # PNG + the full table as CSV, next to each other.
+    written = widget.export_report(tmp_path / "report.png")
+    assert written == [tmp_path / "report.png", tmp_path / "report.csv"]
+    assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(tmp_path / "report.csv", newline="", encoding="utf-8") as fh:
+        table = list(csv.reader(fh))
+    assert table[0] == stats.table_header() and len(table) == 1 + len(widget.rows) == 1 + 4 * 3

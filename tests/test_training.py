@@ -49,7 +49,13 @@ def test_cache_splits_by_case_without_leakage(paired_dir, tmp_path):
     train = training_data.SliceDataset(cache, "train", training_data.Augmentation(crop=16))
     t2w, sff = train[0]
     assert tuple(t2w.shape) == (1, 16, 16) and tuple(sff.shape) == (1, 16, 16)
-    assert float(sff.min()) >= 0 and float(sff.max()) <= 1
+    # The cases' known answer, SFF = T2w / 1000 pixel by pixel, holds in the cache: pairs stay aligned, 24² -> 32²
+    # zero-padded around the centre.
+    stacks = training_data.open_split(cache, "train")
+    raw, truth = (stack[list(range(len(stack)))] for stack in stacks)
+    assert raw.shape == truth.shape == (info["splits"]["train"]["slices"], 32, 32)
+    np.testing.assert_allclose(truth, raw / 1000, rtol=1e-6)
+    assert (raw[:, 4:28, 4:28] >= 50).all() and raw[:, :4].sum() == raw[:, :, 28:].sum() == 0
 
 
 def test_augmentation_is_seeded_and_keeps_pairs_aligned():
@@ -77,6 +83,7 @@ def read_log(run: Path) -> list[dict]:
 def test_train_save_resume_and_predict(paired_dir, tmp_path, model, config):
     from napari_sff.inference import load_model, predict_volume
     from napari_sff.models import load_checkpoint
+    from napari_sff.preprocess import normalise_t2w
 
     run = tmp_path / model
     common = ["--model", model, "--data", str(paired_dir), "--out", str(run), "--model-config", config,
@@ -102,8 +109,19 @@ def test_train_save_resume_and_predict(paired_dir, tmp_path, model, config):
     volume = np.random.default_rng(1).uniform(0, 500, (3, 20, 20)).astype(np.float32)
     prediction = predict_volume(volume, (5.0, 1.5, 1.5), model, weights=run / "last.safetensors", device="cpu",
                                 ddim_steps=2, samples=2)
-    assert prediction.sff.shape == volume.shape and 0 <= prediction.sff.min() <= prediction.sff.max() <= 1
-    assert (prediction.std is not None) == (model == "ddpm")
+    assert prediction.sff.shape == volume.shape and (prediction.std is not None) == (model == "ddpm")
+    # Known answer: the saved network run by hand on the normalised slices (one batch, seed 0, 1.5 mm is inside
+    # the trained spacing so nothing is resampled).
+    x = torch.from_numpy(normalise_t2w(volume)[:, None])
+    with torch.inference_mode():
+        if model == "unet":
+            expected, expected_std = net.eval()(x).clamp(0, 1)[:, 0].numpy(), None
+        else:
+            mean, std = net.eval().sample(x, steps=2, n_samples=2, generator=torch.Generator().manual_seed(0))
+            expected, expected_std = mean[:, 0].numpy(), std[:, 0].numpy()
+    np.testing.assert_allclose(prediction.sff, expected, atol=1e-6)
+    if expected_std is not None:
+        np.testing.assert_allclose(prediction.std, expected_std, atol=1e-6)
 
 
 def test_two_process_ddp_ends_with_identical_weights(paired_dir, tmp_path):
@@ -140,7 +158,12 @@ def test_evaluate_reports_table_ablation_and_paired_tests(paired_dir, tmp_path, 
     assert set(report["models"]) == {"identity", "unet", "ddpm"}
     assert [row["ddim_steps"] for row in report["ddim_ablation"]] == [1, 2]
     assert report["models"]["identity"]["images"] == report["images"] > 1
-    assert 0 <= report["models"]["unet"]["mae"] <= 1
+    # Known answer for the baseline: SFF = T2w / 1000 and the identity divides by the body's 99th percentile
+    # (~990 for uniform 50-1000 T2w), so it is off by ~0.5 % of the SFF: MAE 0.0055 (numpy by hand).
+    assert report["models"]["identity"]["mae"] == pytest.approx(0.0055, abs=0.001)
+    assert report["models"]["identity"]["r"] > 0.9999
+    assert np.isfinite(report["models"]["unet"]["mae"]) and report["models"]["unet"]["mae"] != report["models"][
+        "identity"]["mae"]
     assert set(report["paired_tests"]) == {"unet_vs_ddpm", "unet_vs_identity", "ddpm_vs_identity"}
     assert "| U-Net |" in (tmp_path / "report.md").read_text()
     assert [row["perturbation"] for row in report["robustness"]] == list(evaluate.PERTURBATIONS)
@@ -153,7 +176,11 @@ def test_evaluate_reports_table_ablation_and_paired_tests(paired_dir, tmp_path, 
     assert none_row["unet"]["mae"] == report["models"]["unet"]["mae"]
     assert none_row["ddpm"]["mae"] == one_step["mae"] and none_row["ddpm"]["r"] == one_step["r"]
     assert (tmp_path / "report.md").read_text().startswith("Train split:")
-    assert all(0 <= row[key]["mae"] <= 1 for row in report["robustness"] for key in ("identity", "unet", "ddpm"))
+    assert all(np.isfinite(row[key]["mae"]) for row in report["robustness"] for key in ("identity", "unet", "ddpm"))
+    # The identity is per pixel and the normalisation per slice, so turning the image changes nothing for it.
+    turned = next(row for row in report["robustness"] if row["perturbation"].startswith("other orientation"))
+    assert turned["identity"]["mae"] == pytest.approx(none_row["identity"]["mae"], rel=1e-9)
+    assert turned["unet"]["mae"] != none_row["unet"]["mae"]  # the U-Net is not orientation-invariant
     assert "8-bit storage" in (tmp_path / "report.md").read_text()
     assert report["rois"]["rois"] > 0 and {"identity", "unet", "ddpm"} <= set(report["rois"])
     assert "| DDPM (DDIM), 1 steps |" in (tmp_path / "report.md").read_text()
@@ -200,7 +227,8 @@ def test_spacing_check_scores_each_model_native_and_resampled_per_matrix_size(tm
     assert 2.5 <= rows[1]["spacing_mm"][0] and rows[1]["spacing_mm"][1] <= 5.5 < rows[0]["spacing_mm"][0]
     for row in rows:
         assert {"identity", "unet_native", "unet_resampled"} <= set(row)
-        assert row["unet_native"]["images"] == 2 and 0 <= row["unet_resampled"]["mae"] <= 1
+        assert row["unet_native"]["images"] == row["unet_resampled"]["images"] == 2
+        assert np.isfinite(row["unet_resampled"]["mae"])
     assert rows[0]["unet_resampled"]["mae"] != rows[0]["unet_native"]["mae"]
     assert rows[1]["unet_resampled"]["mae"] == rows[1]["unet_native"]["mae"]
     report = {"images": 0, "device": "cpu", "gpu": None, "batch_size": 2, "split": "test", "models": {},
@@ -284,15 +312,54 @@ def test_augmentation_ranges_from_json_lists_become_tuples():
     assert augment.noise == (0, 0.01) and augment.gamma == (0.9, 1.1) and augment.crop is None
 
 
-def test_autocast_dtype_follows_device_and_switch():
-    import torch
+def cpu_has_native_bf16() -> bool:
+    """What the CPU itself says (Linux /proc/cpuinfo), independent of torch: AVX512-BF16 / AMX-BF16 units (x86), BF16
+    (Arm "Features"). AVX-512 alone is not enough: oneDNN then emulates bf16, slower than float32.
 
+    Elsewhere (macOS, Windows) torch's own per-instruction-set queries stand in.
+    """
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        flags = set()
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags |= set(line.split(":", 1)[1].split())
+        return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def test_autocast_dtype_follows_device_and_switch():
     config = training_train.TrainConfig()
     assert training_train.autocast_dtype(config, torch.device("cuda")) == torch.float16
+    # bfloat16 only where the CPU has bf16 units (the docstring's claim); emulated bf16 is slower than float32.
     cpu = training_train.autocast_dtype(config, torch.device("cpu"))
-    assert cpu == (torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None)
+    assert cpu == (torch.bfloat16 if cpu_has_native_bf16() else None)
     config.amp = False
     assert training_train.autocast_dtype(config, torch.device("cuda")) is None
+    assert training_train.autocast_dtype(config, torch.device("cpu")) is None
+
+
+@pytest.mark.parametrize("amp", ["true", "false"])
+def test_training_step_runs_under_the_autocast_it_promises(paired_dir, tmp_path, monkeypatch, amp):
+    # The dtype the U-Net's first convolution computes in during a CPU training step: bfloat16 with --amp on a
+    # CPU with bf16 units, float32 otherwise (and always during validation, which is not autocast).
+    seen: list[tuple[bool, torch.dtype]] = []
+    real_start = training_train.start_model
+
+    def start_model(config):
+        model = real_start(config)
+        conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+        conv.register_forward_hook(lambda module, args, out: seen.append((module.training, out.dtype)))
+        return model
+
+    monkeypatch.setattr(training_train, "start_model", start_model)
+    run_train("--model", "unet", "--data", str(paired_dir), "--out", str(tmp_path / "run"), "--model-config",
+              TINY_UNET, "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--crop", "16",
+              "--cache-size", "32", "--workers", "0", "--val-slices", "1", "--device", "cpu", "--amp", amp)
+    in_training = {dtype for training, dtype in seen if training}
+    expected = torch.bfloat16 if amp == "true" and cpu_has_native_bf16() else torch.float32
+    assert in_training == {expected}
+    assert {dtype for training, dtype in seen if not training} == {torch.float32}
 
 
 def test_reproduce_builds_flags_for_every_setting(tmp_path):

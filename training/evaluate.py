@@ -38,7 +38,8 @@ from training.metrics import image_metrics, summarise
 
 
 def as_cache(data: str, size: int = 256) -> Path:
-    """``data`` if it is a slice cache, else a cache of the NIfTI folder ``data`` made on the fly."""
+    """``data`` if it is a slice cache, else a cache of the folder of pairs ``data`` (NIfTI or DICOM, SFF or
+    fat + water, any grids: see :mod:`training.data`) made on the fly."""
     path = Path(data)
     if not (path / CACHE_INFO).exists():
         path = build_slice_cache(path, Path(tempfile.mkdtemp(prefix="napari-sff-eval-")), size=size)

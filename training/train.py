@@ -18,6 +18,7 @@ import importlib.util
 import json
 import math
 import os
+import platform
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -73,7 +74,10 @@ class TrainConfig:
     amp: bool = True                      # mixed precision: float16 on CUDA, bfloat16 on CPUs that have it
     init_weights: str | None = None       # start from this checkpoint's weights (an earlier stage), not at random
     device: str = "auto"
-    cache_size: int = 256
+    cache_size: int = 256                 # slices resampled to fit (never cropped), then padded to this
+    subject_regex: str | None = None      # cases of one subject (its 'subject' group) share a split
+    register: bool = False                # rigidly register each reference SFF to its T2w when caching
+    cache_workers: int = 1                # processes building the slice cache
     weights_dtype: str = "float32"        # "float16" halves the shipped file
 
     @classmethod
@@ -127,9 +131,17 @@ def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | N
         return None
     if device.type == "cuda":
         return torch.float16
-    if device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if device.type == "cpu" and torch.backends.mkldnn.is_available() and _native_cpu_bf16():
         return torch.bfloat16
     return None
+
+
+def _native_cpu_bf16() -> bool:
+    """bf16 arithmetic units on this CPU: AVX512-BF16 or AMX on x86 (oneDNN's own check accepts any AVX-512, where
+    bf16 is emulated and slower), bf16 extensions on Arm."""
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def start_model(config: TrainConfig) -> torch.nn.Module:
@@ -168,7 +180,8 @@ def prepare_cache(config: TrainConfig, rank: int) -> Path:
         return data
     cache = Path(config.out) / "cache"
     if rank == 0 and not (cache / CACHE_INFO).exists():
-        build_slice_cache(data, cache, size=config.cache_size, seed=config.seed)
+        build_slice_cache(data, cache, size=config.cache_size, seed=config.seed, subject_regex=config.subject_regex,
+                          register=config.register, workers=config.cache_workers)
     if dist.is_initialized():
         dist.barrier()
     return cache

@@ -6,15 +6,36 @@ Rooms: :mod:`.volume` (the Volume and the world convention), :mod:`.nifti` (NIfT
 """
 
 from napari_sff.io.atomic import atomic_directory, atomic_write, atomic_write_text, current_umask
+from napari_sff.io.dicom.read import (
+    DicomError,
+    SeriesInfo,
+    describe_series,
+    is_dicom_path,
+    list_series,
+    read_dicom,
+    read_series,
+    read_volume,
+    select_series,
+)
+from napari_sff.io.dicom.write import (
+    DicomWriteError,
+    check_dicom_output,
+    layer_dicom_kind,
+    write_dicom_series,
+    write_layer_dicom,
+)
 from napari_sff.io.layers import (
     LABEL_NAME_SUFFIXES,
+    LAYER_KIND_KEY,
     NIFTI_INTENT_LABEL,
     SFF_COLORMAP,
     SFF_NAME_PATTERN,
     guess_kind,
     layer_data,
     layer_placement,
+    napari_get_dicom_reader,
     napari_get_reader,
+    read_dicom_layers,
     read_layers,
     read_paths,
     sff_unit_scale,
@@ -33,9 +54,12 @@ from napari_sff.io.nifti import (
 from napari_sff.io.volume import DISPLAY_AXCODES, RAS_TO_WORLD, Volume, ras_affine
 
 __all__ = [
-    "ALLOW_OVERWRITE_ENV", "DISPLAY_AXCODES", "LABEL_NAME_SUFFIXES", "NIFTI_INTENT_LABEL", "NIFTI_SUFFIXES",
+    "ALLOW_OVERWRITE_ENV", "DISPLAY_AXCODES", "LABEL_NAME_SUFFIXES", "LAYER_KIND_KEY", "NIFTI_INTENT_LABEL", "NIFTI_SUFFIXES",
     "RAS_TO_WORLD", "SFF_COLORMAP", "SFF_NAME_PATTERN", "NiftiError", "Volume", "atomic_directory", "atomic_write",
     "atomic_write_text", "current_umask", "guess_kind", "is_nifti_path", "layer_data", "layer_placement",
     "napari_get_reader", "nifti_stem", "ras_affine", "read_layers", "read_nifti", "read_paths", "sff_unit_scale",
     "volume_from_layer", "write_layer", "write_nifti",
+    "DicomWriteError", "check_dicom_output", "layer_dicom_kind", "write_dicom_series", "write_layer_dicom",
+    "DicomError", "SeriesInfo", "describe_series", "is_dicom_path", "list_series", "napari_get_dicom_reader",
+    "read_dicom", "read_dicom_layers", "read_series", "read_volume", "select_series",
 ]

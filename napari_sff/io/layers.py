@@ -25,6 +25,11 @@ LABEL_NAME_SUFFIXES = ("_labels", "_label", "_seg", "_mask", "_muscle", "_muscle
 SFF_NAME_PATTERN = re.compile(r"sff|fat", re.IGNORECASE)
 SFF_COLORMAP = "inferno"
 NIFTI_INTENT_LABEL = 1002
+#: ``metadata`` key naming a layer's kind ("image", "labels", "sff"): the widgets draw labels as outlines and
+#: give fat-fraction maps a colour bar (napari's layer data cannot carry either).
+LAYER_KIND_KEY = "layer_kind"
+#: Labels over a fat-fraction overlay: translucent enough not to tint the map where outlines are not drawn.
+LABELS_OPACITY = 0.5
 
 
 def layer_placement(volume: Volume) -> dict[str, Any]:
@@ -47,10 +52,12 @@ def layer_placement(volume: Volume) -> dict[str, Any]:
 
 def layer_data(volume: Volume, name: str, kind: str = "image", **kwargs: Any) -> tuple:
     """A napari LayerData tuple for ``volume``; ``kind`` is "image", "labels" or "sff"."""
-    meta: dict[str, Any] = {"name": name, "metadata": {"nifti": volume.source}, **layer_placement(volume)}
+    meta: dict[str, Any] = {"name": name, "metadata": {"nifti": volume.source, LAYER_KIND_KEY: kind},
+                            **layer_placement(volume)}
     layer_type = "image"
     if kind == "labels":
         layer_type = "labels"
+        meta.update(opacity=LABELS_OPACITY)
     elif kind == "sff":
         meta.update(colormap=SFF_COLORMAP, contrast_limits=(0.0, 1.0), blending="additive")
     else:
@@ -88,11 +95,16 @@ def read_layers(path: str | os.PathLike) -> list[tuple]:
     name = nifti_stem(path)
     kind = guess_kind(name, volume)
     if kind == "sff":
-        scale = sff_unit_scale(volume.array)
-        if scale != 1.0:
-            volume.array = volume.array.astype(np.float32) / np.float32(scale)
-            volume.source["sff_unit_scale"] = scale
+        _sff_to_fraction(volume)
     return [layer_data(volume, name, kind)]
+
+
+def _sff_to_fraction(volume: Volume, scale: float | None = None) -> None:
+    """Fat-fraction maps are shown as fractions in [0, 1]; the factor is kept so the writer restores units."""
+    scale = sff_unit_scale(volume.array) if scale is None else scale
+    if scale != 1.0:
+        volume.array = volume.array.astype(np.float32) / np.float32(scale)
+        volume.source["sff_unit_scale"] = scale
 
 
 def napari_get_reader(path: str | list[str]):
@@ -101,6 +113,66 @@ def napari_get_reader(path: str | list[str]):
     if not paths or not all(is_nifti_path(p) for p in paths):
         return None
     return read_paths
+
+
+def napari_get_dicom_reader(path: str | list[str]):
+    """npe2 reader hook: accept a DICOM folder, DICOMDIR or DICOM file (by its "DICM" marker, any name)."""
+    from napari_sff.io.dicom.read import is_dicom_path
+
+    paths = [path] if isinstance(path, str | os.PathLike) else list(path)
+    if not paths or any(is_nifti_path(p) for p in paths) or not all(is_dicom_path(p) for p in paths):
+        return None
+    return read_dicom_paths
+
+
+def read_dicom_paths(path: str | list[str]) -> list[tuple]:
+    paths = [path] if isinstance(path, str | os.PathLike) else list(path)
+    return [layer for p in paths for layer in read_dicom_layers(p)]
+
+
+def read_dicom_layers(path: str | os.PathLike) -> list[tuple]:
+    """LayerData for every series under a DICOM folder / DICOMDIR / file, named "<number> <description>".
+
+    Large studies are read lazily (see ``dicom.read.LAZY_READ_BYTES``). A series that is not one consistent
+    volume is left out with a one-line warning naming it: napari swallows reader exceptions but shows warnings.
+    """
+    from napari_sff.io.dicom.read import DicomError, list_series, read_series
+
+    try:
+        infos = list_series(path)
+    except DicomError as exc:
+        warnings.warn(str(exc), UserWarning, stacklevel=2)
+        raise
+    layers = []
+    for info in infos:
+        try:
+            volume = read_series(info, source_path=path, lazy=None)
+        except DicomError as exc:
+            warnings.warn(str(exc), UserWarning, stacklevel=2)
+            continue
+        kind = dicom_kind(info.label, volume)
+        if kind == "sff":
+            _sff_to_fraction(volume, sff_unit_scale(_sample_slice(volume.array)))
+        layers.append(layer_data(volume, info.label, kind))
+    if not layers:
+        raise DicomError(f"none of the {len(infos)} series under {path} is one consistent volume (see warnings)")
+    return layers
+
+
+def dicom_kind(name: str, volume: Volume) -> str:
+    """As :func:`guess_kind`, but a Dixon *fat signal* series (named fat, values far above 100) stays an image:
+    only fractions or percentages become SFF maps, so the Dixon fat and water images keep their signal."""
+    kind = guess_kind(name, volume)
+    if kind == "sff" and sff_unit_scale(_sample_slice(volume.array)) > 100:
+        return "image"
+    return kind
+
+
+def _sample_slice(array: Any) -> np.ndarray:
+    """The whole array, or for a lazy one its middle slice (enough to tell fractions from signal)."""
+    if isinstance(array, np.ndarray):
+        return array
+    return np.asarray(array[array.shape[0] // 2])
 
 
 def read_paths(path: str | list[str]) -> list[tuple]:

@@ -5,13 +5,14 @@ the file's own voxel order, affine and header restored on write (atomically, nev
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
 from napari_sff.io.atomic import atomic_write
-from napari_sff.io.volume import DISPLAY_AXCODES, Volume
+from napari_sff.io.volume import DISPLAY_AXCODES, Volume, reorient_to_display
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 #: Set to 1 to let the napari writer replace the very file a layer was read from.
@@ -47,7 +48,7 @@ def read_nifti(path: str | os.PathLike) -> Volume:
         raise NiftiError(f"{path}: not a readable NIfTI file ({type(exc).__name__}: {exc})") from exc
     if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
         raise NiftiError(f"{path}: not a NIfTI image (nibabel read it as {type(image).__name__})")
-    data = data.astype(data.dtype.newbyteorder("="), copy=False)
+    data = _scalar_voxels(data, path)
     file_shape = data.shape
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
@@ -56,11 +57,9 @@ def read_nifti(path: str | os.PathLike) -> Volume:
     while data.ndim < 3:
         data = data[..., np.newaxis]
 
-    affine = image.affine
+    affine = _usable_affine(image.affine, path)
     file_ornt = _file_orientation(affine)
-    transform = nib.orientations.ornt_transform(file_ornt, nib.orientations.axcodes2ornt(DISPLAY_AXCODES))
-    display = nib.orientations.apply_orientation(data, transform)
-    display_affine = affine @ nib.orientations.inv_ornt_aff(transform, data.shape[:3])
+    display, display_affine = reorient_to_display(data, affine, file_ornt)
     if display.ndim == 4:
         display = np.moveaxis(display, 3, 0)
     source = {
@@ -74,6 +73,66 @@ def read_nifti(path: str | os.PathLike) -> Volume:
         "nifti_version": 2 if isinstance(image, nib.Nifti2Image) else 1,
     }
     return Volume(np.ascontiguousarray(display), display_affine, source)
+
+
+def _scalar_voxels(data: np.ndarray, path: Path) -> np.ndarray:
+    """One real number per voxel, in native byte order; what converters write in the wild otherwise.
+
+    RGB(A) voxels (NIfTI RGB24 / RGBA32, e.g. a colour rendering or screenshot) are refused: a colour-mapped
+    picture has no intensity a grey conversion could recover. Complex voxels (a reconstruction's raw output) are
+    read as their magnitude, which is what a scanner's magnitude T2w image is, with a warning that says so.
+    """
+    if data.dtype.names is not None:
+        kind = "RGBA" if len(data.dtype.names) == 4 else "RGB" if len(data.dtype.names) == 3 else "multi-channel"
+        raise NiftiError(f"{path} is an {kind} image; napari-sff needs a grayscale T2w image or SFF map: convert it "
+                         "to one channel first")
+    if np.iscomplexobj(data):
+        warnings.warn(f"{path} has complex voxels; using their magnitude |z| (a scanner's magnitude image)",
+                      UserWarning, stacklevel=3)
+        return np.abs(data).astype(np.float64 if data.dtype.itemsize > 8 else np.float32)
+    return data.astype(data.dtype.newbyteorder("="), copy=False)
+
+
+def _usable_affine(affine: np.ndarray, path: Path) -> np.ndarray:
+    """The file's affine, with a zero-length voxel axis (pixdim 0 under a qform, a zero sform column) set to 1 mm.
+
+    The missing axis is made perpendicular to the others (right-handed), and a warning says so. Non-finite
+    entries or voxel axes that are parallel cannot be guessed and are a one-line error.
+    """
+    affine = np.asarray(affine, dtype=float)
+    if not np.isfinite(affine).all():
+        raise NiftiError(f"{path}: the affine (sform/qform) has non-finite entries; fix the header first")
+    columns = affine[:3, :3]
+    zero = [axis for axis in range(3) if np.linalg.norm(columns[:, axis]) < 1e-9]
+    if not zero:
+        if abs(np.linalg.det(columns)) < 1e-9 * np.prod(np.linalg.norm(columns, axis=0)):
+            raise NiftiError(f"{path}: the affine (sform/qform) is singular, two voxel axes point the same way; fix "
+                             "the header first")
+        return affine
+    kept = [axis for axis in range(3) if axis not in zero]
+    if len(kept) == 2 and abs(np.linalg.det(np.c_[columns[:, kept], np.cross(*columns[:, kept].T)])) < 1e-9:
+        raise NiftiError(f"{path}: the affine (sform/qform) is singular, two voxel axes point the same way; fix "
+                         "the header first")
+    fixed = affine.copy()
+    if len(kept) == 2:  # the usual case: a slice axis of zero thickness
+        (axis,) = zero
+        first, second = columns[:, (axis + 1) % 3], columns[:, (axis + 2) % 3]
+        normal = np.cross(first, second)
+        fixed[:3, axis] = normal / np.linalg.norm(normal)
+    else:  # one or no axis left: take world axes for the rest, in order, orthogonal to what there is
+        basis = [columns[:, axis] / np.linalg.norm(columns[:, axis]) for axis in kept]
+        for axis in zero:
+            for candidate in np.eye(3):
+                residue = candidate - sum(np.dot(candidate, b) * b for b in basis)
+                if np.linalg.norm(residue) > 0.5:
+                    break
+            basis.append(residue / np.linalg.norm(residue))
+            fixed[:3, axis] = basis[-1]
+    names = f"voxel axis {zero[0]} has" if len(zero) == 1 else (
+        f"voxel axes {', '.join(map(str, zero[:-1]))} and {zero[-1]} have")
+    warnings.warn(f"{path}: {names} zero length in the affine (pixdim 0); assuming 1 mm, perpendicular to the "
+                  "other axes", UserWarning, stacklevel=3)
+    return fixed
 
 
 def _file_orientation(affine: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 
 DISPLAY_AXCODES = ("S", "P", "L")
@@ -63,6 +64,26 @@ class Volume:
             source["derived_from"] = self.source["path"]
         source.update(display_affine=self.affine.copy(), display_shape=array.shape)
         return Volume(array, self.affine.copy(), source)
+
+
+def reorient_to_display(data: Any, affine: np.ndarray, file_ornt: np.ndarray) -> tuple[Any, np.ndarray]:
+    """Losslessly flip/transpose the first three axes of ``data`` (file voxel order ``file_ornt``, a nibabel
+    orientation) into display order (S, P, L); returns the array and its display-order affine.
+
+    The one reorientation every reader uses (NIfTI, DICOM), so files of one visit overlay exactly. A numpy
+    array goes through nibabel's ``apply_orientation``; a lazy (dask) array gets the same flips and transpose
+    and stays lazy.
+    """
+    transform = nib.orientations.ornt_transform(file_ornt, nib.orientations.axcodes2ornt(DISPLAY_AXCODES))
+    display_affine = affine @ nib.orientations.inv_ornt_aff(transform, data.shape[:3])
+    if isinstance(data, np.ndarray):
+        return nib.orientations.apply_orientation(data, transform), display_affine
+    for axis, flip in enumerate(transform[:, 1]):
+        if flip == -1:
+            data = np.flip(data, axis=axis)
+    order = list(range(data.ndim))
+    order[:3] = np.argsort(transform[:, 0]).tolist()
+    return data.transpose(order), display_affine
 
 
 def ras_affine(world_linear: np.ndarray, world_origin: np.ndarray) -> np.ndarray:

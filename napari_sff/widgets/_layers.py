@@ -7,34 +7,48 @@ from typing import Any
 import numpy as np
 
 from napari_sff import io
+from napari_sff.dixon import is_measured_sff
 from napari_sff.inference import ARCH_LABELS
 
 SCOPES = ("Whole volume", "Current slice")
 
 
 def is_image(layer: Any) -> bool:
-    return type(layer).__name__ == "Image"
+    from napari.layers import Image
+
+    return isinstance(layer, Image)
 
 
 def is_labels(layer: Any) -> bool:
-    return type(layer).__name__ == "Labels"
+    from napari.layers import Labels
+
+    return isinstance(layer, Labels)
 
 
 def is_shapes(layer: Any) -> bool:
-    return type(layer).__name__ == "Shapes"
+    from napari.layers import Shapes
+
+    return isinstance(layer, Shapes)
+
+
+def is_map(layer: Any) -> bool:
+    """An image that holds values to measure: not the gray T2w copies under the comparison grid's maps."""
+    return is_image(layer) and layer_kind(layer) != "anatomy"
 
 
 def made_by_us(layer: Any) -> bool:
-    return "napari_sff" in layer.metadata
+    """A prediction or a map derived from one (SD, |error|, difference). A fat fraction measured from Dixon
+    images is ours too but is data, not a prediction: it counts as a ground truth (:func:`find_ground_truth`)."""
+    return "napari_sff" in layer.metadata and not is_measured_sff(layer)
 
 
 def find_ground_truth(viewer: Any, exclude: Any = None) -> Any:
-    """A layer that looks like a measured SFF map (name with sff/fat, not one of our predictions)."""
-    for layer in viewer.layers:
-        if (is_image(layer) and layer is not exclude and not made_by_us(layer)
-                and io.SFF_NAME_PATTERN.search(layer.name)):
-            return layer
-    return None
+    """A layer that looks like a measured SFF map: a Dixon SFF first, else a name with sff/fat, never a prediction."""
+    candidates = [layer for layer in viewer.layers
+                  if is_image(layer) and layer is not exclude and not made_by_us(layer)]
+    measured = [layer for layer in candidates if is_measured_sff(layer)]
+    named = [layer for layer in candidates if io.SFF_NAME_PATTERN.search(layer.name)]
+    return (measured or named or [None])[0]
 
 
 def spatial_placement(layer: Any, drop_leading: int = 0) -> dict[str, Any]:
@@ -96,6 +110,36 @@ def current_slice(viewer: Any, layer: Any) -> tuple[int, int] | None:
         return None
     axis = axes[-1]
     return axis, int(np.floor(layer.world_to_data(viewer.dims.point)[axis] + 0.5))
+
+
+#: Labels read from files (io.layer_data kind "labels") are drawn as outlines this many voxels wide, so the
+#: muscles stay visible without tinting the fat-fraction overlay.
+LABEL_CONTOUR = 1
+#: Kinds (``metadata["napari_sff"]["kind"]`` or io's ``metadata[io.LAYER_KIND_KEY]``) shown with a colour bar.
+COLORBAR_KINDS = ("sff", "dixon_sff", "std", "error", "difference")
+#: Colour bar (width, height) in screen pixels: small enough for a cell of the comparison grid.
+COLORBAR_SIZE = (12, 110)
+
+
+def layer_kind(layer: Any) -> str | None:
+    """What a layer holds for napari-sff: "sff", "labels", "image" (read by io), a prediction's kind ("sff",
+    "std", "error", "difference"), "anatomy" (a comparison cell's T2w), "dixon_sff"; None if unknown."""
+    info = layer.metadata.get("napari_sff") or {}
+    return info.get("kind") or layer.metadata.get(io.LAYER_KIND_KEY)
+
+
+def style_layer(layer: Any) -> None:
+    """Reading-view defaults napari's layer data cannot carry: a colour bar on fat-fraction (and derived) maps,
+    outlines for muscle labels. Called by the widgets when a layer is added."""
+    from napari.layers import Image, Labels
+
+    kind = layer_kind(layer)
+    if isinstance(layer, Image) and kind in COLORBAR_KINDS and hasattr(layer, "colorbar"):
+        layer.colorbar.visible = True
+        layer.colorbar.size = COLORBAR_SIZE
+        layer.colorbar.font_size = 9
+    elif isinstance(layer, Labels) and kind == "labels" and layer.ndim >= 2:
+        layer.contour = LABEL_CONTOUR
 
 
 def output_name(kind: str, arch: str | None, source_name: str) -> str:

@@ -17,14 +17,47 @@ import torch  # noqa: F401  (before Qt where we control the order; this module l
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
 from qtpy.QtCore import QObject, Signal
 
-from napari_sff import io
+from napari_sff import io, roi
 from napari_sff.inference import ARCH_LABELS, PredictionCancelled, available_devices, predict_volume
+from napari_sff.preprocess import input_kind_warning
 from napari_sff.widgets import _layers
 from napari_sff.widgets._layers import SCOPES, output_name
 
 MODEL_CHOICES = {"U-Net": ("unet",), "DDPM": ("ddpm",), "Both (compare)": ("unet", "ddpm")}
 ERROR_COLORMAP = "magma"
-DIFFERENCE_COLORMAP = "bwr"
+#: Diverging with a dark centre (matplotlib's "berlin"), so DDPM - U-Net adds onto the anatomy beneath it
+#: (napari's "bwr" is white at 0 and would wash the anatomy out); "bwr" where matplotlib lacks it.
+DIFFERENCE_COLORMAP = "berlin"
+#: Grid cells of the comparison, in reading order: (title, kind, arch, shown at once). The others are on demand:
+#: ticking a hidden map's eye in the layer list shows it in its own cell with its anatomy.
+COMPARISON_CELLS = (("U-Net SFF", "sff", "unet", True), ("DDPM SFF", "sff", "ddpm", True),
+                    ("DDPM − U-Net", "difference", None, True), ("|U-Net − ground truth|", "error", "unet", False),
+                    ("|DDPM − ground truth|", "error", "ddpm", False), ("DDPM SD", "std", "ddpm", False))
+#: A cell's T2w copy is named (and its cell titled) "<title> on T2w": in the layer list it reads as the anatomy.
+ANATOMY_SUFFIX = " on T2w"
+#: Under the comparison grid: how to read the colour bars (napari labels them in the maps' own unit, a fraction).
+COMPARISON_NOTE = "Colour bars in fractions: SFF 0.5 = 50 %, DDPM − U-Net 0.1 = 10 pp"
+OVERLAY_NOTE = "Colour bar: SFF as a fraction, 0.5 = 50 %"
+#: The cursor readout: (short name, kind, arch, unit); the ground truth comes first.
+READOUT = (("U-Net", "sff", "unet", "%"), ("DDPM", "sff", "ddpm", "%"), ("DDPM − U-Net", "difference", None, "pp"))
+#: Grid spacing between comparison cells (a fraction of a cell), so each map reads as its own panel.
+GRID_SPACING = 0.03
+
+
+def _difference_colormap() -> str:
+    from napari.utils.colormaps import ensure_colormap
+
+    try:
+        ensure_colormap(DIFFERENCE_COLORMAP)
+    except (KeyError, ValueError):
+        return "bwr"
+    return DIFFERENCE_COLORMAP
+
+
+def is_predicted_sff(layer: Any) -> bool:
+    """A predicted SFF map (not its SD, |error| or difference, nor a measured map)."""
+    info = layer.metadata.get("napari_sff") or {}
+    return info.get("kind") == "sff" and bool(info.get("model"))
 
 
 @dataclass
@@ -44,6 +77,10 @@ class RunRequest:
     ground_truth: Any = None
     resample: bool = True
     results: dict = field(default_factory=dict)
+    # (array, plan, prediction-grid voxel -> truth voxel) captured on the GUI thread; the worker fills ``truth``
+    truth_source: tuple | None = None
+    truth: np.ndarray | None = None  # the ground truth on the prediction's grid
+    live: bool = False
 
 
 class _ProgressBridge(QObject):
@@ -62,6 +99,11 @@ class PredictWidget(Container):
         self._closed = False
         self._cancel = threading.Event()
         self._live_done: set[tuple] = set()  # (layer id, axis, index) already in the live layer
+        self._said: set[str] = set()  # warnings already shown (live mode re-checks every slice)
+        self._source: Any = None  # T2w layer of the last run: the comparison and the readout are about it
+        self._anatomy: np.ndarray | None = None  # the T2w volume of the last run (one time point of a 4D layer)
+        self._cell_links: list[tuple[Any, Any]] = []  # (map visible event, callback) of the comparison grid
+        self._hidden_for_grid: list[Any] = []  # layers the comparison grid hid; shown again when it ends
         self._bridge = _ProgressBridge()
         self._bridge.progressed.connect(self._on_progress)
 
@@ -99,16 +141,24 @@ class PredictWidget(Container):
         self.stop_button.changed.connect(self.stop)
         self.image.changed.connect(self._on_image_changed)
         self.model.changed.connect(self._on_model_changed)
-        self.side_by_side.changed.connect(lambda on: setattr(self.viewer.grid, "enabled", bool(on)))
+        self.side_by_side.changed.connect(self._on_side_by_side)
         self.live.changed.connect(self._on_live_toggled)
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(self._refresh_choices)
+        self.viewer.layers.events.inserted.connect(self._on_inserted)
+        self.viewer.layers.events.removed.connect(self._on_removed)
+        for existing in self.viewer.layers:
+            _layers.style_layer(existing)
         self.viewer.dims.events.current_step.connect(self._on_step)
         self.viewer.mouse_move_callbacks.append(self._on_mouse_move)
         self.native.destroyed.connect(self._shutdown)
         self._on_model_changed(self.model.value)
         self._refresh_choices()
         self._on_image_changed(self.image.value)
+        self.save_dicom_button = PushButton(text="Save as DICOM…", tooltip="save the selected SFF or SD layer as a "
+                                            "new DICOM series in its source study (a new folder)")
+        self.append(self.save_dicom_button)
+        self.save_dicom_button.changed.connect(self._on_save_dicom)
 
     # ----------------------------------------------------------------------------------------- choices
     def _image_choices(self, _widget=None) -> list[tuple[str, Any]]:
@@ -182,11 +232,42 @@ class PredictWidget(Container):
             slice_axis, index = self.current_slice_index(layer)
             indices = [index]
         archs = archs or MODEL_CHOICES[self.model.value]
+        problem = input_kind_warning(volume.array)
+        if problem:
+            self._warn_once(f"napari-sff: '{layer.name}': {problem}; predicting anyway")
+        truth = self.ground_truth.value
+        truth = truth if truth is not None and truth is not layer else None
         return RunRequest(layer=layer, volume=volume, archs=archs,
                           weights={"unet": self._weights(self.unet_weights), "ddpm": self._weights(self.ddpm_weights)},
                           device=self.device.value, ddim_steps=self.ddim_steps.value, samples=self.samples.value,
                           batch_size=self.batch_size.value, slice_axis=slice_axis, slice_indices=indices,
-                          ground_truth=self.ground_truth.value, resample=self.resample.value)
+                          ground_truth=truth, resample=self.resample.value,
+                          truth_source=None if truth is None else self._truth_plan(truth, layer, volume))
+
+    def _truth_plan(self, truth: Any, layer: Any, volume: io.Volume) -> tuple | None:
+        """How the ground truth reaches the prediction's grid (the T2w's spatial grid) by world coordinates, with
+        :func:`napari_sff.roi.plan` (the ROI widget's rule); None, after a notification, when it cannot."""
+        from napari.layers import Image
+
+        if not isinstance(truth, Image) or truth.rgb or truth.multiscale or truth.ndim != min(layer.ndim, 3):
+            self._warn_once(f"napari-sff: ground truth '{truth.name}' is not a {min(layer.ndim, 3)}-D grayscale map "
+                            "like the T2w; no |error| layer")
+            return None
+        ndim = truth.ndim
+        how, grid_to_truth, reason = roi.plan(roi.layer_to_world(truth), truth.data.shape,
+                                              roi.layer_to_world(layer, ndim), layer.data.shape[-ndim:],
+                                              truth.name, layer.name)
+        if how == "incompatible":
+            self._warn_once(f"napari-sff: ground truth {reason}; no |error| layer")
+            return None
+        return np.asarray(truth.data), how, grid_to_truth
+
+    def _warn_once(self, message: str) -> None:
+        from napari.utils.notifications import show_warning
+
+        if message not in self._said:
+            self._said.add(message)
+            show_warning(message)
 
     def run(self, *_: Any, scope: str | None = None):
         """Start a run in a worker; returns the worker (tests wait on it) or None if nothing was started."""
@@ -222,6 +303,11 @@ class PredictWidget(Container):
             return None
 
     def _predict_all(self, request: RunRequest) -> RunRequest:
+        if request.truth_source is not None:
+            array, how, grid_to_truth = request.truth_source
+            grid_shape = request.volume.array.shape[-array.ndim:]
+            truth = array if how == "same" else roi.resample_to_grid(array, grid_to_truth, grid_shape, labels=False)
+            request.truth = np.asarray(truth, np.float32).reshape(request.volume.array.shape)
         for arch in request.archs:
             def progress(done: int, total: int, arch: str = arch) -> None:
                 try:
@@ -247,6 +333,9 @@ class PredictWidget(Container):
         self._cancel.set()
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.disconnect(self._refresh_choices)
+        self.viewer.layers.events.inserted.disconnect(self._on_inserted)
+        self.viewer.layers.events.removed.disconnect(self._on_removed)
+        self._unlink_cells()
         self.viewer.dims.events.current_step.disconnect(self._on_step)
         if self._on_mouse_move in self.viewer.mouse_move_callbacks:
             self.viewer.mouse_move_callbacks.remove(self._on_mouse_move)
@@ -301,24 +390,28 @@ class PredictWidget(Container):
             timings.append(f"{ARCH_LABELS[arch]} {prediction.ms_per_slice:.1f} ms ({device}{resampled})")
             name = output_name("sff", arch, layer.name)
             sff = self._merge_slices(name, prediction.sff, prediction, request)
-            self._add(layer, request, name, sff, arch, prediction, colormap=io.SFF_COLORMAP,
+            self._add(layer, request, name, sff, arch, prediction, kind="sff", colormap=io.SFF_COLORMAP,
                       contrast_limits=(0.0, 1.0), blending="additive", opacity=0.7)
             if prediction.std is not None:
                 name = output_name("std", arch, layer.name)
                 std = self._merge_slices(name, prediction.std, prediction, request)
-                self._add(layer, request, name, std, arch, prediction, colormap="viridis",
+                self._add(layer, request, name, std, arch, prediction, kind="std", colormap="viridis",
                           contrast_limits=(0.0, max(0.05, float(std.max()))), blending="additive", visible=False)
-            truth = request.ground_truth
-            if truth is not None and truth is not layer and np.shape(truth.data) == sff.shape:
-                error = np.abs(sff - np.asarray(truth.data, np.float32))
+            if request.truth is not None:  # on the prediction's grid (resampled in the worker if need be)
+                error = np.abs(sff - request.truth)
                 self._add(layer, request, output_name("error", arch, layer.name), error.astype(np.float32), arch,
-                          prediction, colormap=ERROR_COLORMAP, contrast_limits=(0.0, 0.2), visible=False)
+                          prediction, kind="error", colormap=ERROR_COLORMAP, contrast_limits=(0.0, 0.2),
+                          blending="additive", visible=False)
         if {"unet", "ddpm"} <= set(request.results):
             names = [output_name("sff", a, layer.name) for a in ("ddpm", "unet")]
             difference = self.viewer.layers[names[0]].data - self.viewer.layers[names[1]].data
             self._add(layer, request, output_name("difference", None, layer.name), difference.astype(np.float32),
-                      None, None, colormap=DIFFERENCE_COLORMAP, contrast_limits=(-0.2, 0.2), visible=False)
+                      None, None, kind="difference", colormap=_difference_colormap(), contrast_limits=(-0.2, 0.2),
+                      blending="additive", visible=False)
         self.timing.value = "; ".join(timings)
+        self._source, self._anatomy = layer, request.volume.array
+        if not request.live:  # live mode follows the slider: leave the user's selection alone
+            self._present(layer, list(request.results))
 
     def _merge_slices(self, name: str, values: np.ndarray, prediction, request: RunRequest) -> np.ndarray:
         """Whole-volume runs replace the map; single-slice runs fill that slice of the existing layer ``name``."""
@@ -332,14 +425,19 @@ class PredictWidget(Container):
             return merged
         return values
 
-    def _add(self, layer, request: RunRequest, name: str, data: np.ndarray, arch, prediction, **kwargs) -> Any:
+    def _add(self, layer, request: RunRequest, name: str, data: np.ndarray, arch, prediction, *, kind: str,
+             **kwargs) -> Any:
         derived = request.volume.like(data)
-        info = {"model": arch, "source_layer": layer.name}
+        info = {"model": arch, "source_layer": layer.name, "kind": kind}
         if prediction is not None:
             info.update(device=prediction.device, ms_per_slice=prediction.ms_per_slice,
                         weights=request.weights.get(arch) or "shipped", model_spacing_mm=prediction.model_spacing)
         metadata = {"nifti": derived.source, "napari_sff": info}
-        return _layers.upsert_image(self.viewer, name, data, layer, metadata=metadata, **kwargs)
+        added = _layers.upsert_image(self.viewer, name, data, layer, metadata=metadata, **kwargs)
+        _layers.style_layer(added)
+        if kind != "sff" and hasattr(added, "colorbar"):  # an SFF map may be shown with one of these: no overlap
+            added.colorbar.position = "bottom_right"
+        return added
 
     def _badge(self, requested: str, used: str) -> None:
         fallback = requested == "auto" and used == "cpu"
@@ -364,21 +462,220 @@ class PredictWidget(Container):
             return
         request = self.make_request(scope=SCOPES[1], archs=("unet",))
         if request is not None:
+            request.live = True
             self._live_done.add(key)
             self._start(request, live=True)
 
-    # ------------------------------------------------------------------------------------------ readout
-    def _on_mouse_move(self, viewer: Any, event: Any) -> None:
-        """Fat fraction under the cursor, in percent, for every SFF layer (predictions and ground truth)."""
-        parts = []
-        for layer in viewer.layers:
-            is_sff = _layers.made_by_us(layer) or layer is self.ground_truth.value
-            if not (_layers.is_image(layer) and is_sff):
-                continue
-            value = _layers.value_at(layer, viewer.cursor.position)
-            if value is not None and np.isfinite(value):
-                parts.append(f"{layer.name.split(' [')[0]}: {100 * float(value):.1f} %")
-        self.readout.value = "; ".join(parts)
-        if parts:  # napari's status bar shows raw fractions; its help field shows ours in percent
-            viewer.help = self.readout.value
+    # ------------------------------------------------------------------------------------- reading view
+    def _on_inserted(self, event: Any) -> None:
+        _layers.style_layer(event.value)
 
+    def _on_removed(self, event: Any) -> None:
+        """A comparison map removed takes its anatomy cell with it; the run's T2w removed ends the comparison."""
+        from qtpy.QtCore import QTimer
+
+        gone = event.value
+        if gone is self._source:
+            self._source, self._anatomy = None, None
+        orphans = [layer for layer in self.viewer.layers
+                   if (layer.metadata.get("napari_sff") or {}).get("kind") == "anatomy"
+                   and (layer.metadata["napari_sff"].get("cell_of") == gone.name or self._source is None)]
+        if orphans:  # not from inside napari's removal (it may be clearing the whole list): right after it
+            QTimer.singleShot(0, lambda: self._remove_layers(orphans))
+
+    def _remove_layers(self, layers: list[Any]) -> None:
+        if self._closed:
+            return
+        for layer in layers:
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+
+    def _map(self, kind: str, arch: str | None) -> Any:
+        """The run's derived layer of this kind and model, or None."""
+        if self._source is None:
+            return None
+        name = output_name(kind, arch, self._source.name)
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def _truth_layer(self) -> Any:
+        truth = self.ground_truth.value
+        return truth if truth is not None and truth in self.viewer.layers and truth is not self._source else None
+
+    def comparison_cells(self) -> list[tuple[str, Any, bool]]:
+        """(title, map layer, shown at once) of each cell of the comparison grid, ground truth first."""
+        cells = []
+        truth = self._truth_layer()
+        if truth is not None and self._source is not None:
+            cells.append(("Ground truth SFF", truth, True))
+        for title, kind, arch, shown in COMPARISON_CELLS:
+            layer = self._map(kind, arch)
+            if layer is not None:
+                cells.append((title, layer, shown))
+        return cells
+
+    def _present(self, source: Any, archs: list[str]) -> None:
+        """After a run: the new SFF map is the selected layer, on top of the overlay (or the comparison grid)."""
+        main = self._map("sff", archs[-1]) if archs else None
+        if main is None:
+            return
+        if self.side_by_side.value:
+            self.show_comparison()
+        else:
+            for arch in ARCH_LABELS:  # two additive SFF overlays would add up: show the new one
+                other = self._map("sff", arch)
+                if other is not None and other is not main:
+                    other.visible = False
+            main.visible = True
+            self.viewer.layers.move(self.viewer.layers.index(main), len(self.viewer.layers))
+            self._note(OVERLAY_NOTE)
+        self.viewer.layers.selection.active = main
+
+    def _on_side_by_side(self, on: bool) -> None:
+        if on:
+            self.show_comparison()
+        else:
+            self.end_comparison()
+
+    def show_comparison(self) -> None:
+        """The comparison grid: one titled cell per map (ground truth, U-Net, DDPM, DDPM - U-Net; |error| and SD
+        on demand), each map over its own copy of the T2w and with its colour bar, one colour scale for every SFF.
+
+        napari's grid puts ``stride`` consecutive layers in a cell, so the layers are ordered (anatomy, map) per
+        cell at the bottom of the list; the layers not in a cell are hidden meanwhile and shown again after.
+        """
+        grid = self.viewer.grid
+        cells = self.comparison_cells()
+        if not cells:  # nothing predicted yet: napari's plain grid
+            grid.enabled = True
+            return
+        self._unlink_cells()
+        style = next((layer for _, layer, _ in cells if is_predicted_sff(layer)), None)
+        ordered = []
+        for title, layer, shown in cells:
+            anatomy = self._anatomy_cell(layer, title)
+            if style is not None and layer is self._truth_layer():  # one colour scale for every SFF map
+                for attribute in ("colormap", "contrast_limits", "opacity", "blending"):
+                    setattr(layer, attribute, getattr(style, attribute))
+            layer.visible = shown or (layer.visible and anatomy.visible)  # keep on-demand cells the user opened
+            anatomy.visible = layer.visible
+            if hasattr(layer, "colorbar"):
+                layer.colorbar.visible = True
+                layer.colorbar.position = "top_right"
+
+            def follow(_event: Any = None, anatomy: Any = anatomy, layer: Any = layer) -> None:
+                anatomy.visible = layer.visible
+
+            layer.events.visible.connect(follow)
+            self._cell_links.append((layer.events.visible, follow))
+            ordered += [anatomy, layer]
+        for layer in list(self.viewer.layers):
+            if layer not in ordered and layer.visible:
+                layer.visible = False
+                self._hidden_for_grid.append(layer)
+        for target, layer in enumerate(ordered):
+            current = self.viewer.layers.index(layer)
+            if current != target:
+                self.viewer.layers.move(current, target)
+        grid.stride, grid.spacing, grid.enabled = 2, GRID_SPACING, True
+        self._note(COMPARISON_NOTE)
+        main = next((layer for _, layer, _ in reversed(cells) if is_predicted_sff(layer)), None)
+        if main is not None:  # adding the anatomy cells selected them: back to the map
+            self.viewer.layers.selection.active = main
+        self.viewer.reset_view()
+
+    def end_comparison(self) -> None:
+        """Back to one overlay: the anatomy cells go, hidden layers come back, the last SFF map on top."""
+        self._unlink_cells()
+        self.viewer.grid.enabled = False
+        self.viewer.grid.stride = 1
+        for layer in list(self.viewer.layers):
+            if (layer.metadata.get("napari_sff") or {}).get("kind") == "anatomy":
+                self.viewer.layers.remove(layer)
+        for layer in self._hidden_for_grid:
+            if layer in self.viewer.layers:
+                layer.visible = True
+        self._hidden_for_grid = []
+        for _, layer, _ in self.comparison_cells():
+            if not is_predicted_sff(layer):
+                layer.visible = False  # ground truth, difference, |error|, SD: back to the layer list
+        archs = [arch for arch in ARCH_LABELS if self._map("sff", arch) is not None]
+        if self._source is not None and archs:
+            self._present(self._source, [archs[-1]])
+
+    def _note(self, text: str) -> None:
+        """How to read the colour bars, in napari's text overlay (unless the user has put their own text there)."""
+        note = self.viewer.text_overlay
+        if note.text in ("", COMPARISON_NOTE, OVERLAY_NOTE):
+            note.text, note.position, note.font_size, note.visible = text, "bottom_left", 10, True
+
+    def _anatomy_cell(self, layer: Any, title: str) -> Any:
+        """The T2w copy (same array, no data copied) under ``layer`` in its cell, titled by its name."""
+        for other in self.viewer.layers:
+            info = other.metadata.get("napari_sff") or {}
+            if info.get("kind") == "anatomy" and info.get("cell_of") == layer.name:
+                return other
+        source = self._source
+        data = self._anatomy if self._anatomy is not None else np.asarray(source.data)
+        info = {"kind": "anatomy", "cell_of": layer.name, "source_layer": source.name}
+        anatomy = self.viewer.add_image(data, name=title + ANATOMY_SUFFIX, colormap="gray",
+                                        contrast_limits=source.contrast_limits, gamma=source.gamma,
+                                        metadata={"napari_sff": info},
+                                        **_layers.spatial_placement(source, source.ndim - data.ndim))
+        anatomy.name_overlay.visible = True
+        anatomy.name_overlay.font_size = 12
+        return anatomy
+
+    def _unlink_cells(self) -> None:
+        for emitter, callback in self._cell_links:
+            emitter.disconnect(callback)
+        self._cell_links = []
+
+    # ------------------------------------------------------------------------------------------ readout
+    def readout_values(self, world_position: Any) -> list[tuple[str, str]]:
+        """(map, value) at a world position for the ground truth, U-Net, DDPM and DDPM - U-Net that exist, visible
+        or not: SFF in percent, the difference in percentage points, "–" outside a map."""
+        entries = [("GT", self.ground_truth.value, "%")]
+        entries += [(title, self._map(kind, arch), unit) for title, kind, arch, unit in READOUT]
+        values = []
+        for title, layer, unit in entries:
+            if layer is None or layer not in self.viewer.layers:
+                continue
+            value = _layers.value_at(layer, world_position)
+            text = "–" if value is None or not np.isfinite(value) else \
+                f"{100 * value:.1f} %" if unit == "%" else f"{100 * value:+.1f} pp"
+            values.append((title, text))
+        return values
+
+    def _on_mouse_move(self, viewer: Any, event: Any) -> None:
+        """Every map's value under the cursor, one per line (napari's status bar shows one layer's raw fraction)."""
+        values = self.readout_values(viewer.cursor.position)
+        self.readout.value = "\n".join(f"{title}: {value}" for title, value in values)
+        if any(value != "–" for _, value in values):  # napari's status bar shows raw fractions; help, ours in %
+            viewer.help = " · ".join(f"{title} {value}" for title, value in values)
+
+    # ------------------------------------------------------------------------------------- DICOM export
+    def _on_save_dicom(self, *_: Any) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        folder, _ = QFileDialog.getSaveFileName(self.native, "Save as DICOM series: name a new folder")
+        if folder:
+            self.save_dicom(folder)
+
+    def save_dicom(self, folder: str | Path, layer: Any = None, **options: Any) -> Path | None:
+        """Write ``layer`` (default: the selected one) with :func:`io.write_layer_dicom`; problems are notifications."""
+        import napari
+        from napari.utils.notifications import show_error, show_info
+
+        layer = layer if layer is not None else self.viewer.layers.selection.active
+        if not isinstance(layer, napari.layers.Image):
+            show_error("napari-sff: select the SFF layer to save as DICOM")
+            return None
+        meta = {"name": layer.name, "metadata": layer.metadata, "scale": layer.scale, "translate": layer.translate,
+                "rotate": layer.rotate}
+        try:
+            out = io.write_layer_dicom(layer.data, meta, folder, **options)
+        except (ValueError, OSError) as exc:
+            show_error(f"napari-sff: {exc}")
+            return None
+        show_info(f"napari-sff: saved '{layer.name}' as a DICOM series in {out}")
+        return out

@@ -21,17 +21,36 @@ ROI ids
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton, Select
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import QAbstractItemView, QApplication, QFileDialog, QTableWidget, QTableWidgetItem
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QComboBox,
+    QFileDialog,
+    QHeaderView,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+)
 
-from napari_sff import stats
+from napari_sff import report, stats
+from napari_sff.roi import (  # noqa: F401  (plain geometry and computation, shared; importable from here too)
+    RoiRequest,
+    RoiResult,
+    affine_of,
+    compute,
+    compute_rows,
+    data_to_data,
+    grid_plan,
+    resample_to_grid,
+    shape_label_base,
+    world_box,
+)
 from napari_sff.widgets import _layers
 from napari_sff.widgets._layers import SCOPES, output_name
 
@@ -40,141 +59,6 @@ DEBOUNCE_MS = 300
 COLUMN_KEYS = [key for key, _ in stats.ID_COLUMNS] + [key for key, _ in stats.STAT_COLUMNS]
 #: Layer events after which the numbers may have changed (those a layer type lacks are skipped).
 WATCHED_EVENTS = ("data", "paint", "features", "scale", "translate", "rotate", "shear", "affine", "name")
-
-
-def compute_rows(
-    labels_array: np.ndarray,
-    values: Mapping[str, np.ndarray],
-    spacing: Sequence[float],
-    reference: str | None = None,
-    label_names: Mapping[int, str] | None = None,
-    slice_index: int | None = None,
-    slice_axis: int = 0,
-) -> list[stats.RoiRow]:
-    """The widget's numbers: exactly :func:`stats.roi_table`, so scripts reproduce the table."""
-    return stats.roi_table(values, labels_array, spacing, reference=reference, label_names=label_names,
-                           slice_index=slice_index, slice_axis=slice_axis)
-
-
-@dataclass
-class RoiRequest:
-    """Arrays and settings of one computation, captured on the GUI thread so the worker touches no layer."""
-
-    generation: int
-    values: dict[str, np.ndarray]  # the first one is on the grid the statistics use
-    spacing: tuple[float, ...]
-    grid_to_values: dict[str, np.ndarray] = field(default_factory=dict)  # map on another grid: grid voxel -> its voxel
-    reference: str | None = None
-    labels: np.ndarray | None = None
-    grid_to_labels: np.ndarray | None = None  # homogeneous map grid voxel -> labels voxel; None: same grid
-    label_names: dict[int, str] = field(default_factory=dict)
-    shapes: list[np.ndarray] = field(default_factory=list)  # vertices in grid voxel coordinates
-    shape_types: list[str] = field(default_factory=list)
-    slice_index: int | None = None
-    slice_axis: int = 0
-
-
-@dataclass
-class RoiResult:
-    generation: int
-    rows: list[stats.RoiRow]
-    shape_base: int | None = None  # ids above this are shapes (None: no shapes)
-    reference: str | None = None
-
-
-def shape_label_base(max_label: int | None) -> int:
-    """Offset of shape ids: the next power of ten above the labels (>= 10), so ids never collide and read well."""
-    if max_label is None:
-        return 0
-    return 10 ** max(1, len(str(max(int(max_label), 0))))
-
-
-def resample_to_grid(array: np.ndarray, grid_to_array: np.ndarray, shape: Sequence[int], *,
-                     labels: bool) -> np.ndarray:
-    """``array`` looked up at each grid voxel's world position: labels nearest neighbour (outside them: 0), maps
-    linearly (float32; within half a voxel of their box the edge value repeats).
-
-    Labels use "grid-constant", which treats voxels as boxes: a point within half a voxel of the edge still hits
-    the edge voxel.
-    """
-    from scipy import ndimage
-
-    n = len(shape)
-    matrix, offset = grid_to_array[:n, :n], grid_to_array[:n, n]
-    if labels:
-        return ndimage.affine_transform(array, matrix, offset=offset, output_shape=tuple(shape), order=0,
-                                        mode="grid-constant", cval=0, prefilter=False)
-    return ndimage.affine_transform(np.asarray(array, np.float32), matrix, offset=offset, output_shape=tuple(shape),
-                                    order=1, mode="nearest")
-
-
-def compute(request: RoiRequest) -> RoiResult:
-    """Worker side: align maps and ROIs with the grid, then :func:`compute_rows` for the labels and the shapes."""
-    grid_shape = next(iter(request.values.values())).shape
-    values = {name: resample_to_grid(array, request.grid_to_values[name], grid_shape, labels=False)
-              if name in request.grid_to_values else array for name, array in request.values.items()}
-    common = {"values": values, "spacing": request.spacing, "reference": request.reference,
-              "slice_index": request.slice_index, "slice_axis": request.slice_axis}
-    rows: list[stats.RoiRow] = []
-    max_label = None
-    if request.labels is not None:
-        labels = request.labels
-        if request.grid_to_labels is not None:
-            labels = resample_to_grid(labels, request.grid_to_labels, grid_shape, labels=True)
-        rows += compute_rows(labels, label_names=request.label_names, **common)
-        max_label = int(request.labels.max()) if request.labels.size else 0
-    shape_base = None
-    if request.shapes:
-        shape_base = shape_label_base(max_label)
-        raster = stats.rasterize_shapes(request.shapes, request.shape_types, grid_shape).astype(np.int64)
-        raster[raster > 0] += shape_base
-        names = {shape_base + k: f"shape {k}" for k in range(1, len(request.shapes) + 1)}
-        rows += compute_rows(raster, label_names=names, **common)
-    return RoiResult(request.generation, rows, shape_base, request.reference)
-
-
-# --------------------------------------------------------------------------------------------------- geometry
-def affine_of(point_map: Any, ndim: int) -> np.ndarray:
-    """Homogeneous matrix of an affine point map (e.g. ``layer.data_to_world``), read off the origin and axes.
-
-    Lets whole vertex arrays and resampling use napari's public per-point transforms.
-    """
-    matrix = np.eye(ndim + 1)
-    origin = np.asarray(point_map(np.zeros(ndim)), dtype=float)
-    matrix[:ndim, ndim] = origin
-    for axis in range(ndim):
-        matrix[:ndim, axis] = np.asarray(point_map(np.eye(ndim)[axis]), dtype=float) - origin
-    return matrix
-
-
-def data_to_data(source: Any, target: Any) -> np.ndarray:
-    """Homogeneous map from ``source``'s data coordinates through world to ``target``'s data coordinates."""
-    return affine_of(lambda p: target.world_to_data(source.data_to_world(p)), source.ndim)
-
-
-def world_box(layer: Any) -> np.ndarray:
-    """(2, ndim) world bounding box of the layer's voxels, outer edges included (voxel centres are integers)."""
-    shape = np.asarray(layer.data.shape, dtype=float)
-    corners = np.array(np.meshgrid(*[(-0.5, s - 0.5) for s in shape], indexing="ij")).reshape(len(shape), -1)
-    world = affine_of(layer.data_to_world, layer.ndim) @ np.vstack([corners, np.ones(corners.shape[1])])
-    return np.stack([world[:-1].min(axis=1), world[:-1].max(axis=1)])
-
-
-def grid_plan(roi_layer: Any, grid: Any) -> tuple[str, np.ndarray | None, str]:
-    """How to bring ``roi_layer``'s voxels onto ``grid``: ("same" | "resample" | "incompatible", map, reason)."""
-    if roi_layer.ndim != grid.ndim:
-        return "incompatible", None, f"'{roi_layer.name}' is {roi_layer.ndim}-D but '{grid.name}' is {grid.ndim}-D"
-    to_roi = data_to_data(grid, roi_layer)
-    if roi_layer.data.shape == grid.data.shape and np.allclose(to_roi, np.eye(grid.ndim + 1), atol=1e-6):
-        return "same", None, ""
-    voxel = [np.abs(affine_of(layer.data_to_world, layer.ndim)[:-1, :-1]).max(axis=1) for layer in (roi_layer, grid)]
-    tolerance = 0.5 * np.maximum(*voxel) + 1e-6
-    box_roi, box_grid = world_box(roi_layer), world_box(grid)
-    if np.all(np.abs(box_roi - box_grid) <= tolerance):
-        return "resample", to_roi, ""
-    fmt = lambda box: " x ".join(f"{lo:.1f}..{hi:.1f}" for lo, hi in box.T)  # noqa: E731
-    return "incompatible", None, (f"'{roi_layer.name}' (world box {fmt(box_roi)} mm) does not cover the same "
-                                  f"region as '{grid.name}' ({fmt(box_grid)} mm); align or resample it first")
 
 
 def label_names(layer: Any) -> dict[int, str]:
@@ -195,8 +79,12 @@ def is_prediction(layer: Any) -> bool:
     return source is None or layer.name == output_name("sff", info["model"], source)
 
 
-def _short(name: str) -> str:
-    return name.split(" [")[0]
+def _stacked(header: str) -> str:
+    """A summary header on lines as narrow as its words: "U-Net %" -> "U-Net / %", "Δ U-Net pp" -> "Δ / U-Net / pp"."""
+    name, _, unit = header.rpartition(" ")
+    if not name:
+        return header
+    return f"Δ\n{name[2:]}\n{unit}" if name.startswith("Δ ") else f"{name}\n{unit}"
 
 
 class _SortItem(QTableWidgetItem):
@@ -236,17 +124,26 @@ class RoiStatsWidget(Container):
 
         self.labels_layer = ComboBox(label="labels ROIs", choices=self._choices(_layers.is_labels), nullable=True)
         self.shapes_layer = ComboBox(label="shape ROIs", choices=self._choices(_layers.is_shapes), nullable=True)
-        self.values = Select(label="SFF maps", choices=self._choices(_layers.is_image))
+        self.values = Select(label="SFF maps", choices=self._choices(_layers.is_map))
         self.values.native.setMaximumHeight(100)
-        self.reference = ComboBox(label="reference", choices=self._choices(_layers.is_image), nullable=True)
+        self.reference = ComboBox(label="reference", choices=self._choices(_layers.is_map), nullable=True)
         self.scope = ComboBox(label="scope", choices=list(SCOPES), value=SCOPES[0])
         self.refresh_button = PushButton(text="Refresh")
         self.copy_button = PushButton(text="Copy")
         self.export_button = PushButton(text="Export CSV…")
-        buttons = Container(widgets=[self.refresh_button, self.copy_button, self.export_button],
-                            layout="horizontal", labels=False)
+        self.report_button = PushButton(text="Export report…")
+        self.report_button.tooltip = "One PDF (or PNG + CSV): the slice on screen with its colour bar, table, plots"
+        rows = [Container(widgets=pair, layout="horizontal", labels=False)
+                for pair in ((self.refresh_button, self.copy_button), (self.export_button, self.report_button))]
+        for row in rows:
+            row.margins = (0, 0, 0, 0)
+        buttons = Container(widgets=rows, labels=False)
         buttons.margins = (0, 0, 0, 0)
         self.status = Label(label="status", value="")
+        self.status.native.setWordWrap(True)  # long layer names wrap instead of widening the dock
+        for combo in (self.labels_layer, self.shapes_layer, self.reference, self.scope):
+            combo.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.native.setMinimumContentsLength(12)
         self.extend([self.labels_layer, self.shapes_layer, self.values, self.reference, self.scope, buttons,
                      self.status])
 
@@ -258,8 +155,19 @@ class RoiStatsWidget(Container):
         self.table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.AscendingOrder)
         self.table.setSortingEnabled(True)
         self.table.setMinimumHeight(160)
+        # What a radiologist reads (ROI, volume, mean of each map, Δ vs reference) fits the dock; all columns one
+        # tab away.
+        self.summary = QTableWidget(0, 0)
+        self.summary.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.summary.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.summary.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.summary.verticalHeader().setVisible(False)  # ROIs in label order; the full table sorts
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.summary, "Summary")
+        self.tabs.addTab(self.table, "All columns")
+        self.tabs.setMinimumHeight(180)
         self.figure, self.canvas = self._make_figure()
-        self.native.layout().addWidget(self.table)
+        self.native.layout().addWidget(self.tabs)
         self.native.layout().addWidget(self.canvas)
 
         self._timer = QTimer(self.native)
@@ -272,7 +180,9 @@ class RoiStatsWidget(Container):
         self.refresh_button.changed.connect(self.refresh)
         self.copy_button.changed.connect(self.copy_to_clipboard)
         self.export_button.changed.connect(self._export_dialog)
+        self.report_button.changed.connect(self._report_dialog)
         self.table.itemSelectionChanged.connect(self._on_row_selected)
+        self.summary.itemSelectionChanged.connect(self._on_summary_selected)
         layer_events = self.viewer.layers.events
         self._viewer_hooks = [(layer_events.inserted, self._on_layers_changed),
                               (layer_events.removed, self._on_layers_changed),
@@ -284,8 +194,10 @@ class RoiStatsWidget(Container):
         for emitter, callback in self._viewer_hooks:
             emitter.connect(callback)
         self.native.destroyed.connect(self._teardown)
+        for layer in self.viewer.layers:  # layers opened before the widget was docked
+            _layers.style_layer(layer)
         self._on_layers_changed()
-        self.values.value = [layer for _, layer in self._choices(_layers.is_image)()
+        self.values.value = [layer for _, layer in self._choices(_layers.is_map)()
                              if is_prediction(layer) or layer is self.reference.value]
         self._draw_plots()
 
@@ -306,6 +218,8 @@ class RoiStatsWidget(Container):
         if self.reference.value is None:
             self.reference.value = _layers.find_ground_truth(self.viewer)
         added = getattr(event, "value", None) if getattr(event, "type", "") in ("inserted", "changed") else None
+        if added is not None and getattr(event, "type", "") == "inserted":
+            _layers.style_layer(added)  # colour bar on maps, outlines on labels, as with the Predict widget docked
         if added is not None and (is_prediction(added) or added is self.reference.value):
             self.values.value = [*self.values.value, added]
         self._on_settings_changed()
@@ -507,6 +421,49 @@ class RoiStatsWidget(Container):
                 table.setItem(r, c, item)
         table.setSortingEnabled(True)
         table.resizeColumnsToContents()
+        self._fill_summary()
+
+    def short_names(self) -> dict[str, str]:
+        """Column names of the summary and the report: "GT", "U-Net", "DDPM"... (:func:`report.short_map_names`)."""
+        sources = list(dict.fromkeys(row.source for row in self.rows))
+        models = {layer.name: layer.metadata["napari_sff"]["model"] for layer in self.viewer.layers
+                  if layer.name in sources and is_prediction(layer)}
+        return report.short_map_names(sources, self.reference_name, models)
+
+    def compact(self) -> stats.CompactTable:
+        """The summary's numbers: :func:`stats.compact_table` of ``rows``."""
+        return stats.compact_table(self.rows, reference=self.reference_name, short_names=self.short_names())
+
+    def _fill_summary(self) -> None:
+        """One row per ROI, a column per map: the ROI column takes the width left, so nothing scrolls sideways."""
+        compact = self.compact()
+        table = self.summary
+        table.clear()
+        table.setColumnCount(len(compact.header))
+        table.setRowCount(len(compact.values))
+        table.setHorizontalHeaderLabels([_stacked(h) for h in compact.header])
+        right = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+        for r, (label, texts) in enumerate(zip(compact.labels, compact.formatted(), strict=True)):
+            for c, text in enumerate(texts):
+                item = QTableWidgetItem(text)
+                item.setData(Qt.ItemDataRole.UserRole, label)
+                if c:
+                    item.setTextAlignment(right)
+                else:
+                    item.setToolTip(text)
+                table.setItem(r, c, item)
+        header = table.horizontalHeader()
+        for c in range(table.columnCount()):
+            mode = QHeaderView.ResizeMode.Stretch if c == 0 else QHeaderView.ResizeMode.ResizeToContents
+            header.setSectionResizeMode(c, mode)
+
+    def summary_text(self) -> str:
+        """The summary as shown (ROIs in label order), tab-separated with its one-line header."""
+        table = self.summary
+        lines = ["\t".join(table.horizontalHeaderItem(c).text().replace("\n", " ") for c in range(table.columnCount()))]
+        for r in range(table.rowCount()):
+            lines.append("\t".join(table.item(r, c).text() for c in range(table.columnCount())))
+        return "\n".join(lines) + "\n"
 
     def table_text(self) -> str:
         """The table as shown (sort order included), tab-separated with the header."""
@@ -537,11 +494,72 @@ class RoiStatsWidget(Container):
         except OSError as error:
             show_error(f"napari-sff: could not save {path}: {error}")
 
+    def overlay_layer(self) -> Any:
+        """The SFF map on screen: the topmost visible layer among the chosen maps and the reference (or None)."""
+        chosen = [layer for layer in [*self.values.value, self.reference.value] if layer is not None]
+        return next((layer for layer in reversed(self.viewer.layers)
+                     if layer.visible and any(layer is c for c in chosen)), None)
+
+    def export_report(self, path: str | Path, *, overwrite: bool = True) -> list[Path]:
+        """Write the reading report of what is on screen now (:func:`report.write_report`); the paths written.
+
+        Gathers only plain values: a canvas screenshot, ``rows``, the overlay's colours and contrast limits, the
+        layer names and each map's model, weights and device. Nothing else of the layers' metadata is passed on, so
+        DICOM identifiers kept there never reach the report.
+        """
+        overlay = self.overlay_layer()
+        screenshot = np.asarray(self.viewer.screenshot(canvas_only=True, flash=False))
+        sources = {row.source for row in self.rows}
+        maps = {}
+        for layer in self.viewer.layers:
+            info = layer.metadata.get("napari_sff") or {}
+            if layer.name in sources and info:
+                maps[layer.name] = {key: info.get(key) for key in ("model", "weights", "device")}
+        view = "3D view"
+        where = _layers.current_slice(self.viewer, overlay) if overlay is not None else None
+        if overlay is None:
+            view = ""
+        elif where is not None:
+            view = f"slice {where[1]} of {overlay.data.shape[where[0]]} along axis {where[0]}"
+        scope = "whole volume"
+        if self.scope.value == SCOPES[1]:
+            scope = f"current slice ({view})" if where is not None else "whole volume (3D view has no slice)"
+        return report.write_report(
+            path, rows=self.rows, screenshot=screenshot, reference=self.reference_name,
+            short_names=self.short_names(), overlay=None if overlay is None else overlay.name,
+            colormap=None if overlay is None else overlay.colormap.map(np.linspace(0.0, 1.0, 256)),
+            contrast_limits=None if overlay is None else tuple(overlay.contrast_limits), maps=maps, view=view,
+            scope=scope, overwrite=overwrite)
+
+    def _report_dialog(self, *_: Any) -> None:
+        from napari.utils.notifications import show_error, show_info
+
+        path, chosen = QFileDialog.getSaveFileName(self.native, "Export report", "sff_report.pdf",
+                                                   "PDF (*.pdf);;PNG + CSV (*.png)")
+        if not path:
+            return
+        if not path.lower().endswith((".pdf", ".png")):
+            path = f"{path}.png" if "png" in chosen.lower() else f"{path}.pdf"
+        try:
+            written = self.export_report(path)
+        except (OSError, ValueError) as error:
+            show_error(f"napari-sff: could not save the report {path}: {error}")
+            return
+        show_info(f"napari-sff: saved {' and '.join(str(p) for p in written)}")
+
     # ------------------------------------------------------------------------------------- highlight
     def _on_row_selected(self) -> None:
         items = self.table.selectedItems()
         if items:
             self.highlight(self.rows[items[0].data(Qt.ItemDataRole.UserRole)])
+
+    def _on_summary_selected(self) -> None:
+        items = self.summary.selectedItems()
+        if items:
+            label = items[0].data(Qt.ItemDataRole.UserRole)
+            row = next((row for row in self.rows if row.label == label), None)
+            if row is not None:
+                self.highlight(row)
 
     def highlight(self, row: stats.RoiRow) -> None:
         """Show the row's ROI: select the label (or shape) and, in whole-volume scope, go to a slice holding it."""
@@ -597,47 +615,8 @@ class RoiStatsWidget(Container):
         theme = get_theme(self.viewer.theme)
         background, text = theme.background.as_hex(), theme.text.as_hex()
         scatter, agreement = self.figure.axes
-        for ax in (scatter, agreement):
-            ax.clear()
-        means: dict[str, dict[int, float]] = {}
-        for row in self.rows:
-            means.setdefault(row.source, {})[row.label] = 100.0 * row.mean
-        reference = self.reference_name
-        predicted = [source for source in means if source != reference] if reference in means else []
-        message = ("no reference map: choose one to compare" if reference is None
-                   else "select a predicted map" if not predicted else "")
-        colours = [f"C{k}" for k in range(len(predicted))]
-        span: list[float] = []
-        for source, colour in zip(predicted, colours, strict=True):
-            labels = [k for k, v in means[source].items()
-                      if np.isfinite(v) and np.isfinite(means[reference].get(k, np.nan))]
-            if not labels:
-                continue
-            ref = np.array([means[reference][k] for k in labels])
-            pred = np.array([means[source][k] for k in labels])
-            span += [ref.min(), ref.max(), pred.min(), pred.max()]
-            scatter.scatter(ref, pred, s=14, color=colour, label=_short(source))
-            agreement.scatter((ref + pred) / 2, pred - ref, s=14, color=colour)
-            ba = stats.bland_altman(pred, ref)
-            for value, style in ((ba["bias"], "-"), (ba["loa_low"], "--"), (ba["loa_high"], "--")):
-                if np.isfinite(value):
-                    agreement.axhline(value, color=colour, linestyle=style, linewidth=0.8)
-        if span:
-            low, high = agreement.get_ylim()  # near-identical maps: keep a readable +-1 pp axis, no offset text
-            if high - low < 2.0:
-                agreement.set_ylim((low + high) / 2 - 1.0, (low + high) / 2 + 1.0)
-            lo, hi = min(span), max(span)
-            pad = max(1.0, 0.05 * (hi - lo))
-            scatter.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color=text, linestyle=":", linewidth=0.8)
-            scatter.legend(fontsize=6, loc="upper left", frameon=False, labelcolor=text)
-        elif not message:
-            message = "no ROI has values in both maps"
-        if message:
-            for ax in (scatter, agreement):
-                ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color=text, fontsize=7,
-                        wrap=True)
-        scatter.set(xlabel=f"{_short(reference or 'reference')} mean [%]", ylabel="predicted mean [%]")
-        agreement.set(xlabel="mean of the two [%]", ylabel="predicted - reference [pp]")
+        report.draw_agreement(scatter, agreement, self.rows, self.reference_name, names=self.short_names(),
+                              text_color=text)
         self.figure.set_facecolor(background)
         for ax in (scatter, agreement):
             ax.set_facecolor(background)
