@@ -97,6 +97,24 @@ MAX_LABEL_VALUES = 128
 _KIND_SAMPLE = 2_000_000
 
 
+#: Segmentations are piecewise constant: at least this share of neighbouring non-zero voxels hold the same value.
+MIN_EQUAL_NEIGHBOURS = 0.8
+
+
+def _piecewise_constant(array: np.ndarray) -> bool:
+    """Whether neighbouring non-zero voxels along the last axis mostly agree (labels) or mostly differ (an image,
+    even one a scanner or simulator stored with only ~100 grey levels)."""
+    if array.ndim < 1 or array.shape[-1] < 2:
+        return True
+    step = max(1, math.ceil(array.size / _KIND_SAMPLE))
+    rows = array.reshape(-1, array.shape[-1])[::step]
+    left, right = rows[:, :-1], rows[:, 1:]
+    both = (left != 0) & (right != 0)
+    if not both.any():
+        return True
+    return float(np.mean(left[both] == right[both])) >= MIN_EQUAL_NEIGHBOURS
+
+
 def input_kind_warning(array: np.ndarray) -> str | None:
     """Why ``array`` does not look like a T2w magnitude image, or None when it does.
 
@@ -117,7 +135,7 @@ def input_kind_warning(array: np.ndarray) -> str | None:
     integer = np.issubdtype(finite.dtype, np.integer) or bool(np.all(finite == np.round(finite)))
     if integer:
         levels = np.unique(finite)
-        if levels.size <= MAX_LABEL_VALUES:
+        if levels.size <= MAX_LABEL_VALUES and _piecewise_constant(np.asarray(array)):
             return f"this looks like a segmentation ({levels.size} distinct integer values), not a T2w image"
     if float(finite.min()) >= 0.0 and float(finite.max()) <= 1.0:
         return "this looks like a fat fraction map (all values within [0, 1]), not a T2w image"

@@ -387,3 +387,7 @@ def test_input_kind_warning_known_inputs():
     assert input_kind_warning(case.sff) == \
         "this looks like a fat fraction map (all values within [0, 1]), not a T2w image"
     assert input_kind_warning(np.zeros((2, 8, 8))) is None  # empty: nothing to say
+    # A small T2w stored with ~100 grey levels (the simulator at 64² x 6) is an image: its neighbours differ.
+    small = simulate_case("calf", size=64, n_slices=6, seed=2).t2w
+    levels = np.round(small / small.max() * 104).astype(np.int16)
+    assert np.unique(levels).size <= 128 and input_kind_warning(levels) is None
