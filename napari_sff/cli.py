@@ -118,6 +118,8 @@ def _predict_cohort(args: argparse.Namespace) -> int:
         write=lambda job, prediction, output: jobs.write_job(job, prediction, output, settings,
                                                              overwrite=args.overwrite),
         overwrite=args.overwrite, progress=progress, suffix=suffix,
+        predict_many=lambda batch: jobs.predict_jobs(batch, settings),
+        group=args.group_volumes or jobs.default_group(settings.device),
     )
     bar.close()
     prefix = f"rank {rank}/{world}: " if world > 1 else ""
@@ -260,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="DICOM output: derived MR images (shown by every PACS) or a Parametric Map")
     predict.add_argument("--new-study", action="store_true",
                          help="DICOM output from a NIfTI input: a new anonymous study (there is no source study)")
+    predict.add_argument("--group-volumes", type=int, metavar="N",
+                         help="cohort runs: predict N consecutive volumes together, their slices sharing batches "
+                              "(default: 1 on CPU, 4 on a GPU)")
     predict.add_argument("--shard", metavar="K/N", help="cohort runs: only the K-th of N shares (e.g. a SLURM array "
                          "task); under torchrun each rank takes its share of that")
     predict.add_argument("--model", choices=("unet", "ddpm"), default="unet")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from napari_sff import io
-from napari_sff.inference import Prediction, predict_volume
+from napari_sff.inference import Prediction, predict_volume, predict_volumes
 from napari_sff.preprocess import input_kind_warning
 
 
@@ -94,18 +94,42 @@ def read_job(path: str | os.PathLike, settings: PredictSettings) -> Job:
     return Job(array, volume)
 
 
-def predict_job(job: Job, settings: PredictSettings, *,
-                progress: Callable[[int, int], None] | None = None) -> Prediction:
-    """The model on the job's array; a warning first when the input looks like labels or an SFF map."""
+def _warn_if_not_t2w(job: Job) -> None:
     problem = input_kind_warning(job.array)
     if problem:
         warnings.warn(f"{job.geometry.source.get('path', 'input')}: {problem}; the SFF map will be meaningless",
-                      UserWarning, stacklevel=2)
+                      UserWarning, stacklevel=3)
+
+
+def predict_job(job: Job, settings: PredictSettings, *,
+                progress: Callable[[int, int], None] | None = None) -> Prediction:
+    """The model on the job's array; a warning first when the input looks like labels or an SFF map."""
+    _warn_if_not_t2w(job)
     return predict_volume(
         job.array, job.geometry.spacing, settings.arch, weights=settings.weights, device=settings.device,
         slice_axis=settings.slice_axis, batch_size=settings.batch_size, ddim_steps=settings.ddim_steps,
         samples=settings.samples, seed=settings.seed, progress=progress, resample=settings.resample,
     )
+
+
+def predict_jobs(jobs: list[Job], settings: PredictSettings) -> list[Prediction]:
+    """Several jobs in one go, their slices sharing batches (:func:`napari_sff.inference.predict_volumes`)."""
+    for job in jobs:
+        _warn_if_not_t2w(job)
+    return predict_volumes(
+        [(job.array, job.geometry.spacing) for job in jobs], settings.arch, weights=settings.weights,
+        device=settings.device, slice_axis=settings.slice_axis, batch_size=settings.batch_size,
+        ddim_steps=settings.ddim_steps, samples=settings.samples, seed=settings.seed, resample=settings.resample,
+    )
+
+
+def default_group(device: str) -> int:
+    """Volumes predicted together by a cohort run: 1 on CPUs (on 2 cores batch 1 was fastest: see
+    benchmarks/bench_inference.py), 4 on GPUs so that short volumes still fill a batch (not measured here: no GPU
+    was available; pass --group-volumes after measuring with benchmarks/bench_cohort.py)."""
+    from napari_sff.inference import resolve_device
+
+    return 4 if resolve_device(device).type == "cuda" else 1
 
 
 def write_job(job: Job, prediction: Prediction, output: str | os.PathLike, settings: PredictSettings, *,

@@ -209,3 +209,40 @@ def test_named_files_mirror_their_common_folder_and_collisions_are_refused(tmp_p
     assert [str(item.relative) for item in items] == ["a/s1_t2w.nii.gz", "b/s1_t2w.nii.gz"]
     with pytest.raises(ValueError, match="would write the same output"):
         cohort.collect_inputs([tmp_path / "x/a", tmp_path / "y"])
+
+
+def test_groups_of_volumes_go_to_predict_many_and_a_failing_group_falls_back(tmp_path):
+    _touch(tmp_path / "in", *[f"s{k}_t2w.nii.gz" for k in range(5)])
+    items = cohort.collect_inputs([tmp_path / "in"])
+    calls = []
+
+    def predict_many(volumes):
+        calls.append(list(volumes))
+        if "s3_t2w.nii.gz" in volumes:
+            raise RuntimeError("out of memory")
+        return [v.upper() for v in volumes]
+
+    def predict(volume):
+        if volume == "s3_t2w.nii.gz":
+            raise RuntimeError("this one fails alone too")
+        return volume.upper()
+
+    def write(volume, prediction, output):
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(prediction)
+        return [output]
+
+    summary = cohort.run_cohort(items, tmp_path / "out", read=lambda p: p.name, predict=predict, write=write,
+                                predict_many=predict_many, group=2)
+    assert calls == [["s0_t2w.nii.gz", "s1_t2w.nii.gz"], ["s2_t2w.nii.gz", "s3_t2w.nii.gz"]]  # s4: a group of one
+    assert sorted(p.name for p in summary.done) == ["s0_t2w_sff.nii.gz", "s1_t2w_sff.nii.gz", "s2_t2w_sff.nii.gz",
+                                                    "s4_t2w_sff.nii.gz"]
+    assert [(p.name, reason) for p, reason in summary.failed] == [("s3_t2w.nii.gz", "this one fails alone too")]
+
+
+def test_grouped_volumes_through_the_command(tmp_path, constant_weights, capsys):
+    _t2w_tree(tmp_path / "in", ["a_t2w.nii.gz", "b_t2w.nii.gz", "c_t2w.nii.gz"])
+    assert cli.main(_args([tmp_path / "in"], tmp_path / "out", constant_weights["unet"], "--group-volumes", "2")) == 0
+    assert "3 done, 0 skipped" in capsys.readouterr().out
+    for name in ("a", "b", "c"):
+        assert np.allclose(io.read_nifti(tmp_path / "out" / f"{name}_t2w_sff.nii.gz").array, 0.3, atol=1e-6)

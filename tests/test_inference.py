@@ -79,3 +79,18 @@ def test_devices_and_bad_arguments():
         inference.predict_volume(np.ones((2, 2, 2, 2)), (1, 1, 1), model=ScaleModel(), device="cpu")
     with pytest.raises(ValueError, match="slice axis"):
         inference.choose_slice_axis((1, 1, 1), 5)
+
+
+def test_volumes_predicted_together_equal_each_predicted_alone(tiny_weights):
+    """Slices of consecutive volumes share batches; each volume still gets exactly its own prediction."""
+    from napari_sff.inference import predict_volume, predict_volumes
+
+    rng = np.random.default_rng(4)
+    volumes = [(rng.uniform(0, 1000, (3, 32, 32)).astype(np.float32), (5.0, 1.5, 1.5)),
+               (rng.uniform(0, 1000, (2, 32, 32)).astype(np.float32), (5.0, 1.5, 1.5)),
+               (rng.uniform(0, 1000, (2, 24, 40)).astype(np.float32), (5.0, 1.5, 1.5))]  # another shape: own group
+    together = predict_volumes(volumes, "unet", weights=tiny_weights["unet"], device="cpu", batch_size=4)
+    assert [p.sff.shape for p in together] == [v.shape for v, _ in volumes]
+    for (array, spacing), prediction in zip(volumes, together, strict=True):
+        alone = predict_volume(array, spacing, "unet", weights=tiny_weights["unet"], device="cpu", batch_size=1)
+        np.testing.assert_allclose(prediction.sff, alone.sff, atol=1e-5)

@@ -166,13 +166,15 @@ def run_cohort(
     items: Iterable[CohortItem], out_dir: str | os.PathLike, *,
     read: Callable[[Path], Any], predict: Callable[[Any], Any], write: Callable[[Any, Any, Path], Sequence[Path]],
     overwrite: bool = False, prefetch: int = 2, progress: Callable[[CohortItem, str], None] | None = None,
-    suffix: str = OUTPUT_SUFFIX,
+    suffix: str = OUTPUT_SUFFIX, predict_many: Callable[[list], list] | None = None, group: int = 1,
 ) -> CohortSummary:
     """Read -> predict -> write each item; reads run ``prefetch`` items ahead and writes behind, in threads.
 
     ``read(path)`` returns what ``predict`` takes; ``write(volume, prediction, output)`` writes atomically and
     returns the paths written. An item whose output exists is skipped unless ``overwrite``. Errors of one item
-    (unreadable file, bad geometry, prediction failure) go into the summary; the run continues.
+    (unreadable file, bad geometry, prediction failure) go into the summary; the run continues. With
+    ``predict_many`` and ``group`` > 1, up to ``group`` consecutive read volumes are predicted in one call (their
+    slices share batches: a GPU stays busy); if that call fails, they are predicted one by one.
     """
     summary = CohortSummary()
     started = time.perf_counter()
@@ -186,6 +188,7 @@ def run_cohort(
         else:
             todo.append(item)
     lock = threading.Lock()
+    group = max(1, int(group)) if predict_many is not None else 1
 
     def finish(item: CohortItem, future: Future) -> None:
         try:
@@ -201,6 +204,26 @@ def run_cohort(
         if progress:
             progress(item, state)
 
+    def fail(item: CohortItem, exc: BaseException) -> None:
+        failed: Future = Future()
+        failed.set_exception(exc)
+        finish(item, failed)
+
+    def predict_group(loaded: list[tuple[CohortItem, Any]]) -> list[tuple[CohortItem, Any, Any]]:
+        if len(loaded) > 1:
+            try:
+                return [(item, volume, prediction) for (item, volume), prediction
+                        in zip(loaded, predict_many([volume for _, volume in loaded]), strict=True)]
+            except Exception:  # noqa: BLE001 - find the one that fails: predict one by one
+                pass
+        done = []
+        for item, volume in loaded:
+            try:
+                done.append((item, volume, predict(volume)))
+            except Exception as exc:  # noqa: BLE001
+                fail(item, exc)
+        return done
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-sff-read") as readers, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-sff-write") as writers:
         reads: queue.Queue = queue.Queue()
@@ -211,24 +234,25 @@ def run_cohort(
             if item is not None:
                 reads.put((item, readers.submit(read, item.path)))
 
-        for _ in range(max(1, prefetch)):
+        for _ in range(max(1, prefetch, group)):
             submit_read()
-        writes: list[tuple[CohortItem, Future]] = []
+        writes: list[Future] = []
         while not reads.empty():
-            item, loaded = reads.get()
-            submit_read()
-            try:
-                volume = loaded.result()
-                prediction = predict(volume)
-            except Exception as exc:  # noqa: BLE001
-                failed: Future = Future()
-                failed.set_exception(exc)
-                finish(item, failed)
-                continue
-            future = writers.submit(write, volume, prediction, item.output(out_dir, suffix))
-            future.add_done_callback(lambda f, item=item: finish(item, f))
-            writes.append((item, future))
-        for _, future in writes:
+            batch = []
+            while not reads.empty() and len(batch) < group:
+                batch.append(reads.get())
+                submit_read()
+            loaded = []
+            for item, future in batch:
+                try:
+                    loaded.append((item, future.result()))
+                except Exception as exc:  # noqa: BLE001
+                    fail(item, exc)
+            for item, volume, prediction in predict_group(loaded):
+                future = writers.submit(write, volume, prediction, item.output(out_dir, suffix))
+                future.add_done_callback(lambda f, item=item: finish(item, f))
+                writes.append(future)
+        for future in writes:
             future.exception()  # wait; finish() has recorded the outcome
     summary.seconds = time.perf_counter() - started
     return summary
