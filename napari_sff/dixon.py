@@ -439,13 +439,6 @@ def pair_dixon(candidates: Sequence[Any], *, role: Callable[[Any], tuple[str | N
 # ---------------------------------------------------------------------------------------------------------------
 # Reading the inputs of ``napari-sff dixon``
 # ---------------------------------------------------------------------------------------------------------------
-def read_input(path: str | os.PathLike, series: str | None = None) -> Volume:
-    """One fat or water image: a NIfTI file or a DICOM series (folder, DICOMDIR or file), via ``io.read_volume``."""
-    from napari_sff import io
-
-    return io.read_volume(path, series=series)
-
-
 def read_pair(
     fat: str | os.PathLike, water: str | os.PathLike | None = None, *, fat_series: str | None = None,
     water_series: str | None = None,
@@ -453,17 +446,18 @@ def read_pair(
     """Fat and water volumes from two inputs, or from one DICOM folder that holds both (paired by :func:`pair_dixon`
     on the series headers, so only the two chosen series are read).
 
-    In the one-folder form ``fat_series`` and ``water_series`` pick the series explicitly instead.
+    In the one-folder form ``fat_series`` and ``water_series`` pick the series explicitly instead. Each input is
+    read by ``io.read_volume`` (a NIfTI file or a DICOM series), as every command reads its images.
     """
+    from napari_sff import io
+
     if water is not None:
-        return read_input(fat, fat_series), read_input(water, water_series)
+        return io.read_volume(fat, series=fat_series), io.read_volume(water, series=water_series)
     if fat_series is not None and water_series is not None:
-        return read_input(fat, fat_series), read_input(fat, water_series)
+        return io.read_volume(fat, series=fat_series), io.read_volume(fat, series=water_series)
     if fat_series is not None or water_series is not None:
         raise DixonError(f"{fat}: with one folder give both --fat-series and --water-series, or neither "
                          "(then they are found by ImageType / SeriesDescription)")
-    from napari_sff import io
-
     if io.is_nifti_path(fat):
         raise DixonError(f"{fat} is one NIfTI image; give the water image too (napari-sff dixon FAT WATER -o OUT)")
     infos = io.list_series(fat)

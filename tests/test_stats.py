@@ -12,7 +12,6 @@ import os
 import numpy as np
 import pytest
 
-from napari_sff import stats
 from napari_sff.stats import (
     ID_COLUMNS,
     STAT_COLUMNS,
@@ -24,6 +23,7 @@ from napari_sff.stats import (
     rows_to_csv,
     table_header,
 )
+from napari_sff.stats import engine as stats_engine
 
 SPACING = (3.0, 0.8, 1.2)
 VOXEL_ML = 3.0 * 0.8 * 1.2 / 1000.0
@@ -79,7 +79,7 @@ def case() -> tuple[dict[str, np.ndarray], np.ndarray]:
 
 @pytest.mark.parametrize("chunk", [1 << 20, 97])  # one block, and many blocks cutting the runs
 def test_roi_table_matches_numpy(case, monkeypatch, chunk):
-    monkeypatch.setattr(stats, "_CHUNK", chunk)
+    monkeypatch.setattr(stats_engine, "_CHUNK", chunk)
     values, labels = case
     rows = roi_table(values, labels, SPACING)
     assert [(r.label, r.source) for r in rows] == [
@@ -92,7 +92,7 @@ def test_roi_table_matches_numpy(case, monkeypatch, chunk):
 
 def test_fragmented_labels_use_same_definitions(monkeypatch):
     """Random per-voxel labels take the argsort grouping path instead of the run path."""
-    monkeypatch.setattr(stats, "_CHUNK", 1000)
+    monkeypatch.setattr(stats_engine, "_CHUNK", 1000)
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 4, (40, 50)).astype(np.uint8)
     values = rng.normal(0.3, 0.2, labels.shape)
@@ -331,7 +331,7 @@ def test_csv_write_is_atomic(rows, tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise OSError("disk unplugged")
 
-    monkeypatch.setattr(stats.os, "replace", crash)
+    monkeypatch.setattr(os, "replace", crash)  # what the atomic writer publishes with
     with pytest.raises(OSError, match="disk unplugged"):
         rows_to_csv(rows, path, overwrite=True)
     assert path.read_text() == "old table\n"  # never half-written
