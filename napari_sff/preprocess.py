@@ -122,6 +122,11 @@ def input_kind_warning(array: np.ndarray) -> str | None:
     user makes in a viewer full of layers: integer values with few distinct levels (a segmentation) and values
     all within [0, 1] (a fat fraction map). Scanner T2w images are non-negative with thousands of levels.
     """
+    from napari_sff.io.volume import is_lazy
+
+    if is_lazy(array) and np.ndim(array) >= 3:
+        n = array.shape[0]  # a lazy series: three slices tell labels and fractions from a T2w, and read fast
+        array = np.asarray(array[sorted({0, n // 2, n - 1})])
     flat = np.asarray(array).reshape(-1)
     if flat.size > _KIND_SAMPLE:
         flat = flat[:: math.ceil(flat.size / _KIND_SAMPLE)]

@@ -208,8 +208,8 @@ def compute(request: RoiRequest) -> RoiResult:
     """Align maps and ROIs with the grid, then :func:`compute_rows` for the labels and the shapes (no Qt: runs
     in the ROI widget's worker or a script)."""
     grid_shape = next(iter(request.values.values())).shape
-    values = {name: resample_to_grid(array, request.grid_to_values[name], grid_shape, labels=False)
-              if name in request.grid_to_values else array for name, array in request.values.items()}
+    values = {name: resample_to_grid(np.asarray(array), request.grid_to_values[name], grid_shape, labels=False)
+              if name in request.grid_to_values else np.asarray(array) for name, array in request.values.items()}
     common = {"values": values, "spacing": request.spacing, "reference": request.reference,
               "slice_index": request.slice_index, "slice_axis": request.slice_axis}
     rows: list[stats.RoiRow] = []

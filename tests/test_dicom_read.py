@@ -331,3 +331,37 @@ def test_cli_predict_on_a_dicom_folder_needs_series_when_there_are_several(study
     # the prediction lies on the T2w series' voxels, as SimpleITK places them
     sitk_values_at(sitk_series(study.root / "t2"), voxel_centres(written.affine, written.shape))
     assert written.get_data_dtype() == np.float32
+
+
+def test_a_large_series_opens_lazily_and_the_widgets_read_it_in_their_workers(make_napari_viewer, study,
+                                                                               tiny_weights, monkeypatch, qtbot):
+    """Above LAZY_READ_BYTES a series is a dask array: opening reads headers only, Run and the readout read
+    what they need off the GUI thread, and the prediction equals the one made from the eager read."""
+    import dask.array as da
+
+    from napari_sff.inference import predict_volume
+    from napari_sff.io.dicom import read
+    from napari_sff.widgets import _layers
+    from napari_sff.widgets.predict import PredictWidget
+
+    monkeypatch.setattr(read, "LAZY_READ_BYTES", 1024)  # the 40 x 40 x 6 phantom counts as large
+    viewer = make_napari_viewer()
+    t2, sff = viewer.open(study.root, plugin="napari-sff")
+    assert isinstance(t2.data, da.Array) and isinstance(sff.data, da.Array)
+    eager = io.read_volume(study.root, "3")
+    np.testing.assert_array_equal(np.asarray(t2.data), eager.array)
+    widget = PredictWidget(viewer)
+    widget.image.value, widget.ground_truth.value = t2, sff
+    widget.unet_weights.value = tiny_weights["unet"]
+    widget.device.value = "cpu"
+    request = widget.make_request()
+    assert isinstance(request.volume.array, da.Array)  # not read on the GUI thread
+    centre = t2.data_to_world(np.array(t2.data.shape) // 2)
+    assert _layers.value_at(t2, centre) == float(eager.array[tuple(np.array(t2.data.shape) // 2)])
+    worker = widget.run()
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    predicted = viewer.layers[_layers.output_name("sff", "unet", t2.name)].data
+    expected = predict_volume(eager.array, eager.spacing, "unet", weights=tiny_weights["unet"], device="cpu").sff
+    np.testing.assert_allclose(predicted, expected, atol=1e-6)
+    assert _layers.output_name("error", "unet", t2.name) in viewer.layers  # the lazy ground truth was read too

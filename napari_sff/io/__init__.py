@@ -51,12 +51,12 @@ from napari_sff.io.nifti import (
     read_nifti,
     write_nifti,
 )
-from napari_sff.io.volume import DISPLAY_AXCODES, RAS_TO_WORLD, Volume, ras_affine
+from napari_sff.io.volume import DISPLAY_AXCODES, RAS_TO_WORLD, Volume, is_lazy, ras_affine
 
 __all__ = [
     "ALLOW_OVERWRITE_ENV", "DISPLAY_AXCODES", "LABEL_NAME_SUFFIXES", "LAYER_KIND_KEY", "NIFTI_INTENT_LABEL", "NIFTI_SUFFIXES",
     "RAS_TO_WORLD", "SFF_COLORMAP", "SFF_NAME_PATTERN", "NiftiError", "Volume", "atomic_directory", "atomic_write",
-    "atomic_write_text", "current_umask", "guess_kind", "is_nifti_path", "layer_data", "layer_placement",
+    "atomic_write_text", "current_umask", "is_lazy", "guess_kind", "is_nifti_path", "layer_data", "layer_placement",
     "napari_get_reader", "nifti_stem", "ras_affine", "read_layers", "read_nifti", "read_paths", "sff_unit_scale",
     "volume_from_layer", "write_layer", "write_nifti",
     "DicomWriteError", "check_dicom_output", "layer_dicom_kind", "write_dicom_series", "write_layer_dicom",

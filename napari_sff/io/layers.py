@@ -19,7 +19,7 @@ from napari_sff.io.nifti import (
     read_nifti,
     write_nifti,
 )
-from napari_sff.io.volume import RAS_TO_WORLD, Volume, ras_affine
+from napari_sff.io.volume import RAS_TO_WORLD, Volume, is_lazy, ras_affine
 
 LABEL_NAME_SUFFIXES = ("_labels", "_label", "_seg", "_mask", "_muscle", "_muscles")
 SFF_NAME_PATTERN = re.compile(r"sff|fat", re.IGNORECASE)
@@ -186,7 +186,7 @@ def volume_from_layer(data: Any, meta: dict[str, Any]) -> Volume:
     The NIfTI geometry in ``metadata["nifti"]`` wins while the array still has the shape it was read with;
     otherwise (cropped, drawn or computed layers) the affine comes from scale, translate and rotate.
     """
-    array = np.asarray(data)
+    array = data if is_lazy(data) else np.asarray(data)  # a lazy layer is read where the volume is used
     source = dict((meta.get("metadata") or {}).get("nifti") or {})
     if array.ndim < 3:
         array = array.reshape((1,) * (3 - array.ndim) + array.shape)

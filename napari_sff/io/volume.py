@@ -86,6 +86,11 @@ def reorient_to_display(data: Any, affine: np.ndarray, file_ornt: np.ndarray) ->
     return data.transpose(order), display_affine
 
 
+def is_lazy(array: Any) -> bool:
+    """A dask-style array (the DICOM reader's large series): reading it all is work to do off the GUI thread."""
+    return not isinstance(array, np.ndarray) and hasattr(array, "compute")
+
+
 def ras_affine(world_linear: np.ndarray, world_origin: np.ndarray) -> np.ndarray:
     """NIfTI affine from a display-voxel -> napari-world linear map and origin."""
     affine = np.eye(4)

@@ -67,7 +67,7 @@ def spatial_placement(layer: Any, drop_leading: int = 0) -> dict[str, Any]:
 
 def layer_volume(layer: Any, time_index: int | None = None) -> io.Volume:
     """The layer's array as a :class:`io.Volume` (3D; one time point of a 4D layer) with its NIfTI geometry."""
-    data = np.asarray(layer.data)
+    data = layer.data if io.is_lazy(layer.data) else np.asarray(layer.data)  # lazy: read in the worker
     meta = {"metadata": layer.metadata, "scale": layer.scale, "translate": layer.translate,
             "rotate": layer.rotate}
     volume = io.volume_from_layer(data, meta)
@@ -99,7 +99,7 @@ def value_at(layer: Any, world_position: Any) -> float | None:
     shape = np.asarray(layer.data.shape)
     if np.any(index < 0) or np.any(index >= shape):
         return None
-    return float(np.asarray(layer.data)[tuple(index)])
+    return float(np.asarray(layer.data[tuple(index)]))  # one voxel: a lazy layer reads one slice
 
 
 def current_slice(viewer: Any, layer: Any) -> tuple[int, int] | None:

@@ -260,7 +260,7 @@ class PredictWidget(Container):
         if how == "incompatible":
             self._warn_once(f"napari-sff: ground truth {reason}; no |error| layer")
             return None
-        return np.asarray(truth.data), how, grid_to_truth
+        return truth.data, how, grid_to_truth  # read (if lazy) and resampled in the worker
 
     def _warn_once(self, message: str) -> None:
         from napari.utils.notifications import show_warning

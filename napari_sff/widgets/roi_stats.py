@@ -349,7 +349,7 @@ class RoiStatsWidget(Container):
             if how == "incompatible" or layer.multiscale or getattr(layer, "rgb", False):
                 self._report(f"napari-sff: {reason or repr(layer.name) + ' is multiscale or RGB'}; left out")
                 continue
-            values[layer.name] = np.asarray(layer.data)
+            values[layer.name] = layer.data  # a lazy (DICOM) map is read in the worker, not here
             if how == "resample":
                 grid_to_values[layer.name] = grid_to_layer
         request = RoiRequest(self._generation, values, tuple(np.abs(np.asarray(grid.scale, float)[-3:])),

@@ -35,10 +35,10 @@ _ENHANCED_MARKERS = ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroups
 #: Relative tolerance on slice-spacing regularity (highdicom's default is 1 %); orientation to 1e-4.
 SPACING_RTOL = 0.01
 ORIENTATION_TOL = 1e-4
-#: ``lazy=None`` reads a single-frame series lazily above this size. Eagerly, 100 MB (512 x 512 x 200 uint16)
-#: takes under a second from a warm disk cache (benchmarks/bench_dicom_read.py); a study of several GB would
-#: hold the viewer for many seconds, lazily only the slices on screen are read.
-LAZY_READ_BYTES = 512 * 2**20
+#: ``lazy=None`` (the napari reader) reads a single-frame series lazily above this size, so opening a clinical
+#: series costs a header scan (0.1 s for 512 x 512 x 200, benchmarks/bench_dicom_read.py) and the slices on
+#: screen, not a full read on the GUI thread; the widgets read lazy layers in their workers.
+LAZY_READ_BYTES = 64 * 2**20
 
 
 class DicomError(ValueError):
