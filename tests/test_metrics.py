@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from training.metrics import evaluation_mask, image_metrics, summarise
 
@@ -44,3 +45,18 @@ def test_empty_images_are_skipped():
     empty = np.zeros((8, 8))
     summary = summarise([image_metrics(empty, empty, empty)])
     assert summary["images"] == 0 and np.isnan(summary["mae"])
+
+
+def test_psnr_and_ssim_known_answers():
+    from training.metrics import ssim_psnr
+
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(0.0, 0.8, (32, 32))
+    mask = np.ones_like(truth, dtype=bool)
+    ssim, psnr = ssim_psnr(truth + 0.1, truth, mask)  # a constant error of 0.1: MSE 0.01 -> 20 dB exactly
+    assert psnr == pytest.approx(20.0, abs=1e-9)
+    assert ssim_psnr(truth, truth, mask) == (pytest.approx(1.0), float("inf"))
+    mild, strong = (ssim_psnr(np.clip(truth + rng.normal(0, sd, truth.shape), 0, 1), truth, mask)[0]
+                    for sd in (0.02, 0.2))
+    assert 1.0 > mild > strong
+    assert np.isnan(ssim_psnr(truth[:5, :5], truth[:5, :5], mask[:5, :5])[0])  # smaller than a 7 x 7 window

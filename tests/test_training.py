@@ -153,8 +153,17 @@ def test_evaluate_reports_table_ablation_and_paired_tests(paired_dir, tmp_path, 
     evaluate.main(["--data", str(tmp_path / "unet" / "cache"), "--split", "train", "--unet",
                    str(tmp_path / "unet" / "best.safetensors"), "--ddpm", str(tmp_path / "ddpm" / "best.safetensors"),
                    "--ddim-steps", "2", "--ablation", "1,2", "--device", "cpu", "--out", str(out),
-                   "--markdown", str(tmp_path / "report.md"), "--robustness", "--rois", "--check-ddim-steps", "1"])
+                   "--markdown", str(tmp_path / "report.md"), "--robustness", "--rois", "--check-ddim-steps", "1",
+                   "--samples-ablation", "1,2", "--figures", str(tmp_path / "figures")])
     report = json.loads(out.read_text())
+    assert [row["samples"] for row in report["samples_ablation"]] == [1, 2]
+    assert sorted(Path(p).name for p in report["figures"]) == ["bland_altman.png", "ddim_ablation.png", "examples.png"]
+    assert all(Path(p).read_bytes()[:4] == b"\x89PNG" for p in report["figures"])
+    # The identity predicts T2w / p99 (p99 ~990) for SFF = T2w / 1000: MSE = (1/990 - 1/1000)^2 E[T2w^2] with T2w
+    # uniform on 50..1000 (E = 3.5e5) is 3.6e-5, a PSNR of 44.5 dB (by hand), and a near-perfect SSIM.
+    assert report["models"]["identity"]["psnr"] == pytest.approx(44.5, abs=2)
+    assert report["models"]["identity"]["ssim"] > 0.95
+    assert "| SSIM ± SD (body) |" in (tmp_path / "report.md").read_text()
     assert set(report["models"]) == {"identity", "unet", "ddpm"}
     assert [row["ddim_steps"] for row in report["ddim_ablation"]] == [1, 2]
     assert report["models"]["identity"]["images"] == report["images"] > 1
@@ -169,9 +178,10 @@ def test_evaluate_reports_table_ablation_and_paired_tests(paired_dir, tmp_path, 
     assert [row["perturbation"] for row in report["robustness"]] == list(evaluate.PERTURBATIONS)
     assert report["robustness"][0]["perturbation"] == "none"
     # The unperturbed row reuses the scores already measured (same images, same DDIM steps) instead of rerunning:
-    # each model runs once for the table (the DDPM once per ablation step) and once per actual perturbation.
+    # each model runs once for the table (the DDPM once per ablation step and per samples-ablation count) and
+    # once per actual perturbation.
     perturbed = len(evaluate.PERTURBATIONS) - 1
-    assert calls.count("unet") == 1 + perturbed and calls.count("ddpm") == 2 + perturbed
+    assert calls.count("unet") == 1 + perturbed and calls.count("ddpm") == 2 + 2 + perturbed
     none_row, one_step = report["robustness"][0], report["ddim_ablation"][0]
     assert none_row["unet"]["mae"] == report["models"]["unet"]["mae"]
     assert none_row["ddpm"]["mae"] == one_step["mae"] and none_row["ddpm"]["r"] == one_step["r"]

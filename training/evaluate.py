@@ -169,7 +169,8 @@ def roi_agreement(cache: Path, split: str, models: dict[str, tuple[str, int]], *
             means[row.source].append(row.mean)
         cases += 1
     truth = np.array(means.pop("truth"))
-    summary = {"cases": cases, "rois": int(truth.size), "truth_mean": float(truth.mean()) if truth.size else None}
+    summary = {"cases": cases, "rois": int(truth.size), "truth_mean": float(truth.mean()) if truth.size else None,
+               "means": {"truth": truth.tolist(), **{name: list(values) for name, values in means.items()}}}
     for name, values in means.items():
         values = np.array(values)
         agreement = bland_altman(values, truth)
@@ -235,11 +236,13 @@ def evaluate(args: argparse.Namespace) -> dict:
     cache = as_cache(args.data)
     raw, truth = load_split(str(cache), args.split, args.max_images)
     rows, maes = {}, {}
+    examples = {"t2w": raw[: EXAMPLE_IMAGES], "truth": truth[: EXAMPLE_IMAGES]}
     summary, maes["identity"] = score(identity_prediction(raw), truth, raw)
     rows["identity"] = {**summary, "ms_per_image": 0.0}
     if args.unet:
         predicted, ms = run_model("unet", args.unet, raw, device=device, batch_size=args.batch_size)
         summary, maes["unet"] = score(predicted, truth, raw)
+        examples["unet"] = predicted[: EXAMPLE_IMAGES]
         rows["unet"] = {**summary, "ms_per_image": ms}
     ablation = []
     if args.ddpm:
@@ -252,6 +255,15 @@ def evaluate(args: argparse.Namespace) -> dict:
             if steps == args.ddim_steps:
                 rows["ddpm"] = {**summary, "ms_per_image": ms, "ddim_steps": steps}
                 maes["ddpm"] = step_maes
+                examples["ddpm"] = predicted[: EXAMPLE_IMAGES]
+    samples_ablation = []
+    if args.ddpm:
+        for samples in args.samples_ablation:  # the mean of K DDIM samples at --ddim-steps
+            predicted, ms = run_model("ddpm", args.ddpm, ddpm_raw, device=device, batch_size=args.batch_size,
+                                      ddim_steps=args.ddim_steps, samples=samples, seed=args.seed)
+            summary, _ = score(predicted, ddpm_truth, ddpm_raw)
+            samples_ablation.append({"ddim_steps": args.ddim_steps, "samples": samples, **summary,
+                                     "ms_per_image": ms})
     check_steps = args.check_ddim_steps or args.ddim_steps
     models = {name: (weights, check_steps) for name, weights in (("unet", args.unet), ("ddpm", args.ddpm)) if weights}
     # Scores of the main table and the ablation that the robustness table's "none" row would only repeat.
@@ -274,7 +286,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         if first in maes and second in maes:
             n = min(len(maes[first]), len(maes[second]))
             tests[f"{first}_vs_{second}"] = paired_test(maes[first][:n], maes[second][:n])
-    return {
+    report = {
         "data": str(args.data), "split": args.split, "images": int(len(raw)), "device": str(device),
         "batch_size": args.batch_size, "torch": torch.__version__, "machine": platform.platform(),
         "cpu_count": os.cpu_count(),
@@ -282,7 +294,24 @@ def evaluate(args: argparse.Namespace) -> dict:
         "models": rows, "ddim_ablation": ablation, "paired_tests": tests, "robustness": robustness,
         "robustness_ddim_steps": check_steps if args.ddpm else None, "rois": rois,
         "spacing_check": {"cases_per_size": args.spacing_check, "seed": args.spacing_seed, "rows": spacing},
+        "samples_ablation": samples_ablation,
     }
+    if args.figures:
+        from training.figures import evaluation_figures
+
+        report["figures"] = [str(path) for path in evaluation_figures(report, examples, args.figures)]
+    return report
+
+
+#: Test images drawn in the example panels (--figures).
+EXAMPLE_IMAGES = 3
+
+
+def _mean_sd_cell(row: dict, name: str, digits: int) -> str:
+    """``mean ± SD`` of an image metric; "n/a" for reports made before the metric existed."""
+    if name not in row:
+        return "n/a"
+    return f"{row[name]:.{digits}f} ± {row.get(name + '_sd', float('nan')):.{digits}f}"
 
 
 def _mae_r_cell(summary: dict) -> str:
@@ -295,20 +324,30 @@ def markdown(report: dict) -> str:
     split = report["split"]
     lines = [f"{split.capitalize()} split: {report['images']} images, device {report['gpu'] or report['device']}, "
              f"batch size {report['batch_size']}.", "",
-             "| model | r (body, pooled) | r per image (mean) | MAE ± SD over images (body) | "
-             "r (whole image) | MAE ± SD (whole image) | ms/image |",
-             "|---|---|---|---|---|---|---|"]
+             "| model | r (body, pooled) | r per image (mean) | MAE ± SD over images (body) | SSIM ± SD (body) | "
+             "PSNR ± SD dB (body) | r (whole image) | MAE ± SD (whole image) | ms/image |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for key, row in report["models"].items():
         label = names[key] + (f", {row['ddim_steps']} steps" if "ddim_steps" in row else "")
         if key == "ddpm" and row["images"] != report["images"]:
             label += f" ({row['images']} images)"
         lines.append(f"| {label} | {row['r']:.3f} | {row['r_image_mean']:.3f} | {row['mae']:.3f} ± "
-                     f"{row['mae_sd']:.3f} | {row['r_full']:.3f} | {row['mae_full']:.3f} ± {row['mae_full_sd']:.3f} | "
+                     f"{row['mae_sd']:.3f} | {_mean_sd_cell(row, 'ssim', 3)} | {_mean_sd_cell(row, 'psnr', 1)} | "
+                     f"{row['r_full']:.3f} | {row['mae_full']:.3f} ± {row['mae_full_sd']:.3f} | "
                      f"{row['ms_per_image']:.1f} |")
     if report["ddim_ablation"]:
-        lines += ["", "| DDIM steps | r | MAE ± SD | ms/image |", "|---|---|---|---|"]
+        lines += ["", "| DDIM steps | samples | r | MAE ± SD | SSIM ± SD | PSNR ± SD dB | ms/image |",
+                  "|---|---|---|---|---|---|---|"]
         for row in report["ddim_ablation"]:
-            lines.append(f"| {row['ddim_steps']} | {row['r']:.3f} | {row['mae']:.3f} ± {row['mae_sd']:.3f} | "
+            lines.append(f"| {row['ddim_steps']} | {row.get('samples', 1)} | {row['r']:.3f} | {row['mae']:.3f} ± "
+                         f"{row['mae_sd']:.3f} | {_mean_sd_cell(row, 'ssim', 3)} | {_mean_sd_cell(row, 'psnr', 1)} | "
+                         f"{row['ms_per_image']:.1f} |")
+    if report.get("samples_ablation"):
+        lines += ["", "| DDPM samples averaged | DDIM steps | r | MAE ± SD | SSIM ± SD | PSNR ± SD dB | ms/image |",
+                  "|---|---|---|---|---|---|---|"]
+        for row in report["samples_ablation"]:
+            lines.append(f"| {row['samples']} | {row['ddim_steps']} | {row['r']:.3f} | {row['mae']:.3f} ± "
+                         f"{row['mae_sd']:.3f} | {_mean_sd_cell(row, 'ssim', 3)} | {_mean_sd_cell(row, 'psnr', 1)} | "
                          f"{row['ms_per_image']:.1f} |")
     if report.get("robustness"):
         present = [key for key in names if key in report["robustness"][0]]
@@ -348,6 +387,8 @@ def markdown(report: dict) -> str:
             cells = " | ".join(_mae_r_cell(row[k]) for k in present)
             low, high = row["spacing_mm"]
             lines.append(f"| {row['size']}² ({low:.2f}–{high:.2f} mm) | {cells} |")
+    for figure in report.get("figures", []):
+        lines += ["", f"![{Path(figure).stem.replace('_', ' ')}]({figure})"]
     if report["paired_tests"]:
         lines += ["", "| paired Wilcoxon on per-image MAE | n | median difference | p |", "|---|---|---|---|"]
         for name, test in report["paired_tests"].items():
@@ -367,6 +408,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ablation", type=lambda s: [int(v) for v in s.split(",") if v], default=[],
                         help="comma-separated DDIM step counts, e.g. 1,5,10,25,50")
     parser.add_argument("--samples", type=int, default=1)
+    parser.add_argument("--samples-ablation", type=lambda s: [int(v) for v in s.split(",") if v], default=[],
+                        help="comma-separated DDPM sample counts averaged at --ddim-steps, e.g. 1,4,8")
+    parser.add_argument("--figures", help="write PNG figures here: DDIM-steps and samples ablation, "
+                                          "Bland-Altman of ROI means (with --rois), example panels")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-images", type=int)
     parser.add_argument("--ddpm-max-images", type=int, help="evaluate the DDPM on the first N images only")

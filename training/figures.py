@@ -51,6 +51,99 @@ def simulator_figure(out: Path, seed: int = 11) -> Path:
     return out
 
 
+def _save(figure, path: Path) -> Path:
+    from napari_sff.io import atomic_write
+
+    with atomic_write(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110)
+    return path
+
+
+def evaluation_figures(report: dict, examples: dict[str, np.ndarray], out_dir: str | Path) -> list[Path]:
+    """PNG figures of an evaluation report: the DDIM-steps and samples ablation, the Bland-Altman plot of ROI
+    means and example panels (T2w, truth, each model, its |error|) of the first test images."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    from napari_sff.stats import bland_altman
+
+    out_dir = Path(out_dir)
+    written = []
+    ablation, samples = report.get("ddim_ablation") or [], report.get("samples_ablation") or []
+    if ablation or samples:
+        figure = Figure(figsize=(11, 3.4), layout="constrained")
+        mae_ax, time_ax, samples_ax = figure.subplots(1, 3)
+        if ablation:
+            steps = [row["ddim_steps"] for row in ablation]
+            mae_ax.errorbar(steps, [row["mae"] for row in ablation], yerr=[row["mae_sd"] for row in ablation],
+                            marker="o", capsize=3)
+            time_ax.plot(steps, [row["ms_per_image"] for row in ablation], marker="o")
+            for ax in (mae_ax, time_ax):
+                ax.set_xscale("log")
+                ax.set_xlabel("DDIM steps")
+        unet = report["models"].get("unet")
+        if unet:
+            mae_ax.axhline(unet["mae"], color="C1", linestyle="--", label="U-Net")
+            time_ax.axhline(unet["ms_per_image"], color="C1", linestyle="--", label="U-Net")
+            mae_ax.legend(loc="upper right", fontsize=8)
+        identity = report["models"].get("identity")
+        if identity:
+            mae_ax.axhline(identity["mae"], color="C2", linestyle=":", label="identity")
+            mae_ax.legend(loc="upper right", fontsize=8)
+        mae_ax.set(ylabel="MAE over images (body)", title="DDPM: DDIM steps")
+        time_ax.set(ylabel="ms per image", title=f"time ({report['gpu'] or report['device']})")
+        if samples:
+            counts = [row["samples"] for row in samples]
+            samples_ax.errorbar(counts, [row["mae"] for row in samples], yerr=[row["mae_sd"] for row in samples],
+                                marker="o", capsize=3)
+            samples_ax.set(xlabel="samples averaged", ylabel="MAE over images (body)",
+                           title=f"DDPM: samples at {samples[0]['ddim_steps']} steps", xticks=counts)
+        else:
+            samples_ax.set_axis_off()
+        written.append(_save(figure, out_dir / "ddim_ablation.png"))
+    means = (report.get("rois") or {}).get("means")
+    if means and means.get("truth"):
+        models = [name for name in ("identity", "unet", "ddpm") if name in means]
+        figure = Figure(figsize=(3.8 * len(models), 3.4), layout="constrained")
+        truth = 100 * np.asarray(means["truth"])
+        for ax, name in zip(np.atleast_1d(figure.subplots(1, len(models))), models, strict=True):
+            values = 100 * np.asarray(means[name])
+            ax.scatter((values + truth) / 2, values - truth, s=12)
+            agreement = bland_altman(values, truth)
+            for value, style in ((agreement["bias"], "-"), (agreement["loa_low"], "--"),
+                                 (agreement["loa_high"], "--")):
+                ax.axhline(value, color="k", linestyle=style, linewidth=0.8)
+            ax.set(title=f"{name}: bias {agreement['bias']:+.1f} pp", xlabel="mean of model and truth [%]",
+                   ylabel="model − truth [pp]")
+        written.append(_save(figure, out_dir / "bland_altman.png"))
+    models = [name for name in ("unet", "ddpm") if name in examples]
+    if "truth" in examples and len(examples["truth"]):
+        n = min(len(examples["truth"]), *(len(examples[name]) for name in models)) if models else 0
+        columns = ["t2w", "truth", *models, *(f"|{name} − truth|" for name in models)]
+        figure = Figure(figsize=(2.4 * len(columns), 2.5 * max(1, n)), layout="constrained")
+        axes = np.atleast_2d(figure.subplots(max(1, n), len(columns), squeeze=False))
+        for row in range(n):
+            truth = examples["truth"][row]
+            images = {"t2w": examples["t2w"][row], "truth": truth,
+                      **{name: examples[name][row] for name in models},
+                      **{f"|{name} − truth|": np.abs(examples[name][row] - truth) for name in models}}
+            for ax, column in zip(axes[row], columns, strict=True):
+                image = images[column]
+                if column == "t2w":
+                    ax.imshow(image, cmap="gray", vmax=np.percentile(image, 99.5))
+                elif column.startswith("|"):
+                    ax.imshow(image, cmap="magma", vmin=0, vmax=0.3)
+                else:
+                    ax.imshow(image, cmap="inferno", vmin=0, vmax=1)
+                ax.set_axis_off()
+                if row == 0:
+                    ax.set_title(column, fontsize=9)
+        written.append(_save(figure, out_dir / "examples.png"))
+    return written
+
+
 def _wait(condition: Callable[[], bool], timeout: float = 600.0) -> None:
     from qtpy.QtWidgets import QApplication
 

@@ -5,7 +5,9 @@ count), never over the air around it, which would inflate r for every model alik
 over images of the per-image MAE (the referee's question: over images, not pixels); r is Pearson's r pooled over
 all body pixels of all images, and also given per image. The same numbers over whole images (air included) are
 reported beside them as ``*_full``, because the paper does not say which it used and air, predicted as 0 by
-every model, lowers MAE and raises r.
+every model, lowers MAE and raises r. SSIM (scikit-image, 7 x 7 windows, data range 1) is the mean of its map
+inside the body, PSNR is 10 log10(1 / MSE) over body pixels (SFF spans 0..1); both are given per image and as
+mean ± SD over images.
 """
 
 from __future__ import annotations
@@ -33,13 +35,28 @@ def _pixel_metrics(p: np.ndarray, t: np.ndarray) -> tuple[float, float, np.ndarr
     return float(np.abs(p - t).mean()), r, sums
 
 
+def ssim_psnr(prediction: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """(SSIM averaged over ``mask``, PSNR in dB over ``mask``) of a 2D SFF image; NaN where undefined."""
+    from skimage.metrics import structural_similarity
+
+    if not mask.any():
+        return float("nan"), float("nan")
+    mse = float(np.mean((prediction[mask] - truth[mask]) ** 2))
+    psnr = float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse))
+    if min(prediction.shape) < 7:  # smaller than one SSIM window
+        return float("nan"), psnr
+    _, ssim_map = structural_similarity(truth, prediction, data_range=1.0, full=True)
+    return float(ssim_map[mask].mean()), psnr
+
+
 def image_metrics(prediction: np.ndarray, truth: np.ndarray, raw_t2w: np.ndarray) -> dict:
     """Metrics of one 2D image inside its body mask, and over the whole image (``*_full``)."""
     mask = evaluation_mask(raw_t2w)
     p, t = prediction.astype(np.float64), truth.astype(np.float64)
     mae, r, sums = _pixel_metrics(p[mask], t[mask])
     mae_full, r_full, sums_full = _pixel_metrics(p.ravel(), t.ravel())
-    return {"n": int(mask.sum()), "mae": mae, "r": r, "sums": sums,
+    ssim, psnr = ssim_psnr(p, t, mask)
+    return {"n": int(mask.sum()), "mae": mae, "r": r, "sums": sums, "ssim": ssim, "psnr": psnr,
             "mae_full": mae_full, "r_full": r_full, "sums_full": sums_full}
 
 
@@ -56,7 +73,7 @@ def summarise(per_image: Sequence[dict]) -> dict:
     nan = float("nan")
     if not used:
         return {"images": 0, "mae": nan, "mae_sd": nan, "r": nan, "r_image_mean": nan, "mae_full": nan,
-                "mae_full_sd": nan, "r_full": nan}
+                "mae_full_sd": nan, "r_full": nan, "ssim": nan, "ssim_sd": nan, "psnr": nan, "psnr_sd": nan}
     maes = np.array([m["mae"] for m in used])
     maes_full = np.array([m["mae_full"] for m in used])
     rs = np.array([m["r"] for m in used])
@@ -69,4 +86,14 @@ def summarise(per_image: Sequence[dict]) -> dict:
         "mae_full": float(maes_full.mean()),
         "mae_full_sd": float(maes_full.std(ddof=1)) if len(maes_full) > 1 else 0.0,
         "r_full": pooled_r(np.sum([m["sums_full"] for m in used], axis=0)),
+        **_mean_sd("ssim", [m.get("ssim", nan) for m in used]),
+        **_mean_sd("psnr", [m.get("psnr", nan) for m in used]),
     }
+
+
+def _mean_sd(name: str, values: Sequence[float]) -> dict:
+    """Mean and SD over the images where the value is finite (an exact prediction has an infinite PSNR)."""
+    finite = np.array([v for v in values if np.isfinite(v)], dtype=np.float64)
+    nan = float("nan")
+    return {name: float(finite.mean()) if finite.size else nan,
+            f"{name}_sd": float(finite.std(ddof=1)) if finite.size > 1 else nan}

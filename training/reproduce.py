@@ -97,10 +97,11 @@ def evaluate_command(evaluation: dict, cache: Path, work: Path, final_runs: dict
     command = [sys.executable, "-m", "training.evaluate", "--data", str(cache), "--split", "test",
                "--unet", str(final_runs["unet"] / "best.safetensors"), "--out", str(work / "evaluation.json"),
                "--markdown", str(work / "evaluation.md"), "--robustness", "--rois",
-               "--spacing-check", str(evaluation.get("spacing_check", 0))]
+               "--spacing-check", str(evaluation.get("spacing_check", 0)), "--figures", str(ROOT / "docs" / "figures")]
     if "ddpm" in final_runs:
         command += ["--ddpm", str(final_runs["ddpm"] / "best.safetensors"), "--ablation", evaluation["ablation"],
-                    "--check-ddim-steps", str(evaluation["check_ddim_steps"])]
+                    "--check-ddim-steps", str(evaluation["check_ddim_steps"]),
+                    "--samples-ablation", evaluation.get("samples_ablation", "1,4,8")]
         if evaluation["ddpm_max_images"]:
             command += ["--ddpm-max-images", str(evaluation["ddpm_max_images"])]
     if evaluation["max_images"]:
