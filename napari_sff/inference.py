@@ -41,6 +41,8 @@ class Prediction:
     arch: str
     # In-plane spacing (mm) the model predicted at, when the input's lay outside what it was trained on.
     model_spacing: tuple[float, float] | None = None
+    # Why the scan lies outside what the model was trained on (napari_sff.domain), or None.
+    out_of_distribution: str | None = None
 
     @property
     def ms_per_slice(self) -> float:
@@ -101,6 +103,7 @@ def load_model(arch: str, weights: str | Path | None = None, device: str | torch
         # Carried by the model, so that predict_volume can match a user's pixel size to the training data's.
         seen = metadata.get("metadata", {}).get("input_spacing_mm")
         model.input_spacing_mm = (float(seen[0]), float(seen[1])) if seen else None
+        model.input_statistics = metadata.get("metadata", {}).get("input_statistics")  # see napari_sff.domain
         _MODEL_CACHE.clear()  # keep one model resident: weights can be large on small GPUs
         _MODEL_CACHE[key] = (model, metadata)
     return _MODEL_CACHE[key]
@@ -298,10 +301,19 @@ def predict_volume(
         eta=eta, seed=seed, progress=progress, cancel=cancel,
     )
     sff, std = finish_slices(plan, sff_slices, std_slices)
+    seconds = time.perf_counter() - started
     return Prediction(
-        sff=sff, std=std, slice_axis=plan.axis, slice_indices=plan.indices, seconds=time.perf_counter() - started,
+        sff=sff, std=std, slice_axis=plan.axis, slice_indices=plan.indices, seconds=seconds,
         device=str(torch_device), arch=getattr(model, "arch", arch), model_spacing=plan.target,
+        out_of_distribution=_out_of_distribution(plan, model),
     )
+
+
+def _out_of_distribution(plan: SlicePlan, model: Any) -> str | None:
+    """The scan's slices, as the model sees them, against the ranges its checkpoint recorded."""
+    from napari_sff.domain import outside_training_range
+
+    return outside_training_range(plan.slices, getattr(model, "input_statistics", None))
 
 
 def predict_volumes(
@@ -339,7 +351,8 @@ def predict_volumes(
                                      None if std_all is None else std_all[offset:offset + n])
             predictions.append(Prediction(
                 sff=sff, std=std, slice_axis=plan.axis, slice_indices=plan.indices, seconds=seconds * n / total,
-                device=str(torch_device), arch=getattr(model, "arch", arch), model_spacing=plan.target))
+                device=str(torch_device), arch=getattr(model, "arch", arch), model_spacing=plan.target,
+                out_of_distribution=_out_of_distribution(plan, model)))
             offset += n
         start = stop
     return predictions

@@ -105,22 +105,33 @@ def predict_job(job: Job, settings: PredictSettings, *,
                 progress: Callable[[int, int], None] | None = None) -> Prediction:
     """The model on the job's array; a warning first when the input looks like labels or an SFF map."""
     _warn_if_not_t2w(job)
-    return predict_volume(
+    prediction = predict_volume(
         job.array, job.geometry.spacing, settings.arch, weights=settings.weights, device=settings.device,
         slice_axis=settings.slice_axis, batch_size=settings.batch_size, ddim_steps=settings.ddim_steps,
         samples=settings.samples, seed=settings.seed, progress=progress, resample=settings.resample,
     )
+    _warn_if_outside(job, prediction)
+    return prediction
+
+
+def _warn_if_outside(job: Job, prediction: Prediction) -> None:
+    if prediction.out_of_distribution:
+        warnings.warn(f"{job.geometry.source.get('path', 'input')}: {prediction.out_of_distribution}",
+                      UserWarning, stacklevel=3)
 
 
 def predict_jobs(jobs: list[Job], settings: PredictSettings) -> list[Prediction]:
     """Several jobs in one go, their slices sharing batches (:func:`napari_sff.inference.predict_volumes`)."""
     for job in jobs:
         _warn_if_not_t2w(job)
-    return predict_volumes(
+    predictions = predict_volumes(
         [(job.array, job.geometry.spacing) for job in jobs], settings.arch, weights=settings.weights,
         device=settings.device, slice_axis=settings.slice_axis, batch_size=settings.batch_size,
         ddim_steps=settings.ddim_steps, samples=settings.samples, seed=settings.seed, resample=settings.resample,
     )
+    for job, prediction in zip(jobs, predictions, strict=True):
+        _warn_if_outside(job, prediction)
+    return predictions
 
 
 def default_group(device: str) -> int:

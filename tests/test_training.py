@@ -106,6 +106,12 @@ def test_train_save_resume_and_predict(paired_dir, tmp_path, model, config):
     # The pixel spacings it saw: the cases' 1.5 mm, widened by the default zoom augmentation (0.85-1.15).
     assert meta["metadata"]["input_spacing_mm"] == pytest.approx([1.5 / 1.15, 1.5 / 0.85])
     assert load_model(model, run / "last.safetensors")[0].input_spacing_mm == pytest.approx((1.5 / 1.15, 1.5 / 0.85))
+    # What predict compares a scan with (napari_sff.domain): every statistic's range over the training slices.
+    from napari_sff.domain import STATISTICS
+
+    statistics = meta["metadata"]["input_statistics"]
+    assert set(statistics) == set(STATISTICS) and all(low <= high for low, high in statistics.values())
+    assert 0 < statistics["body_fraction"][0] <= statistics["body_fraction"][1] <= 1
     volume = np.random.default_rng(1).uniform(0, 500, (3, 20, 20)).astype(np.float32)
     prediction = predict_volume(volume, (5.0, 1.5, 1.5), model, weights=run / "last.safetensors", device="cpu",
                                 ddim_steps=2, samples=2)

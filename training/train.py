@@ -373,7 +373,38 @@ def describe_data(cache: Path, augmentation: Augmentation | None) -> dict:
     splits = {k: {"slices": v["slices"], "cases": len(v["cases"]), "in_plane_spacing_mm": v.get("in_plane_spacing_mm")}
               for k, v in info["splits"].items()}
     return {"training_data": {"source": info["data_dir"], "slice_size": info["size"], "splits": splits},
-            "input_spacing_mm": seen_spacing_range(splits["train"]["in_plane_spacing_mm"], augmentation)}
+            "input_spacing_mm": seen_spacing_range(splits["train"]["in_plane_spacing_mm"], augmentation),
+            "input_statistics": input_statistics(cache, augmentation)}
+
+
+#: Training slices whose statistics make a checkpoint's ``input_statistics`` (evenly spaced over the split).
+STATISTICS_SLICES = 2000
+
+
+def input_statistics(cache: Path, augmentation: Augmentation | None, *, max_slices: int = STATISTICS_SLICES,
+                     seed: int = 0) -> dict[str, list[float]] | None:
+    """The ranges of :mod:`napari_sff.domain`'s statistics over (augmented) training slices: what predict
+    compares a scan with to warn that it lies outside what the model saw. Augmented as in training, but whole
+    slices (a crop would change the share of body)."""
+    from dataclasses import replace
+
+    from napari_sff.domain import slice_statistics, training_ranges
+    from training.data import open_split
+
+    raw, truth = open_split(cache, "train")
+    if not len(raw):
+        return None
+    indices = np.unique(np.linspace(0, len(raw) - 1, min(max_slices, len(raw))).round().astype(int))
+    whole_slices = None if augmentation is None else replace(augmentation, crop=None)
+    parts = []
+    for start in range(0, len(indices), 64):
+        chunk = indices[start:start + 64]
+        slices = raw[chunk]
+        if whole_slices is not None:
+            rng = np.random.default_rng((seed, start))
+            slices = np.stack([whole_slices(image, sff, rng)[0] for image, sff in zip(slices, truth[chunk], strict=True)])
+        parts.append(slice_statistics(slices))
+    return training_ranges(parts)
 
 
 def seen_spacing_range(data_range: Sequence[float] | None, augmentation: Augmentation | None) -> list[float] | None:
