@@ -15,3 +15,5 @@ def test_demo_opens_sample_and_docks_widgets(make_napari_viewer):
     assert [layer.name for layer in viewer.layers] == ["synthetic_thigh_t2w", "synthetic_thigh_sff",
                                                        "synthetic_thigh_labels"]
     assert predict.image.value is viewer.layers["synthetic_thigh_t2w"]
+    sff = viewer.layers["synthetic_thigh_sff"]  # the ground truth's colour bar reads percent
+    assert sff.colorbar.visible and tuple(sff.contrast_limits) == (0.0, 100.0) and float(sff.data.max()) > 50

@@ -293,8 +293,9 @@ def test_napari_reader_opens_a_study_as_placed_layers(make_napari_viewer, study,
     t2, sff = viewer.open(study.root, plugin="napari-sff")
     assert [t2.name, sff.name] == ["3 t2_tse_tra", "4 SFF"]
     assert isinstance(t2, napari.layers.Image) and t2.colormap.name == "gray"
-    assert sff.colormap.name == io.SFF_COLORMAP  # the SFF series (percent) is shown as fractions
-    np.testing.assert_allclose(np.asarray(sff.data) * 100, io.read_volume(study.root, "4").array, rtol=1e-6)
+    assert sff.colormap.name == io.SFF_COLORMAP and tuple(sff.contrast_limits) == (0.0, 100.0)
+    # the SFF series is stored in percent (x 10, slope 0.1): its layer holds those percent values as they are
+    np.testing.assert_array_equal(np.asarray(sff.data), io.read_volume(study.root, "4").array)
     # placement from the layer's own scale / rotate / translate, checked against SimpleITK in world space
     index = np.indices(t2.data.shape).reshape(3, -1)
     world = np.asarray(t2.rotate) @ (np.asarray(t2.scale)[:, None] * index) + np.asarray(t2.translate)[:, None]
@@ -361,7 +362,7 @@ def test_a_large_series_opens_lazily_and_the_widgets_read_it_in_their_workers(ma
     worker = widget.run()
     with qtbot.waitSignal(worker.finished, timeout=60_000):
         pass
-    predicted = viewer.layers[_layers.output_name("sff", "unet", t2.name)].data
+    predicted = viewer.layers[_layers.output_name("sff", "unet", t2.name)].data  # the layer holds percent
     expected = predict_volume(eager.array, eager.spacing, "unet", weights=tiny_weights["unet"], device="cpu").sff
-    np.testing.assert_allclose(predicted, expected, atol=1e-6)
+    np.testing.assert_allclose(predicted, 100 * expected, atol=1e-4)
     assert _layers.output_name("error", "unet", t2.name) in viewer.layers  # the lazy ground truth was read too

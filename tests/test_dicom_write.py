@@ -284,12 +284,13 @@ def test_save_button_writes_the_selected_map(make_napari_viewer, axial):
     widget = PredictWidget(viewer)
     assert widget[-1] is widget.save_dicom_button  # the last control of the widget
     sff = volume.like(known_sff(volume.array.shape))
-    layer = viewer.add_image(sff.array, name="SFF U-Net [t2w]", **io.layer_placement(sff), metadata={
-        "nifti": sff.source, "napari_sff": {"model": "unet", "weights": "/w/tiny.safetensors"}})
+    layer = viewer.add_image(100 * sff.array, name="SFF U-Net [t2w]", **io.layer_placement(sff), metadata={
+        "nifti": sff.source, "napari_sff": {"model": "unet", "weights": "/w/tiny.safetensors"},
+        io.LAYER_SCALE_KEY: io.SFF_LAYER_PERCENT})  # as the Predict widget makes it: percent
     viewer.layers.selection.active = layer
     start = len(notification_manager.records)
     out = widget.save_dicom(tmp_path / "sff")
-    check_with_simpleitk(out, volume, sff.array)
+    check_with_simpleitk(out, volume, sff.array)  # percent layer -> the fractions it holds -> percent x 10
     assert read_tags(out)[0].SeriesDescription == "napari-sff U-Net SFF [tiny.safetensors] (research use)"
     viewer.layers.selection.active = viewer.layers["t2w"]
     assert widget.save_dicom(tmp_path / "t2w") is None and not (tmp_path / "t2w").exists()
@@ -319,9 +320,10 @@ def test_the_plugins_reader_reads_the_map_back_in_place(tmp_path):
         assert back.source["dicom"][key] == t2w.source["dicom"][key]
     assert back.source["dicom"]["series_uid"] != t2w.source["dicom"]["series_uid"]
     check_with_simpleitk(out, t2w, sff)
-    ((data, meta, layer_type),) = io.read_dicom_layers(out)  # opened in napari: an SFF layer in fractions
+    ((data, meta, layer_type),) = io.read_dicom_layers(out)  # opened in napari: an SFF layer in percent
     assert layer_type == "image" and meta["metadata"][io.LAYER_KIND_KEY] == "sff"
-    np.testing.assert_allclose(np.asarray(data), sff, atol=5e-4 + 1e-6)
+    np.testing.assert_allclose(np.asarray(data), 100.0 * sff, atol=0.05 + 1e-4)
+    assert meta["contrast_limits"] == (0.0, 100.0) and meta["metadata"][io.LAYER_SCALE_KEY] == 100.0
     with pytest.raises(DicomWriteError, match="outside it"):
         write_dicom_series(t2w.like(sff), folder / "sff")
 

@@ -357,7 +357,7 @@ def _dixon_layers(viewer, shape=(4, 16, 16), names=("Series 7", "Series 8"), met
     return layers
 
 
-def test_widget_adds_a_placed_ground_truth_sff_layer(make_napari_viewer, qtbot):
+def test_widget_adds_a_placed_ground_truth_sff_layer(make_napari_viewer, qtbot, tmp_path):
     from napari_sff.widgets.dixon import DixonWidget, layer_name
     from napari_sff.widgets.predict import PredictWidget
     from napari_sff.widgets.roi_stats import RoiStatsWidget
@@ -380,8 +380,11 @@ def test_widget_adds_a_placed_ground_truth_sff_layer(make_napari_viewer, qtbot):
     np.testing.assert_allclose(layer.affine.affine_matrix, fat.affine.affine_matrix)
     expected = np.zeros((4, 16, 16), np.float32)
     expected[:, 4:12, 4:12] = 0.75
-    np.testing.assert_array_equal(layer.data, expected)
-    assert layer.colormap.name == io.SFF_COLORMAP and tuple(layer.contrast_limits) == (0.0, 1.0)
+    np.testing.assert_array_equal(layer.data, 100 * expected)  # the layer holds percent
+    assert layer.colormap.name == io.SFF_COLORMAP and tuple(layer.contrast_limits) == (0.0, 100.0)
+    state = {"metadata": layer.metadata, "scale": layer.scale, "translate": layer.translate, "rotate": layer.rotate}
+    [saved] = io.write_layer(str(tmp_path / "dixon_sff.nii.gz"), layer.data, state)  # File > Save: fractions
+    np.testing.assert_array_equal(io.read_nifti(saved).array, expected)
     assert layer.colorbar.visible
     assert layer.metadata["napari_sff"]["kind"] == dixon.DIXON_SFF_KIND
     assert viewer.layers.selection.active is layer
@@ -486,7 +489,7 @@ def test_widget_offers_the_fat_and_water_of_a_dicom_study_opened_in_napari(make_
     fat = viewer.layers["7 t1_vibe_dixon_tra_F"]
     np.testing.assert_allclose(layer.affine.affine_matrix, fat.affine.affine_matrix)
     np.testing.assert_allclose(layer.rotate, fat.rotate)  # oblique: the residual rotation is kept
-    np.testing.assert_array_equal(layer.data, np.where(np.asarray(fat.data) > 0, np.float32(0.75), np.float32(0)))
+    np.testing.assert_array_equal(layer.data, np.where(np.asarray(fat.data) > 0, np.float32(75), 0))  # percent
 
 
 def test_widget_without_layers_says_what_to_open(make_napari_viewer):

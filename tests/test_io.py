@@ -271,8 +271,10 @@ def test_layer_kinds_from_name_and_intent(tmp_path):
     assert io.read_layers(tmp_path / "thigh_labels.nii.gz")[0][2] == "labels"
     assert io.read_layers(tmp_path / "segmentation.nii.gz")[0][2] == "labels"
     data, meta, kind = io.read_layers(tmp_path / "dixon_sff.nii.gz")[0]
-    assert kind == "image" and meta["colormap"] == io.SFF_COLORMAP and meta["contrast_limits"] == (0.0, 1.0)
-    np.testing.assert_allclose(data, 0.42)  # stored in percent, shown as a fraction
+    assert kind == "image" and meta["colormap"] == io.SFF_COLORMAP and meta["contrast_limits"] == (0.0, 100.0)
+    np.testing.assert_array_equal(data, 42.0)  # stored in percent, shown in percent: untouched
+    assert meta["metadata"][io.LAYER_SCALE_KEY] == 100.0
+    np.testing.assert_allclose(io.layer_fraction(data, meta["metadata"]), 0.42, rtol=1e-6)
     _, meta, kind = io.read_layers(tmp_path / "t2w.nii.gz")[0]
     assert kind == "image" and meta["colormap"] == "gray"
 
@@ -282,7 +284,30 @@ def test_layer_writer_restores_units_and_builds_affine_without_metadata(tmp_path
              tmp_path / "dixon_sff.nii.gz")
     data, meta, _ = io.read_layers(tmp_path / "dixon_sff.nii.gz")[0]
     [written] = io.write_layer(str(tmp_path / "copy_sff.nii.gz"), data, meta)
-    np.testing.assert_allclose(np.asanyarray(nib.load(written).dataobj), 42.0)
+    np.testing.assert_array_equal(np.asanyarray(nib.load(written).dataobj), 42.0)  # a percent file: percent
+
+    # a fraction file: the layer holds 100 x its values (percent), and saving writes the fractions back
+    fractions = np.array([0.0, 0.125, 0.25, 0.5, 0.75, 1.0, 0.42, 0.07], np.float32).reshape(2, 2, 2)
+    nib.save(nib.Nifti1Image(fractions, np.eye(4)), tmp_path / "gt_sff.nii.gz")
+    data, meta, _ = io.read_layers(tmp_path / "gt_sff.nii.gz")[0]
+    # (the layer is in display order: compare the values, sorted)
+    np.testing.assert_allclose(np.sort(data, axis=None), 100 * np.sort(fractions, axis=None).astype(np.float64),
+                               rtol=1e-6)
+    assert data.dtype == np.float32 and meta["contrast_limits"] == (0.0, 100.0)
+    [written] = io.write_layer(str(tmp_path / "gt_copy_sff.nii.gz"), data, meta)
+    saved = np.asanyarray(nib.load(written).dataobj)
+    np.testing.assert_array_equal(saved.reshape(-1)[:6], fractions.reshape(-1)[:6])  # eighths: exact
+    np.testing.assert_allclose(saved, fractions, rtol=1e-6)  # others within float32 rounding
+    # per mille: layer = file / 10, saved back x 10
+    nib.save(nib.Nifti1Image(np.full((2, 2, 2), 420, np.int16), np.eye(4)), tmp_path / "pm_sff.nii.gz")
+    data, meta, _ = io.read_layers(tmp_path / "pm_sff.nii.gz")[0]
+    np.testing.assert_allclose(data, 42.0)
+    [written] = io.write_layer(str(tmp_path / "pm_copy_sff.nii.gz"), data, meta)
+    np.testing.assert_allclose(np.asanyarray(nib.load(written).dataobj), 420.0)
+    # a layer marked as percent but made elsewhere (no file units): written as fractions
+    made = {"name": "made_sff", "metadata": {io.LAYER_SCALE_KEY: io.SFF_LAYER_PERCENT}}
+    [written] = io.write_layer(str(tmp_path / "made_sff.nii.gz"), np.full((2, 2, 2), 50.0, np.float32), made)
+    np.testing.assert_array_equal(np.asanyarray(nib.load(written).dataobj), 0.5)
 
     drawn_meta = {"name": "drawn", "scale": (3.0, 0.5, 0.7), "translate": (10.0, -4.0, 2.0), "metadata": {}}
     [path] = io.write_layer(str(tmp_path / "drawn"), np.ones((2, 3, 4), np.uint8), drawn_meta)

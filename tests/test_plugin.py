@@ -26,7 +26,12 @@ def test_sample_data_opens_in_world_space(make_napari_viewer, sample):
     t2w, sff, labels = layers
     assert t2w.data.shape == sff.data.shape == labels.data.shape
     assert type(labels).__name__ == "Labels"
-    assert sff.colormap.name == io.SFF_COLORMAP and tuple(sff.contrast_limits) == (0.0, 1.0)
+    assert sff.colormap.name == io.SFF_COLORMAP and tuple(sff.contrast_limits) == (0.0, 100.0)
+    from napari_sff.sample_data import SAMPLE_SEED, SAMPLE_SIZE, SAMPLE_SLICES
+    from napari_sff.simulate import simulate_case
+
+    case = simulate_case(sample, size=SAMPLE_SIZE, n_slices=SAMPLE_SLICES, seed=SAMPLE_SEED)
+    np.testing.assert_allclose(sff.data, 100 * case.sff.astype(np.float64), rtol=1e-6, atol=1e-5)  # percent
     for layer in (sff, labels):  # all three overlay exactly
         np.testing.assert_allclose(layer.scale, t2w.scale)
         np.testing.assert_allclose(layer.translate, t2w.translate)
@@ -51,6 +56,11 @@ def test_reader_and_writer_through_the_viewer(make_napari_viewer, tmp_path):
 
     paths = labels.save(str(tmp_path / "labels_copy.nii.gz"), plugin="napari-sff")
     np.testing.assert_array_equal(io.read_nifti(paths[0]).array, case.labels)
+    # the SFF file holds fractions, its layer percent (colour bar, contrast limits, status bar); saved: fractions
+    np.testing.assert_allclose(sff.data, 100 * case.sff.astype(np.float64), rtol=1e-6, atol=1e-5)
+    assert tuple(sff.contrast_limits) == (0.0, 100.0)
+    [saved] = sff.save(str(tmp_path / "sff_copy.nii.gz"), plugin="napari-sff")
+    np.testing.assert_allclose(io.read_nifti(saved).array, case.sff, rtol=1e-6, atol=1e-7)
     before = (tmp_path / "leg_t2w.nii.gz").read_bytes()
     with pytest.warns(UserWarning, match="input file|input this image"):
         assert t2w.save(str(tmp_path / "leg_t2w.nii.gz"), plugin="napari-sff") == []

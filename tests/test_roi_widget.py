@@ -16,7 +16,7 @@ from napari.utils.theme import get_theme
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QApplication
 
-from napari_sff import stats
+from napari_sff import io, stats
 from napari_sff.widgets.roi_stats import COLUMN_KEYS, RoiStatsWidget, label_names
 
 SCALE = (4.0, 0.5, 0.8)  # anisotropic voxels, mm
@@ -51,13 +51,14 @@ def table_cells(widget):
 
 @pytest.fixture
 def sample(make_napari_viewer):
-    """The thigh sample plus a prediction-like layer: ground truth + 0.02, placed like the T2w."""
+    """The thigh sample plus a prediction-like layer: ground truth + 2 pp, placed like the T2w (both layers
+    hold percent, as napari-sff's SFF layers do)."""
     viewer = make_napari_viewer()
     viewer.open_sample("napari-sff", "thigh")
     t2w, truth = viewer.layers["synthetic_thigh_t2w"], viewer.layers["synthetic_thigh_sff"]
-    prediction = viewer.add_image(truth.data + np.float32(0.02), name="SFF U-Net [synthetic_thigh_t2w]",
-                                  metadata={"napari_sff": {"model": "unet"}}, scale=t2w.scale,
-                                  translate=t2w.translate)
+    prediction = viewer.add_image(truth.data + np.float32(2.0), name="SFF U-Net [synthetic_thigh_t2w]",
+                                  metadata={"napari_sff": {"model": "unet"}, io.LAYER_SCALE_KEY: 100.0},
+                                  scale=t2w.scale, translate=t2w.translate)
     return viewer, dock(viewer), truth, prediction
 
 
@@ -82,9 +83,14 @@ def test_sample_rows_match_roi_table_and_the_table_shows_them(sample, qtbot, tmp
     assert set(widget.values.value) == {truth, prediction}  # ground truth and predictions chosen by default
     rows = refreshed(qtbot, widget)
 
-    expected = stats.roi_table({truth.name: truth.data, prediction.name: prediction.data}, labels.data,
-                               truth.scale[-3:], reference=truth.name, label_names=label_names(labels))
+    # the layers hold percent; the statistics are computed on fractions, as before layers held percent
+    fractions = {truth.name: truth.data / np.float32(100), prediction.name: prediction.data / np.float32(100)}
+    expected = stats.roi_table(fractions, labels.data, truth.scale[-3:], reference=truth.name,
+                               label_names=label_names(labels))
     assert rows == expected
+    quadriceps = labels.data == 1
+    by_hand = truth.data[quadriceps].astype(np.float64).mean() / 100  # the mean fat fraction, by hand
+    assert by_key(rows)[(1, truth.name)].mean == pytest.approx(by_hand, rel=1e-6)
     assert [row.name for row in rows[::2]] == ["quadriceps", "hamstrings", "adductors", "sartorius/gracilis"]
     voxel_ml = np.prod(truth.scale) / 1000
     for row in rows:
@@ -324,8 +330,11 @@ def predicted(make_napari_viewer, tiny_weights, qtbot):
     return viewer, widget, dock_widget
 
 
-def test_reading_view_summary_fits_the_dock_legend_off_the_data_and_report_export(predicted, qtbot, tmp_path):
+def test_reading_view_summary_fits_the_dock_legend_off_the_data_and_report_export(predicted, qtbot, tmp_path,
+                                                                                  monkeypatch):
     from pdf_reader import pdf_pages, pdf_texts
+
+    from napari_sff import report
 
     viewer, widget, dock_widget = predicted
     truth, labels = viewer.layers["synthetic_thigh_sff"], viewer.layers["synthetic_thigh_labels"]
@@ -353,8 +362,9 @@ def test_reading_view_summary_fits_the_dock_legend_off_the_data_and_report_expor
     # The numbers, by hand: means over the ROI's voxels on the current slice, Δ = U-Net mean - GT mean.
     index = viewer.dims.current_step[0]
     quadriceps = labels.data[index] == 1
-    gt = float(truth.data[index][quadriceps].astype(np.float64).mean())
-    prediction = float(unet.data[index][quadriceps].astype(np.float64).mean())
+    gt = float(truth.data[index][quadriceps].astype(np.float64).mean()) / 100  # fractions (layers: percent)
+    prediction = float(unet.data[index][quadriceps].astype(np.float64).mean()) / 100
+    assert by_key(widget.rows)[(1, truth.name)].mean == pytest.approx(gt, rel=1e-6)
     assert lines[1][1] == f"{quadriceps.sum() * np.prod(truth.scale) / 1000:.2f}"
     assert lines[1][2] == f"{100 * gt:.1f}" and lines[1][3] == f"{100 * prediction:.1f}"
     assert float(lines[1][5]) == pytest.approx(100 * (prediction - gt), abs=0.051)
@@ -378,7 +388,12 @@ def test_reading_view_summary_fits_the_dock_legend_off_the_data_and_report_expor
     # Export report: one PDF with the slice, the summary as shown, provenance, and no patient data.
     overlay = widget.overlay_layer()
     assert overlay.name in {"SFF U-Net [synthetic_thigh_t2w]", "SFF DDPM [synthetic_thigh_t2w]"} and overlay.visible
+    passed = {}
+    write_report = report.write_report
+    monkeypatch.setattr(report, "write_report", lambda *a, **k: passed.update(k) or write_report(*a, **k))
     assert widget.export_report(tmp_path / "report.pdf") == [tmp_path / "report.pdf"]
+    assert tuple(overlay.contrast_limits) == (0.0, 100.0)
+    assert passed["contrast_limits"] == (0.0, 1.0)  # the report gets fractions, like the rows
     assert pdf_pages(tmp_path / "report.pdf") == 2  # slice, colour bar and table; then the plots
     texts = pdf_texts(tmp_path / "report.pdf")
     everything = "\n".join(texts)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,14 @@ NIFTI_INTENT_LABEL = 1002
 LAYER_KIND_KEY = "layer_kind"
 #: Labels over a fat-fraction overlay: translucent enough not to tint the map where outlines are not drawn.
 LABELS_OPACITY = 0.5
+#: Fat-fraction layers (SFF maps and their SD, |error| and difference maps) hold PERCENT: napari labels the
+#: colour bar, the contrast limits and the status-bar value in a layer's own units and cannot relabel them.
+#: Only the layer representation is in percent; files, stats, inference and the CLI keep fractions in [0, 1].
+SFF_LAYER_PERCENT = 100.0
+#: ``metadata`` key of a layer's value scale: layer value = fat fraction × this (``SFF_LAYER_PERCENT`` on the
+#: fat-fraction layers napari-sff makes; absent: fractions). The one marker every reader of layer values
+#: checks (:func:`layer_fraction`), set by every producer (:func:`layer_data`, the widgets).
+LAYER_SCALE_KEY = "sff_layer_scale"
 
 
 def layer_placement(volume: Volume) -> dict[str, Any]:
@@ -51,19 +60,61 @@ def layer_placement(volume: Volume) -> dict[str, Any]:
 
 
 def layer_data(volume: Volume, name: str, kind: str = "image", **kwargs: Any) -> tuple:
-    """A napari LayerData tuple for ``volume``; ``kind`` is "image", "labels" or "sff"."""
-    meta: dict[str, Any] = {"name": name, "metadata": {"nifti": volume.source, LAYER_KIND_KEY: kind},
-                            **layer_placement(volume)}
+    """A napari LayerData tuple for ``volume``; ``kind`` is "image", "labels" or "sff".
+
+    An "sff" volume holds fractions times ``volume.source["sff_unit_scale"]`` (the file's own unit; 1 when
+    absent); its layer holds percent (:data:`SFF_LAYER_PERCENT`, a lazy array stays lazy) and is marked so.
+    """
+    array = volume.array
+    metadata: dict[str, Any] = {"nifti": volume.source, LAYER_KIND_KEY: kind}
+    meta: dict[str, Any] = {"name": name, "metadata": metadata, **layer_placement(volume)}
     layer_type = "image"
     if kind == "labels":
         layer_type = "labels"
         meta.update(opacity=LABELS_OPACITY)
     elif kind == "sff":
-        meta.update(colormap=SFF_COLORMAP, contrast_limits=(0.0, 1.0), blending="additive")
+        array = _rescaled(array, float(volume.source.get("sff_unit_scale") or 1.0), SFF_LAYER_PERCENT)
+        metadata[LAYER_SCALE_KEY] = SFF_LAYER_PERCENT
+        meta.update(colormap=SFF_COLORMAP, contrast_limits=(0.0, SFF_LAYER_PERCENT), blending="additive")
     else:
         meta.update(colormap="gray")
     meta.update(kwargs)
-    return (volume.array, meta, layer_type)
+    return (array, meta, layer_type)
+
+
+def layer_value_scale(metadata: Mapping[str, Any] | None) -> float:
+    """Layer value per unit of fat fraction: :data:`SFF_LAYER_PERCENT` on a percent layer, else 1."""
+    return float((metadata or {}).get(LAYER_SCALE_KEY) or 1.0)
+
+
+def layer_fraction(data: Any, metadata: Mapping[str, Any] | None, *, defer: bool = False) -> Any:
+    """A layer's values as fat fractions: ``data`` divided by its :func:`layer_value_scale`.
+
+    A lazy (dask) array stays lazy; ``defer=True`` wraps a numpy array in dask too, so the division happens
+    where the values are read (a widget's worker), not on the GUI thread. Unscaled data comes back as it is.
+    """
+    scale = layer_value_scale(metadata)
+    if scale != 1.0 and defer and not is_lazy(data):
+        import dask.array as da
+
+        data = da.from_array(np.asarray(data), chunks=-1, name=False)  # name=False: no hashing of the data
+    return _rescaled(data, scale, 1.0)
+
+
+def to_layer_percent(fractions: Any) -> Any:
+    """Fat fractions -> the values of a percent layer (what :func:`layer_fraction` undoes)."""
+    return _rescaled(fractions, 1.0, SFF_LAYER_PERCENT)
+
+
+def _rescaled(array: Any, unit: float, target: float) -> Any:
+    """``array`` in ``unit`` per fraction brought to ``target`` per fraction: unchanged when they agree, else
+    float (float32 unless already float64), lazily for a dask array. Divides when shrinking: /100 is exact
+    more often than ×0.01."""
+    if unit == target:
+        return array
+    if not np.issubdtype(array.dtype, np.floating):
+        array = array.astype(np.float32)
+    return array / (unit / target) if unit > target else array * (target / unit)
 
 
 def guess_kind(name: str, volume: Volume) -> str:
@@ -90,20 +141,18 @@ def sff_unit_scale(array: np.ndarray) -> float:
 
 
 def read_layers(path: str | os.PathLike) -> list[tuple]:
-    """LayerData for one NIfTI file: an Image, a Labels layer, or an SFF map converted to fractions."""
+    """LayerData for one NIfTI file: an Image, a Labels layer, or an SFF map shown in percent."""
     volume = read_nifti(path)
     name = nifti_stem(path)
     kind = guess_kind(name, volume)
     if kind == "sff":
-        _sff_to_fraction(volume)
+        _note_sff_units(volume, sff_unit_scale(volume.array))
     return [layer_data(volume, name, kind)]
 
 
-def _sff_to_fraction(volume: Volume, scale: float | None = None) -> None:
-    """Fat-fraction maps are shown as fractions in [0, 1]; the factor is kept so the writer restores units."""
-    scale = sff_unit_scale(volume.array) if scale is None else scale
+def _note_sff_units(volume: Volume, scale: float) -> None:
+    """Keep the file's unit (fraction, percent, per mille) so the writer restores it (:func:`write_layer`)."""
     if scale != 1.0:
-        volume.array = volume.array.astype(np.float32) / np.float32(scale)
         volume.source["sff_unit_scale"] = scale
 
 
@@ -152,7 +201,7 @@ def read_dicom_layers(path: str | os.PathLike) -> list[tuple]:
             continue
         kind = dicom_kind(info.label, volume)
         if kind == "sff":
-            _sff_to_fraction(volume, sff_unit_scale(_sample_slice(volume.array)))
+            _note_sff_units(volume, sff_unit_scale(_sample_slice(volume.array)))
         layers.append(layer_data(volume, info.label, kind))
     if not layers:
         raise DicomError(f"none of the {len(infos)} series under {path} is one consistent volume (see warnings)")
@@ -210,13 +259,16 @@ def _affine_from_placement(meta: dict[str, Any], ndim: int) -> np.ndarray:
 
 
 def write_layer(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
-    """npe2 single-layer writer for Image and Labels layers."""
+    """npe2 single-layer writer for Image and Labels layers.
+
+    A percent layer (:data:`LAYER_SCALE_KEY`) is written in its file's own unit (``sff_unit_scale`` of the
+    file it was read from: fraction, percent or per mille), a computed map as fractions.
+    """
     if not is_nifti_path(path):
         path = f"{path}.nii.gz"
     volume = volume_from_layer(data, meta)
-    scale = volume.source.get("sff_unit_scale")
-    if scale:
-        volume.array = volume.array * scale
+    volume.array = _rescaled(volume.array, layer_value_scale(meta.get("metadata")),
+                             float(volume.source.get("sff_unit_scale") or 1.0))
     # napari's save dialog has already confirmed replacing an existing file; the input stays protected.
     # napari swallows writer exceptions, so a refusal is also issued as a warning, which it shows the user.
     try:

@@ -102,6 +102,24 @@ def value_at(layer: Any, world_position: Any) -> float | None:
     return float(np.asarray(layer.data[tuple(index)]))  # one voxel: a lazy layer reads one slice
 
 
+def is_percent(layer: Any) -> bool:
+    """A fat-fraction layer that holds percent (napari-sff's SFF, SD, |error| and difference layers)."""
+    return io.layer_value_scale(layer.metadata) == io.SFF_LAYER_PERCENT
+
+
+def fraction_data(layer: Any, *, defer: bool = False) -> Any:
+    """The layer's values as fat fractions (percent layers / 100; others as they are), for every consumer
+    that computes on fractions (statistics, |error|, writers, reports). A lazy (dask) layer stays lazy;
+    ``defer=True`` makes a numpy one lazy too, so the division runs in the widget's worker, not the GUI thread."""
+    return io.layer_fraction(layer.data, layer.metadata, defer=defer)
+
+
+def percent_at(layer: Any, world_position: Any) -> float | None:
+    """:func:`value_at` in percent: a percent layer's value as it is (never x 100 twice), a fraction's x 100."""
+    value = value_at(layer, world_position)
+    return None if value is None else value * (io.SFF_LAYER_PERCENT / io.layer_value_scale(layer.metadata))
+
+
 def current_slice(viewer: Any, layer: Any) -> tuple[int, int] | None:
     """(data axis, index) of the slice on screen in ``layer``; None in a 3D view. The index may be off the grid."""
     offset = viewer.dims.ndim - layer.ndim

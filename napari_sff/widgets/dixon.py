@@ -23,8 +23,10 @@ def layer_name(fat_name: str) -> str:
 
 
 def _layer_state(layer: Any) -> tuple[Any, dict[str, Any]]:
-    """What :func:`io.volume_from_layer` needs, captured on the GUI thread (the worker never touches layers)."""
-    return layer.data, {"metadata": dict(layer.metadata), "scale": layer.scale, "translate": layer.translate,
+    """What :func:`io.volume_from_layer` needs, captured on the GUI thread (the worker never touches layers).
+    Values as fractions if the layer holds percent (:func:`_layers.fraction_data`), divided in the worker."""
+    return _layers.fraction_data(layer, defer=True), {"metadata": dict(layer.metadata), "scale": layer.scale,
+                                                      "translate": layer.translate,
                         "rotate": layer.rotate}
 
 
@@ -135,9 +137,12 @@ class DixonWidget(Container):
         details = sff.source["dixon"]
         info = {"kind": dixon.DIXON_SFF_KIND, "fat_layer": fat.name, "water_layer": water.name,
                 **{key: details[key] for key in ("noise_floor", "threshold", "floor_fraction")}}
-        layer = _layers.upsert_image(self.viewer, layer_name(fat.name), sff.array.reshape(fat.data.shape), fat,
-                                     metadata={"nifti": sff.source, "napari_sff": info},
-                                     colormap=io.SFF_COLORMAP, contrast_limits=(0.0, 1.0), blending="additive")
+        percent = io.to_layer_percent(sff.array).reshape(fat.data.shape)  # in percent, like every SFF layer
+        layer = _layers.upsert_image(self.viewer, layer_name(fat.name), percent, fat,
+                                     metadata={"nifti": sff.source, "napari_sff": info,
+                                               io.LAYER_SCALE_KEY: io.SFF_LAYER_PERCENT},
+                                     colormap=io.SFF_COLORMAP, contrast_limits=(0.0, io.SFF_LAYER_PERCENT),
+                                     blending="additive")
         _layers.style_layer(layer)  # the colour bar every SFF map shows
         self.viewer.layers.selection.active = layer
         self.result.value = f"{100 * info['floor_fraction']:.1f} % of voxels in the noise floor"

@@ -35,9 +35,11 @@ COMPARISON_CELLS = (("U-Net SFF", "sff", "unet", True), ("DDPM SFF", "sff", "ddp
                     ("|DDPM − ground truth|", "error", "ddpm", False), ("DDPM SD", "std", "ddpm", False))
 #: A cell's T2w copy is named (and its cell titled) "<title> on T2w": in the layer list it reads as the anatomy.
 ANATOMY_SUFFIX = " on T2w"
-#: Under the comparison grid: how to read the colour bars (napari labels them in the maps' own unit, a fraction).
-COMPARISON_NOTE = "Colour bars in fractions: SFF 0.5 = 50 %, DDPM − U-Net 0.1 = 10 pp"
-OVERLAY_NOTE = "Colour bar: SFF as a fraction, 0.5 = 50 %"
+#: Colour scales of the derived layers, in the layers' unit (percent, :data:`io.SFF_LAYER_PERCENT`): |error|
+#: and DDPM − U-Net up to 20 percentage points, the SD from 0 to its maximum (at least 5 pp).
+ERROR_LIMITS = (0.0, 20.0)
+DIFFERENCE_LIMITS = (-20.0, 20.0)
+MIN_STD_LIMIT = 5.0
 #: The cursor readout: (short name, kind, arch, unit); the ground truth comes first.
 READOUT = (("U-Net", "sff", "unet", "%"), ("DDPM", "sff", "ddpm", "%"), ("DDPM − U-Net", "difference", None, "pp"))
 #: Grid spacing between comparison cells (a fraction of a cell), so each map reads as its own panel.
@@ -232,7 +234,7 @@ class PredictWidget(Container):
             slice_axis, index = self.current_slice_index(layer)
             indices = [index]
         archs = archs or MODEL_CHOICES[self.model.value]
-        problem = input_kind_warning(volume.array)
+        problem = input_kind_warning(io.layer_fraction(volume.array, layer.metadata, defer=True))
         if problem:
             self._warn_once(f"napari-sff: '{layer.name}': {problem}; predicting anyway")
         truth = self.ground_truth.value
@@ -260,7 +262,7 @@ class PredictWidget(Container):
         if how == "incompatible":
             self._warn_once(f"napari-sff: ground truth {reason}; no |error| layer")
             return None
-        return truth.data, how, grid_to_truth  # read (if lazy) and resampled in the worker
+        return _layers.fraction_data(truth, defer=True), how, grid_to_truth  # read, resampled in the worker
 
     def _warn_once(self, message: str) -> None:
         from napari.utils.notifications import show_warning
@@ -388,33 +390,38 @@ class PredictWidget(Container):
             resampled = (f", at {prediction.model_spacing[0]:.2f} × {prediction.model_spacing[1]:.2f} mm"
                          if prediction.model_spacing else "")
             timings.append(f"{ARCH_LABELS[arch]} {prediction.ms_per_slice:.1f} ms ({device}{resampled})")
+            if prediction.out_of_distribution:  # napari_sff.domain: the scan against the checkpoint's training data
+                self._warn_once(f"napari-sff: {ARCH_LABELS[arch]} on '{layer.name}': {prediction.out_of_distribution}")
+            # layers hold percent: each new map is converted before it is merged into an existing layer
             name = output_name("sff", arch, layer.name)
-            sff = self._merge_slices(name, prediction.sff, prediction, request)
+            sff = self._merge_slices(name, io.to_layer_percent(prediction.sff), prediction, request)
             self._add(layer, request, name, sff, arch, prediction, kind="sff", colormap=io.SFF_COLORMAP,
-                      contrast_limits=(0.0, 1.0), blending="additive", opacity=0.7)
+                      contrast_limits=(0.0, io.SFF_LAYER_PERCENT), blending="additive", opacity=0.7)
             if prediction.std is not None:
                 name = output_name("std", arch, layer.name)
-                std = self._merge_slices(name, prediction.std, prediction, request)
+                std = self._merge_slices(name, io.to_layer_percent(prediction.std), prediction, request)
                 self._add(layer, request, name, std, arch, prediction, kind="std", colormap="viridis",
-                          contrast_limits=(0.0, max(0.05, float(std.max()))), blending="additive", visible=False)
+                          contrast_limits=(0.0, max(MIN_STD_LIMIT, float(std.max()))), blending="additive",
+                          visible=False)
             if request.truth is not None:  # on the prediction's grid (resampled in the worker if need be)
-                error = np.abs(sff - request.truth)
+                error = np.abs(sff - io.to_layer_percent(request.truth))
                 self._add(layer, request, output_name("error", arch, layer.name), error.astype(np.float32), arch,
-                          prediction, kind="error", colormap=ERROR_COLORMAP, contrast_limits=(0.0, 0.2),
+                          prediction, kind="error", colormap=ERROR_COLORMAP, contrast_limits=ERROR_LIMITS,
                           blending="additive", visible=False)
-        if {"unet", "ddpm"} <= set(request.results):
+        if {"unet", "ddpm"} <= set(request.results):  # both in percent: the difference is in pp
             names = [output_name("sff", a, layer.name) for a in ("ddpm", "unet")]
             difference = self.viewer.layers[names[0]].data - self.viewer.layers[names[1]].data
             self._add(layer, request, output_name("difference", None, layer.name), difference.astype(np.float32),
-                      None, None, kind="difference", colormap=_difference_colormap(), contrast_limits=(-0.2, 0.2),
-                      blending="additive", visible=False)
+                      None, None, kind="difference", colormap=_difference_colormap(),
+                      contrast_limits=DIFFERENCE_LIMITS, blending="additive", visible=False)
         self.timing.value = "; ".join(timings)
         self._source, self._anatomy = layer, request.volume.array
         if not request.live:  # live mode follows the slider: leave the user's selection alone
             self._present(layer, list(request.results))
 
     def _merge_slices(self, name: str, values: np.ndarray, prediction, request: RunRequest) -> np.ndarray:
-        """Whole-volume runs replace the map; single-slice runs fill that slice of the existing layer ``name``."""
+        """Whole-volume runs replace the map; single-slice runs fill that slice of the existing layer ``name``
+        (``values`` in the layer's unit, percent)."""
         if request.slice_indices is None:
             return values
         if name in self.viewer.layers and self.viewer.layers[name].data.shape == values.shape:
@@ -432,7 +439,7 @@ class PredictWidget(Container):
         if prediction is not None:
             info.update(device=prediction.device, ms_per_slice=prediction.ms_per_slice,
                         weights=request.weights.get(arch) or "shipped", model_spacing_mm=prediction.model_spacing)
-        metadata = {"nifti": derived.source, "napari_sff": info}
+        metadata = {"nifti": derived.source, "napari_sff": info, io.LAYER_SCALE_KEY: io.SFF_LAYER_PERCENT}
         added = _layers.upsert_image(self.viewer, name, data, layer, metadata=metadata, **kwargs)
         _layers.style_layer(added)
         if kind != "sff" and hasattr(added, "colorbar"):  # an SFF map may be shown with one of these: no overlap
@@ -527,7 +534,6 @@ class PredictWidget(Container):
                     other.visible = False
             main.visible = True
             self.viewer.layers.move(self.viewer.layers.index(main), len(self.viewer.layers))
-            self._note(OVERLAY_NOTE)
         self.viewer.layers.selection.active = main
 
     def _on_side_by_side(self, on: bool) -> None:
@@ -554,8 +560,11 @@ class PredictWidget(Container):
         for title, layer, shown in cells:
             anatomy = self._anatomy_cell(layer, title)
             if style is not None and layer is self._truth_layer():  # one colour scale for every SFF map
-                for attribute in ("colormap", "contrast_limits", "opacity", "blending"):
+                for attribute in ("colormap", "opacity", "blending"):
                     setattr(layer, attribute, getattr(style, attribute))
+                # the same fat fractions, in the truth's own unit (percent; fractions if made elsewhere)
+                unit = io.layer_value_scale(layer.metadata) / io.layer_value_scale(style.metadata)
+                layer.contrast_limits = tuple(unit * limit for limit in style.contrast_limits)
             layer.visible = shown or (layer.visible and anatomy.visible)  # keep on-demand cells the user opened
             anatomy.visible = layer.visible
             if hasattr(layer, "colorbar"):
@@ -577,7 +586,6 @@ class PredictWidget(Container):
             if current != target:
                 self.viewer.layers.move(current, target)
         grid.stride, grid.spacing, grid.enabled = 2, GRID_SPACING, True
-        self._note(COMPARISON_NOTE)
         main = next((layer for _, layer, _ in reversed(cells) if is_predicted_sff(layer)), None)
         if main is not None:  # adding the anatomy cells selected them: back to the map
             self.viewer.layers.selection.active = main
@@ -601,12 +609,6 @@ class PredictWidget(Container):
         archs = [arch for arch in ARCH_LABELS if self._map("sff", arch) is not None]
         if self._source is not None and archs:
             self._present(self._source, [archs[-1]])
-
-    def _note(self, text: str) -> None:
-        """How to read the colour bars, in napari's text overlay (unless the user has put their own text there)."""
-        note = self.viewer.text_overlay
-        if note.text in ("", COMPARISON_NOTE, OVERLAY_NOTE):
-            note.text, note.position, note.font_size, note.visible = text, "bottom_left", 10, True
 
     def _anatomy_cell(self, layer: Any, title: str) -> Any:
         """The T2w copy (same array, no data copied) under ``layer`` in its cell, titled by its name."""
@@ -640,17 +642,17 @@ class PredictWidget(Container):
         for title, layer, unit in entries:
             if layer is None or layer not in self.viewer.layers:
                 continue
-            value = _layers.value_at(layer, world_position)
+            value = _layers.percent_at(layer, world_position)  # percent layers, or a fraction map
             text = "–" if value is None or not np.isfinite(value) else \
-                f"{100 * value:.1f} %" if unit == "%" else f"{100 * value:+.1f} pp"
+                f"{value:.1f} %" if unit == "%" else f"{value:+.1f} pp"
             values.append((title, text))
         return values
 
     def _on_mouse_move(self, viewer: Any, event: Any) -> None:
-        """Every map's value under the cursor, one per line (napari's status bar shows one layer's raw fraction)."""
+        """Every map's value under the cursor, one per line (napari's status bar shows one layer's)."""
         values = self.readout_values(viewer.cursor.position)
         self.readout.value = "\n".join(f"{title}: {value}" for title, value in values)
-        if any(value != "–" for _, value in values):  # napari's status bar shows raw fractions; help, ours in %
+        if any(value != "–" for _, value in values):  # napari's status bar shows one layer; help, every map
             viewer.help = " · ".join(f"{title} {value}" for title, value in values)
 
     # ------------------------------------------------------------------------------------- DICOM export

@@ -38,7 +38,7 @@ from qtpy.QtWidgets import (
     QTabWidget,
 )
 
-from napari_sff import report, stats
+from napari_sff import io, report, stats
 from napari_sff.roi import (  # noqa: F401  (plain geometry and computation, shared; importable from here too)
     RoiRequest,
     RoiResult,
@@ -349,7 +349,7 @@ class RoiStatsWidget(Container):
             if how == "incompatible" or layer.multiscale or getattr(layer, "rgb", False):
                 self._report(f"napari-sff: {reason or repr(layer.name) + ' is multiscale or RGB'}; left out")
                 continue
-            values[layer.name] = layer.data  # a lazy (DICOM) map is read in the worker, not here
+            values[layer.name] = _layers.fraction_data(layer, defer=True)  # fractions, read in the worker
             if how == "resample":
                 grid_to_values[layer.name] = grid_to_layer
         request = RoiRequest(self._generation, values, tuple(np.abs(np.asarray(grid.scale, float)[-3:])),
@@ -503,9 +503,9 @@ class RoiStatsWidget(Container):
     def export_report(self, path: str | Path, *, overwrite: bool = True) -> list[Path]:
         """Write the reading report of what is on screen now (:func:`report.write_report`); the paths written.
 
-        Gathers only plain values: a canvas screenshot, ``rows``, the overlay's colours and contrast limits, the
-        layer names and each map's model, weights and device. Nothing else of the layers' metadata is passed on, so
-        DICOM identifiers kept there never reach the report.
+        Gathers only plain values: a canvas screenshot, ``rows``, the overlay's colours and contrast limits
+        (as fractions, like the rows), the layer names and each map's model, weights and device. Nothing else
+        of the layers' metadata is passed on, so DICOM identifiers kept there never reach the report.
         """
         overlay = self.overlay_layer()
         screenshot = np.asarray(self.viewer.screenshot(canvas_only=True, flash=False))
@@ -524,12 +524,13 @@ class RoiStatsWidget(Container):
         scope = "whole volume"
         if self.scope.value == SCOPES[1]:
             scope = f"current slice ({view})" if where is not None else "whole volume (3D view has no slice)"
+        limits = None if overlay is None else \
+            tuple(float(limit) / io.layer_value_scale(overlay.metadata) for limit in overlay.contrast_limits)
         return report.write_report(
             path, rows=self.rows, screenshot=screenshot, reference=self.reference_name,
             short_names=self.short_names(), overlay=None if overlay is None else overlay.name,
             colormap=None if overlay is None else overlay.colormap.map(np.linspace(0.0, 1.0, 256)),
-            contrast_limits=None if overlay is None else tuple(overlay.contrast_limits), maps=maps, view=view,
-            scope=scope, overwrite=overwrite)
+            contrast_limits=limits, maps=maps, view=view, scope=scope, overwrite=overwrite)
 
     def _report_dialog(self, *_: Any) -> None:
         from napari.utils.notifications import show_error, show_info

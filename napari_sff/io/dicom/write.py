@@ -181,16 +181,17 @@ def write_layer_dicom(
     """Write an SFF / SD layer (its data and a dict with ``name``, ``metadata``, ``scale`` ...) as DICOM.
 
     The plain function behind the Predict widget's "Save as DICOM…": the model, weights and kind come from the
-    layer's ``metadata["napari_sff"]`` and name; keyword arguments go to :func:`write_dicom_series`.
+    layer's ``metadata["napari_sff"]`` and name; keyword arguments go to :func:`write_dicom_series`. A percent
+    layer (napari-sff's fat-fraction layers) is brought back to fractions first (:func:`io.layer_fraction`).
     """
-    from napari_sff.io.layers import volume_from_layer
+    from napari_sff.io.layers import layer_fraction, volume_from_layer
 
     name = str(meta.get("name") or "")
     metadata = meta.get("metadata") or {}
     kind = kwargs.pop("kind", None) or layer_dicom_kind(name, metadata)
     if kind is None:
         raise DicomWriteError(f"layer '{name}' is not a fat fraction or SD map; select an SFF layer to save")
-    volume = volume_from_layer(data, meta)
+    volume = volume_from_layer(layer_fraction(data, metadata), meta)
     if not volume.source.get("dicom"):  # a reshaped layer loses its geometry, but not its study
         dicom = (metadata.get("nifti") or {}).get("dicom")
         if dicom:
