@@ -45,15 +45,22 @@ def _rank_device(device: str) -> str:
 
 
 def _is_cohort(inputs: Sequence[str]) -> bool:
-    """Several inputs, a glob, or a folder that is not a DICOM series / study: a cohort run."""
+    """Several inputs, a glob, or a folder holding NIfTI files (or no DICOM files): a cohort run. A folder of DICOM
+    files only is one study (its series are chosen with --series); DICOM series of many subjects are given as
+    several inputs or a glob ('STUDIES/*/')."""
     import glob
+    import os
 
     from napari_sff import io
 
     if len(inputs) > 1 or glob.has_magic(inputs[0]):
         return True
     path = Path(inputs[0])
-    return path.is_dir() and not io.is_dicom_path(path)
+    if not path.is_dir():
+        return False
+    if any(io.is_nifti_path(name) for _, _, files in os.walk(path) for name in files):
+        return True
+    return not io.is_dicom_path(path)
 
 
 def _predict(args: argparse.Namespace) -> int:

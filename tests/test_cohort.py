@@ -246,3 +246,16 @@ def test_grouped_volumes_through_the_command(tmp_path, constant_weights, capsys)
     assert "3 done, 0 skipped" in capsys.readouterr().out
     for name in ("a", "b", "c"):
         assert np.allclose(io.read_nifti(tmp_path / "out" / f"{name}_t2w_sff.nii.gz").array, 0.3, atol=1e-6)
+
+
+def test_dicom_series_of_several_subjects_make_a_cohort_through_a_glob(tmp_path, constant_weights, capsys):
+    sys.path.insert(0, str(Path(__file__).parent))
+    import dicom_factory
+
+    volume = np.random.default_rng(1).integers(10, 3000, size=(3, 12, 10)).astype(np.float32)
+    for subject in ("s1", "s2"):
+        dicom_factory.write_series(tmp_path / "studies" / subject, volume, study=dicom_factory.Study())
+    assert cli.main(_args([str(tmp_path / "studies" / "*")], tmp_path / "out", constant_weights["unet"])) == 0
+    assert "2 done, 0 skipped" in capsys.readouterr().out
+    for subject in ("s1", "s2"):
+        assert np.allclose(io.read_nifti(tmp_path / "out" / f"{subject}_sff.nii.gz").array, 0.3, atol=1e-6)
