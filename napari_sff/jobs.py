@@ -29,7 +29,7 @@ class PredictSettings:
     ddim_steps: int = 50
     samples: int = 1
     seed: int = 0
-    batch_size: int = 8
+    batch_size: int | None = None  # None: inference.default_batch_size of the device
     slice_axis: int | str = "auto"
     resample: bool = True
     series: str | None = None  # DICOM series of an input holding several

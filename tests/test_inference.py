@@ -39,6 +39,14 @@ def test_batch_size_backs_off_on_out_of_memory():
     assert sff.max() == 1 and (normalise_t2w(slices) > 1).any()
 
 
+def test_default_batch_size_is_the_measured_one_per_device():
+    assert inference.default_batch_size("cpu") == 1 and inference.default_batch_size(torch.device("cpu")) == 1
+    assert inference.default_batch_size("cuda:1") == 8
+    model = ScaleModel()
+    inference.predict_slices(model, np.ones((3, 8, 8), np.float32), device=torch.device("cpu"))
+    assert model.batches == [1, 1, 1]  # no batch size given: the CPU's default
+
+
 def test_slice_axis_defaults_to_the_thickest_and_output_keeps_the_grid():
     volume = np.random.default_rng(1).uniform(0, 100, (6, 5, 4)).astype(np.float32)
     prediction = inference.predict_volume(volume, (1.0, 1.0, 4.0), model=ScaleModel(), device="cpu")

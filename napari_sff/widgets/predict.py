@@ -18,7 +18,13 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, Pro
 from qtpy.QtCore import QObject, Signal
 
 from napari_sff import io, roi
-from napari_sff.inference import ARCH_LABELS, PredictionCancelled, available_devices, predict_volume
+from napari_sff.inference import (
+    ARCH_LABELS,
+    PredictionCancelled,
+    available_devices,
+    default_batch_size,
+    predict_volume,
+)
 from napari_sff.preprocess import input_kind_warning
 from napari_sff.widgets import _layers
 from napari_sff.widgets._layers import SCOPES, output_name
@@ -118,7 +124,8 @@ class PredictWidget(Container):
         self.ddim_steps = SpinBox(label="DDIM steps", min=1, max=1000, value=50)
         self.samples = SpinBox(label="DDPM samples", min=1, max=64, value=1)
         self.scope = ComboBox(label="scope", choices=list(SCOPES), value=SCOPES[0])
-        self.batch_size = SpinBox(label="batch size", min=1, max=256, value=8)
+        self.batch_size = SpinBox(label="batch size", min=1, max=256,
+                                  value=default_batch_size(available_devices()[0]))
         self.ground_truth = ComboBox(label="ground truth", choices=self._image_choices, nullable=True)
         self.resample = CheckBox(text="resample to the model's training pixel size", value=True,
                                  tooltip="pixels outside the spacing the model was trained on are resized into it "
