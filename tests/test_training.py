@@ -114,7 +114,7 @@ def test_train_save_resume_and_predict(paired_dir, tmp_path, model, config):
     assert 0 < statistics["body_fraction"][0] <= statistics["body_fraction"][1] <= 1
     volume = np.random.default_rng(1).uniform(0, 500, (3, 20, 20)).astype(np.float32)
     prediction = predict_volume(volume, (5.0, 1.5, 1.5), model, weights=run / "last.safetensors", device="cpu",
-                                ddim_steps=2, samples=2)
+                                ddim_steps=2, samples=2, batch_size=len(volume))  # one batch, as by hand below
     assert prediction.sff.shape == volume.shape and (prediction.std is not None) == (model == "ddpm")
     # Known answer: the saved network run by hand on the normalised slices (one batch, seed 0, 1.5 mm is inside
     # the trained spacing so nothing is resampled).
