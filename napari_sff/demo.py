@@ -105,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      ddim_steps=args.ddim_steps)
         select_maps(roi_widget, predict)
     if args.screenshot:
+        wait_until(lambda: False, seconds=1.0)  # let Qt lay out the docked widgets before the window is captured
         viewer.screenshot(args.screenshot, canvas_only=False)
         viewer.close()
         return 0
