@@ -73,7 +73,6 @@ def _predict(args: argparse.Namespace) -> int:
 
     (source,) = args.input
     settings = _settings(args)
-    jobs.check_outputs(source, args.output, settings, overwrite=args.overwrite)
     job = jobs.read_job(source, settings)
     jobs.check_outputs(source, args.output, settings, overwrite=args.overwrite, source=job.geometry)
     bar = tqdm(total=1, unit="slice" if args.model == "unet" else "step", disable=args.quiet)
@@ -141,11 +140,7 @@ def _dixon(args: argparse.Namespace) -> int:
     output = args.output
     if not io.is_nifti_path(output):
         raise ValueError(f"{output}: output must end in .nii or .nii.gz")
-    for given in filter(None, (args.fat, args.water)):
-        if Path(output).resolve() == Path(given).resolve():
-            raise ValueError(f"{output} is an input; choose another output name")
-    if Path(output).exists() and not args.overwrite:
-        raise ValueError(f"{output} exists; choose another name or pass --overwrite")
+    io.refuse_outputs([output], inputs=[args.fat, args.water], overwrite=args.overwrite)
     fat, water = dixon.read_pair(args.fat, args.water, fat_series=args.fat_series, water_series=args.water_series)
     noise_floor = dixon.DEFAULT_NOISE_FLOOR if args.noise_floor is None else args.noise_floor
     sff = dixon.dixon_volume(fat, water, noise_floor=noise_floor,
@@ -156,6 +151,7 @@ def _dixon(args: argparse.Namespace) -> int:
 
 
 def _roi_stats(args: argparse.Namespace) -> int:
+    from napari_sff import io
     from napari_sff.cohort import table
     from napari_sff.io.label_names import read_label_names
 
@@ -165,9 +161,7 @@ def _roi_stats(args: argparse.Namespace) -> int:
     summary_path = output.with_name(f"{output.stem}_summary.csv")
     figure_path = output.with_name(f"{output.stem}_bland_altman.png")
     written = [output, *((summary_path, figure_path) if args.reference else ())]
-    for target in written:
-        if target.exists() and not args.overwrite:
-            raise ValueError(f"{target} exists; choose another name or pass --overwrite")
+    io.refuse_outputs(written, overwrite=args.overwrite)
     maps = dict(table.parse_map_option(text) for text in args.map)
     names = read_label_names(args.label_names) if args.label_names else None
     result = table.cohort_rows(args.labels, maps, reference=args.reference, label_names=names)

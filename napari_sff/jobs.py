@@ -71,11 +71,9 @@ def check_outputs(input_path: str | os.PathLike, output: str | os.PathLike, sett
                   overwrite: bool, source: io.Volume | None = None) -> None:
     """Refuse (ValueError, one line) outputs that exist, are the input, or cannot hold the result -- before a DDPM
     run takes minutes to reach the write. ``source`` (the read T2w) lets a DICOM output check its study."""
-    for target in outputs_of(output, settings):
-        if target.resolve() == Path(input_path).resolve():
-            raise ValueError(f"{target} is the input; choose another output name")
-        if target.exists() and not overwrite:
-            raise ValueError(f"{target} exists; choose another name or pass --overwrite")
+    targets = outputs_of(output, settings)
+    io.refuse_outputs(targets, inputs=[input_path], overwrite=overwrite)
+    for target in targets:
         if source is not None and is_dicom_output(target):
             io.check_dicom_output(source, target, new_study=settings.new_study, overwrite=overwrite)
 

@@ -58,13 +58,6 @@ def parse_map_option(text: str) -> tuple[str, str]:
     return name.strip(), pattern
 
 
-def _as_fraction(array: np.ndarray) -> np.ndarray:
-    """Maps in percent or per mille (Dixon series often are) -> fractions, as the NIfTI reader does for layers."""
-    values = np.asarray(array, np.float32)
-    scale = io.sff_unit_scale(values)
-    return values / np.float32(scale) if scale != 1.0 else values
-
-
 def cohort_rows(
     labels_pattern: str, maps: Mapping[str, str], *, reference: str | None = None,
     label_names: Mapping[int, str] | None = None, read: Callable[[Path], io.Volume] | None = None,
@@ -90,7 +83,7 @@ def cohort_rows(
                 if not path.exists():
                     raise FileNotFoundError(f"map {name!r}: {path} does not exist")
                 volume = read(path)
-                values[name] = onto_grid(_as_fraction(volume.array), volume_to_world(volume), grid,
+                values[name] = onto_grid(io.sff_as_fraction(volume.array), volume_to_world(volume), grid,
                                          labels.array.shape, name=f"{name} ({path.name})",
                                          grid_name=f"labels ({labels_path.name})")
             rows = stats.roi_table(values, np.asarray(labels.array).astype(np.int64), labels.spacing,

@@ -5,7 +5,13 @@ Rooms: :mod:`.volume` (the Volume and the world convention), :mod:`.nifti` (NIfT
 ``from napari_sff import io`` and ``io.read_nifti(...)`` is the public way in; the names below are that surface.
 """
 
-from napari_sff.io.atomic import atomic_directory, atomic_write, atomic_write_text, current_umask
+from napari_sff.io.atomic import (
+    atomic_directory,
+    atomic_write,
+    atomic_write_text,
+    current_umask,
+    refuse_outputs,
+)
 from napari_sff.io.dicom.read import (
     DicomError,
     SeriesInfo,
@@ -42,6 +48,7 @@ from napari_sff.io.layers import (
     read_dicom_layers,
     read_layers,
     read_paths,
+    sff_as_fraction,
     sff_unit_scale,
     to_layer_percent,
     volume_from_layer,
@@ -61,8 +68,8 @@ from napari_sff.io.volume import DISPLAY_AXCODES, RAS_TO_WORLD, Volume, is_lazy,
 __all__ = [
     "ALLOW_OVERWRITE_ENV", "DISPLAY_AXCODES", "LABEL_NAME_SUFFIXES", "LAYER_KIND_KEY", "NIFTI_INTENT_LABEL", "NIFTI_SUFFIXES",
     "RAS_TO_WORLD", "SFF_COLORMAP", "SFF_NAME_PATTERN", "NiftiError", "Volume", "atomic_directory", "atomic_write",
-    "atomic_write_text", "current_umask", "is_lazy", "guess_kind", "is_nifti_path", "layer_data", "layer_placement",
-    "napari_get_reader", "nifti_stem", "ras_affine", "read_layers", "read_nifti", "read_paths", "sff_unit_scale",
+    "atomic_write_text", "current_umask", "refuse_outputs", "is_lazy", "guess_kind", "is_nifti_path", "layer_data", "layer_placement",
+    "napari_get_reader", "nifti_stem", "ras_affine", "read_layers", "read_nifti", "read_paths", "sff_as_fraction", "sff_unit_scale",
     "volume_from_layer", "write_layer", "write_nifti",
     "LAYER_SCALE_KEY", "SFF_LAYER_PERCENT", "layer_fraction", "layer_value_scale", "to_layer_percent",
     "DicomWriteError", "check_dicom_output", "layer_dicom_kind", "write_dicom_series", "write_layer_dicom",

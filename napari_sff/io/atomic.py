@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,6 +32,18 @@ def current_umask() -> int:
 
 def _exists_error(path: Path) -> FileExistsError:
     return FileExistsError(f"{path} exists; choose another name or pass overwrite=True (--overwrite)")
+
+
+def refuse_outputs(targets: Sequence[str | os.PathLike], *, inputs: Sequence[str | os.PathLike] = (),
+                   overwrite: bool = False) -> None:
+    """Refuse (one-line ValueError) outputs that are an input, or exist without ``overwrite`` -- checked before a
+    long computation; :func:`atomic_write` checks existence again when it publishes."""
+    given = {Path(path).resolve() for path in inputs if path is not None}
+    for target in map(Path, targets):
+        if target.resolve() in given:
+            raise ValueError(f"{target} is an input; choose another output name")
+        if target.exists() and not overwrite:
+            raise ValueError(f"{target} exists; choose another name or pass --overwrite")
 
 
 def _publish(tmp: Path, path: Path, overwrite: bool) -> None:

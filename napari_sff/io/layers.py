@@ -117,6 +117,13 @@ def _rescaled(array: Any, unit: float, target: float) -> Any:
     return array / (unit / target) if unit > target else array * (target / unit)
 
 
+def sff_as_fraction(array: np.ndarray) -> np.ndarray:
+    """A fat-fraction map stored in fractions, percent or per mille (:func:`sff_unit_scale`) as float32 fractions:
+    what commands that read maps from files compute on."""
+    values = np.asarray(array, np.float32)
+    return _rescaled(values, sff_unit_scale(values), 1.0)
+
+
 def guess_kind(name: str, volume: Volume) -> str:
     """"labels" for integer label images (by name suffix or NIfTI intent), "sff" for fat maps, else "image"."""
     integer = np.issubdtype(volume.array.dtype, np.integer)

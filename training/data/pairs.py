@@ -127,9 +127,7 @@ def split_subjects(subjects: Mapping[str, str], *, val_fraction: float, test_fra
 def _sff_volume(pair: Pair) -> io.Volume:
     if pair.sff is not None:
         volume = io.read_volume(pair.sff)
-        values = np.asarray(volume.array, np.float32)
-        scale = io.sff_unit_scale(values)
-        return io.Volume(values / np.float32(scale) if scale != 1.0 else values, volume.affine, volume.source)
+        return io.Volume(io.sff_as_fraction(volume.array), volume.affine, volume.source)
     from napari_sff.dixon import dixon_volume
 
     return dixon_volume(io.read_volume(pair.fat), io.read_volume(pair.water))
