@@ -55,7 +55,7 @@ def synthetic_abdomen() -> list[tuple]:
 
 def write_cases(
     out_dir: str | os.PathLike, n_cases: int, *, seed: int = 0, size: int = 256, n_slices: int = 24,
-    overwrite: bool = False,
+    overwrite: bool = False, domain: str = "default",
 ) -> Path:
     """Write ``<case>_t2w/_sff/_labels.nii.gz`` per case and a JSON manifest of case parameters.
 
@@ -67,7 +67,8 @@ def write_cases(
     if manifest_path.exists() and not overwrite:
         raise FileExistsError(f"{manifest_path} exists; choose an empty folder or pass --overwrite")
     entries = []
-    for index, case in enumerate(simulate_cases(n_cases, seed=seed, size=size, n_slices=n_slices)):
+    for index, case in enumerate(simulate_cases(n_cases, seed=seed, size=size, n_slices=n_slices,
+                                                      domain=domain)):
         case_id = f"case{index:04d}_{case.params.get('anatomy', 'case')}"
         files = {}
         for suffix, volume in case_volumes(case).items():
@@ -79,6 +80,6 @@ def write_cases(
             "label_names": {str(k): v for k, v in case.label_names.items()}, "params": case.params,
         })
     manifest = {"generator": "napari_sff.simulate", "seed": seed, "size": size, "slices": n_slices,
-                "cases": entries}
+                "cases": entries, **({"domain": domain} if domain != "default" else {})}
     io.atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
     return manifest_path

@@ -2,7 +2,10 @@
 
 Parts: :mod:`.tissues` (the tissue table), :mod:`.geometry` (smooth randomness, grid, blobs, the scene),
 :mod:`.muscles` (muscle composition), :mod:`.limbs` and :mod:`.abdomen` (anatomy), :mod:`.acquisition`
-(physics and acquisition), :mod:`.case` (``simulate_case`` / ``simulate_cases``).
+(physics and acquisition), :mod:`.case` (``simulate_case`` / ``simulate_cases``); for the randomized domain
+(``domain="randomized"``, issue #11) :mod:`.randomization` (the one table of ranges, ``docs/simulator_ranges.md``,
+and the draws), :mod:`.artifacts` (echo-train blur, Gibbs, partial Fourier, ghosts in k-space; noise, curve)
+and :mod:`.lesions` (atrophy patterns, lesions and voids anywhere, the ``random`` anatomy).
 
 Why a simulator: paired T2w/Dixon data are scarce, and a model that maps T2w to SFF has to learn anatomical
 context (fluid, edema and kidney are bright but hold no fat; marrow is intermediate yet fatty; vessels are
@@ -24,6 +27,10 @@ How a case is made:
 4. The T2w fat signal is displaced along the readout by the fat-water chemical shift, sub-voxels are averaged
    2x2 (partial volume), then the T2w image gets a smooth multiplicative bias field, Rician noise, an
    arbitrary scanner scale and integer storage. The SFF map stays noise-free and unshifted.
+5. ``domain="randomized"`` instead draws the protocol, tissue relaxation / PD and pixel spacing from
+   ``randomization.RANGES`` (own random streams: the default domain stays bit-identical), adds atrophy,
+   lesions and voids, renders the signal per T2 class and applies the k-space effects before bias, noise,
+   a monotone intensity curve and storage.
 
 Axis order is display order: (slice inferior->superior, row anterior->posterior, column patient's right ->
 patient's left). Internally x grows with the column (towards the patient's left) and y with the row
@@ -36,6 +43,7 @@ from napari_sff.simulate.abdomen import ABDOMEN_LABELS, ABDOMINAL_WALL
 from napari_sff.simulate.case import SimulatedCase, simulate_case, simulate_cases
 from napari_sff.simulate.geometry import N_HARMONICS, Window
 from napari_sff.simulate.limbs import CALF, LIMB_LAYOUTS, THIGH
+from napari_sff.simulate.randomization import DOMAINS, RANGES
 from napari_sff.simulate.tissues import (
     ANATOMIES,
     CONDITION_PROBABILITY,
@@ -46,6 +54,7 @@ from napari_sff.simulate.tissues import (
     LIVER_STEATOSIS_PROBABILITY,
     MIXED_TISSUE,
     MUSCLE_FAT_BY_CONDITION,
+    RANDOM_ANATOMY,
     SIGNAL_PD_THRESHOLD,
     SUBVOXELS,
     T1_SCALE_1P5T,
@@ -55,9 +64,9 @@ from napari_sff.simulate.tissues import (
 )
 
 __all__ = [
-    "ABDOMEN_LABELS", "ABDOMINAL_WALL", "ANATOMIES", "CALF", "CONDITION_PROBABILITY", "FOV_MM",
+    "ABDOMEN_LABELS", "ABDOMINAL_WALL", "ANATOMIES", "CALF", "CONDITION_PROBABILITY", "DOMAINS", "FOV_MM",
     "GAMMA_HZ_PER_T", "HEALTHY_PARASPINAL_FAT", "LIMB_LAYOUTS", "LIVER_STEATOSIS",
     "LIVER_STEATOSIS_PROBABILITY", "MIXED_TISSUE", "MUSCLE_FAT_BY_CONDITION", "N_HARMONICS",
-    "SIGNAL_PD_THRESHOLD", "SUBVOXELS", "SimulatedCase", "T1_SCALE_1P5T", "THIGH", "TISSUES",
+    "RANDOM_ANATOMY", "RANGES", "SIGNAL_PD_THRESHOLD", "SUBVOXELS", "SimulatedCase", "T1_SCALE_1P5T", "THIGH", "TISSUES",
     "TISSUE_IDS", "Tissue", "Window", "simulate_case", "simulate_cases",
 ]

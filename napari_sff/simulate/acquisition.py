@@ -74,11 +74,14 @@ def _render(
     te: float,
     texture: tuple[np.ndarray, np.ndarray],
     fat_shift: tuple[int, int],
+    water_class: np.ndarray | None = None,
 ) -> tuple[np.ndarray, ...]:
     """Oversampled tissue maps -> partial-volume T2w signal, fat PD and total PD at output resolution.
 
     ``fat_shift`` = (axis, sub-voxels): the T2w fat signal is displaced along the readout axis (chemical
-    shift of a low-bandwidth TSE); the Dixon-like fat PD is not.
+    shift of a low-bandwidth TSE); the Dixon-like fat PD is not. With ``water_class`` (a T2 class per tissue
+    id, see ``artifacts.t2_classes``) the signal comes back split per class, (classes + 1, Z, H, W), the fat
+    signal last, for the echo-train weighting of the randomized domain.
     """
     fat_weight = _FLOAT(_tse_weight(props["t1"][-1], props["t2"][-1], tr, te))
     water_weight = _tse_weight(props["t1"], props["t2"], tr, te)
@@ -113,9 +116,56 @@ def _render(
     np.copyto(water_signal.reshape(blocks), muscle_water[:, :, None, :, None], where=is_muscle)
     np.copyto(fat_pd.reshape(blocks), muscle_fat[:, :, None, :, None], where=is_muscle)
 
-    signal = _sum_subvoxels(water_signal)
-    signal += fat_weight * _sum_subvoxels(_shifted(fat_pd, *fat_shift))
+    fat_signal = fat_weight * _sum_subvoxels(_shifted(fat_pd, *fat_shift))
+    if water_class is None:
+        signal = _sum_subvoxels(water_signal)
+        signal += fat_signal
+    else:
+        class_map = np.asarray(water_class, np.uint8)[tissue]
+        n_classes = int(np.max(water_class)) + 1
+        signal = np.empty((n_classes + 1, *fat_signal.shape), _FLOAT)
+        zero = _FLOAT(0)
+        for index in range(n_classes):
+            signal[index] = _sum_subvoxels(np.where(class_map == index, water_signal, zero))
+        signal[-1] = fat_signal
     return signal, _sum_subvoxels(fat_pd), _sum_subvoxels(total_pd)
+
+
+def _bias_field(
+    rng: np.random.Generator, body: np.ndarray, axes: Sequence[np.ndarray], amplitude: float,
+    correlation_fov: float = 0.3,
+) -> np.ndarray:
+    """Smooth multiplicative field spanning 1 +- amplitude over the body (floored at 0.2)."""
+    fov = float(axes[2][-1] - axes[2][0])
+    bias = _smooth_field(rng, axes, (150.0, correlation_fov * fov, correlation_fov * fov))
+    inside = bias[body] if body.any() else bias
+    low, high = float(inside.min()), float(inside.max())
+    bias -= _FLOAT((low + high) / 2)
+    bias *= _FLOAT(2 * amplitude / max(high - low, 1e-6))
+    bias += 1
+    np.maximum(bias, _FLOAT(0.2), out=bias)
+    return bias
+
+
+def _rician(
+    rng: np.random.Generator, real: np.ndarray, sigma: float, imaginary: np.ndarray | None = None
+) -> np.ndarray:
+    """|real + i imaginary + complex Gaussian noise of SD sigma per channel|; ``real`` is overwritten."""
+    sigma = _FLOAT(sigma)
+    real += sigma * rng.standard_normal(real.shape, dtype=_FLOAT)
+    noise = sigma * rng.standard_normal(real.shape, dtype=_FLOAT)
+    if imaginary is not None:
+        noise += imaginary
+    real *= real
+    noise *= noise
+    real += noise
+    return np.sqrt(real, out=real)
+
+
+def _store(magnitude: np.ndarray, factor: float) -> np.ndarray:
+    """Scanner scale and integer storage (uint16 range, kept as float32)."""
+    magnitude *= _FLOAT(factor)
+    return np.minimum(np.rint(magnitude, out=magnitude), _FLOAT(np.iinfo(np.uint16).max), out=magnitude)
 
 
 def _acquire(
@@ -129,21 +179,6 @@ def _acquire(
     scale: float,
 ) -> np.ndarray:
     """Bias field (spanning +-bias_amplitude over the body), Rician noise and integer storage."""
-    fov = float(axes[2][-1] - axes[2][0])
-    bias = _smooth_field(rng, axes, (150.0, 0.3 * fov, 0.3 * fov))
-    inside = bias[body] if body.any() else bias
-    low, high = float(inside.min()), float(inside.max())
-    bias -= _FLOAT((low + high) / 2)
-    bias *= _FLOAT(2 * bias_amplitude / max(high - low, 1e-6))
-    bias += 1
-    np.maximum(bias, _FLOAT(0.2), out=bias)
-    sigma = _FLOAT(reference / snr)
-    real = signal * bias
-    real += sigma * rng.standard_normal(signal.shape, dtype=_FLOAT)
-    imaginary = sigma * rng.standard_normal(signal.shape, dtype=_FLOAT)
-    real *= real
-    imaginary *= imaginary
-    real += imaginary
-    magnitude = np.sqrt(real, out=real)
-    magnitude *= _FLOAT(scale / reference)
-    return np.minimum(np.rint(magnitude, out=magnitude), _FLOAT(np.iinfo(np.uint16).max), out=magnitude)
+    bias = _bias_field(rng, body, axes, bias_amplitude)
+    magnitude = _rician(rng, signal * bias, reference / snr)
+    return _store(magnitude, scale / reference)

@@ -10,14 +10,20 @@ import numpy as np
 from napari_sff.simulate.abdomen import ABDOMEN_LABELS, _build_abdomen
 from napari_sff.simulate.acquisition import (
     _acquire,
+    _bias_field,
     _dominant_subvoxel,
     _render,
+    _rician,
+    _store,
     _tissue_properties,
     _tse_weight,
 )
+from napari_sff.simulate.artifacts import apply_curve, echo_times, kspace_acquire, monotone_curve, t2_classes
 from napari_sff.simulate.geometry import _Grid, _Scene, _smooth_field
+from napari_sff.simulate.lesions import add_atrophy, add_lesions, build_random, random_label_names
 from napari_sff.simulate.limbs import LIMB_LAYOUTS, _build_limbs
 from napari_sff.simulate.muscles import _draw_muscle_fat
+from napari_sff.simulate.randomization import check_domain, draw_protocol, fixed, randomize_tissues
 from napari_sff.simulate.tissues import (
     _FLOAT,
     ANATOMIES,
@@ -25,6 +31,7 @@ from napari_sff.simulate.tissues import (
     GAMMA_HZ_PER_T,
     HEALTHY_PARASPINAL_FAT,
     MIXED_TISSUE,
+    RANDOM_ANATOMY,
     SIGNAL_PD_THRESHOLD,
     SUBVOXELS,
     TISSUE_IDS,
@@ -52,6 +59,7 @@ def simulate_case(
     seed: int = 0,
     field_strength: float | None = None,
     return_tissues: bool = False,
+    domain: str = "default",
 ) -> SimulatedCase:
     """Simulate one paired T2w/SFF volume; the same arguments always give bit-identical arrays.
 
@@ -60,18 +68,30 @@ def simulate_case(
     ``field_strength`` (1.5 or 3.0 T) overrides the drawn one. ``return_tissues`` adds the dominant tissue per
     voxel (ids in ``TISSUE_IDS``; ``MIXED_TISSUE`` where no tissue fills 3 of the 4 sub-voxels), which is what
     tests and evaluations need to look at one tissue at a time.
+
+    ``domain="randomized"`` draws physics, acquisition and extra anatomy from the ranges of
+    ``randomization.RANGES`` (recorded in ``params["randomized"]``) from streams of its own, so the same seed
+    keeps its anatomy; the in-plane spacing is drawn (0.5-2 mm) and the field of view is spacing x size,
+    with the anatomy fitted to at most ``anatomy_overscan`` times it (a small field of view crops). The
+    ``random`` anatomy (random muscles and tissue blobs in a skin-fat envelope) works in both domains.
     """
-    if anatomy not in ANATOMIES:
-        raise ValueError(f"unknown anatomy {anatomy!r}; valid anatomies: {', '.join(ANATOMIES)}")
+    check_domain(domain)
+    anatomies = (*ANATOMIES, RANDOM_ANATOMY)
+    if anatomy not in anatomies:
+        raise ValueError(f"unknown anatomy {anatomy!r}; valid anatomies: {', '.join(anatomies)}")
     if size < 8 or n_slices < 1:
         raise ValueError(f"size must be >= 8 and n_slices >= 1, got size={size}, n_slices={n_slices}")
     if field_strength not in (None, 1.5, 3.0):
         raise ValueError(f"field_strength must be 1.5 or 3.0 (tesla) or None, got {field_strength}")
     # Independent streams, so that e.g. the anatomy of a seed does not change with size or field strength.
+    root = np.random.SeedSequence([seed, anatomies.index(anatomy)])
     protocol_rng, warp_rng, anatomy_rng, tissue_rng, noise_rng = (
-        np.random.default_rng(stream)
-        for stream in np.random.SeedSequence([seed, ANATOMIES.index(anatomy)]).spawn(5)
+        np.random.default_rng(stream) for stream in root.spawn(5)
     )
+    randomized = domain == "randomized"
+    if randomized:  # spawned after the five above: the default streams stay as they were
+        draw_rng, lesion_rng = (np.random.default_rng(stream) for stream in root.spawn(2))
+        drawn = draw_protocol(draw_rng, size)
 
     # Acquisition protocol.
     drawn_field = float(protocol_rng.choice([1.5, 3.0]))
@@ -85,9 +105,20 @@ def simulate_case(
     readout_axis = int(protocol_rng.integers(1, 3))
     fat_shift = int(round(SUBVOXELS * shift_px)) * (1 if protocol_rng.random() < 0.5 else -1)
     thickness = protocol_rng.uniform(3.0, 6.0)
-    n_limbs = 1 if anatomy == "abdomen" or protocol_rng.random() < 0.4 else 2
+    n_limbs = 1 if anatomy in ("abdomen", RANDOM_ANATOMY) or protocol_rng.random() < 0.4 else 2
     fov = protocol_rng.uniform(*FOV_MM[anatomy, n_limbs])
     spacing = fov / size
+    fit_fov = None
+    if randomized:
+        field_strength = drawn["field_strength_t"] if field_strength is None else field_strength
+        tr, te, snr = drawn["tr_ms"], drawn["te_ms"], drawn["snr"]
+        bias_amplitude, scale = drawn["bias_amplitude"], 10 ** drawn["intensity_scale_log10"]
+        bandwidth_hz = drawn["readout_bandwidth_hz_px"]
+        shift_px = 3.4e-6 * GAMMA_HZ_PER_T * field_strength / bandwidth_hz
+        fat_shift = int(round(SUBVOXELS * shift_px)) * (1 if fat_shift >= 0 else -1)
+        thickness, spacing = drawn["slice_thickness_mm"], drawn["pixel_spacing_mm"]
+        anatomy_fov, fov = fov, spacing * size
+        fit_fov = float(np.clip(anatomy_fov, fov, fixed("anatomy_overscan") * fov))
 
     # Oversampled grid, pose and warp.
     fine = size * SUBVOXELS
@@ -105,18 +136,28 @@ def simulate_case(
         field_x=warp[0],
         field_y=warp[1],
         warp_mm=warp_mm,
+        fit_fov=fit_fov,
     )
     scene = _Scene(grid, anatomy_rng)
 
     # Anatomy.
-    label_names = ABDOMEN_LABELS if anatomy == "abdomen" else LIMB_LAYOUTS[anatomy].label_names
+    if anatomy == RANDOM_ANATOMY:
+        label_names = random_label_names(anatomy_rng)
+    else:
+        label_names = ABDOMEN_LABELS if anatomy == "abdomen" else LIMB_LAYOUTS[anatomy].label_names
     overrides = {"paraspinal": HEALTHY_PARASPINAL_FAT}
     condition, group_fat = _draw_muscle_fat(anatomy_rng, label_names, overrides)
     props = _tissue_properties(tissue_rng, field_strength)
     if anatomy == "abdomen":
         anatomy_params, props["fat"][TISSUE_IDS["liver"]] = _build_abdomen(scene, group_fat)
+    elif anatomy == RANDOM_ANATOMY:
+        anatomy_params = build_random(scene, group_fat)
     else:
         anatomy_params = _build_limbs(scene, anatomy, n_limbs, condition, group_fat)
+    if randomized:
+        drawn["tissue_t1_t2_pd_factors"] = randomize_tissues(draw_rng, props, drawn)
+        drawn.update(add_atrophy(scene, lesion_rng))
+        drawn.update(add_lesions(scene, lesion_rng, scene.grid.fov))
 
     # Physics.
     # Muscle texture is built at output resolution: within one output voxel it would average out anyway.
@@ -128,7 +169,11 @@ def simulate_case(
         _smooth_field(tissue_rng, out_axes, (fibre_mm, marbling_mm, marbling_mm)),
         _smooth_field(tissue_rng, out_axes, (fibre_mm, streak_mm, streak_mm)),
     )
-    signal, fat_pd, total_pd = _render(scene, props, tr, te, texture, (readout_axis, fat_shift))
+    water_class = None
+    if randomized:
+        water_class, class_t2 = t2_classes(props["t2"][:-1])
+        water_class = np.append(water_class, np.uint8(0))  # the fat-proton row is never painted
+    signal, fat_pd, total_pd = _render(scene, props, tr, te, texture, (readout_axis, fat_shift), water_class)
     has_signal = total_pd > SIGNAL_PD_THRESHOLD
     sff = np.where(has_signal, fat_pd / np.where(has_signal, total_pd, 1), 0).clip(0, 1).astype(_FLOAT)
 
@@ -141,7 +186,11 @@ def simulate_case(
             + 0.04 * _tse_weight(props["t1"][-1], props["t2"][-1], tr, te)
         )
     )
-    t2w = _acquire(noise_rng, signal, has_signal, out_axes, reference, snr, bias_amplitude, scale)
+    if randomized:
+        t2w = _acquire_randomized(noise_rng, signal, [*class_t2, props["t2"][-1]], has_signal,
+                                  out_axes, reference, 3 - readout_axis, drawn)
+    else:
+        t2w = _acquire(noise_rng, signal, has_signal, out_axes, reference, snr, bias_amplitude, scale)
 
     group_lut = np.asarray(scene.muscle_group, np.uint16)
     labels = group_lut[_dominant_subvoxel(scene.muscle, 0)]
@@ -173,6 +222,9 @@ def simulate_case(
         "tissue_ids": dict(TISSUE_IDS),
         **anatomy_params,
     }
+    if randomized:
+        params["domain"] = domain
+        params["randomized"] = _rounded(drawn)
     return SimulatedCase(
         t2w=t2w,
         sff=sff,
@@ -185,17 +237,69 @@ def simulate_case(
 
 
 def simulate_cases(
-    n_cases: int, *, seed: int = 0, size: int = 256, n_slices: int = 24, return_tissues: bool = False
+    n_cases: int,
+    *,
+    seed: int = 0,
+    size: int = 256,
+    n_slices: int = 24,
+    return_tissues: bool = False,
+    domain: str = "default",
 ) -> Iterator[SimulatedCase]:
-    """Yield ``n_cases`` cases; anatomies are shuffled within each block of three so they stay balanced.
+    """Yield ``n_cases`` cases; anatomies are shuffled within each block of three so they stay balanced (of
+    four in the randomized domain, which adds the ``random`` anatomy).
 
     Case i uses the seed ``SeedSequence([seed, i]).generate_state(1)[0]`` (stored in ``params["seed"]``), so
     any single case can be regenerated with ``simulate_case`` alone.
     """
+    check_domain(domain)
+    anatomies = ANATOMIES if domain == "default" else (*ANATOMIES, RANDOM_ANATOMY)
     order_rng = np.random.default_rng(np.random.SeedSequence([seed, 2**31]))
     order: list[str] = []
     for index in range(n_cases):
         if not order:
-            order = [ANATOMIES[i] for i in order_rng.permutation(len(ANATOMIES))]
+            order = [anatomies[i] for i in order_rng.permutation(len(anatomies))]
         case_seed = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
-        yield simulate_case(order.pop(0), size=size, n_slices=n_slices, seed=case_seed, return_tissues=return_tissues)
+        yield simulate_case(order.pop(0), size=size, n_slices=n_slices, seed=case_seed,
+                            return_tissues=return_tissues, domain=domain)
+
+
+def _acquire_randomized(
+    noise_rng: np.random.Generator,
+    signal: np.ndarray,
+    class_t2_ms: list[float],
+    body: np.ndarray,
+    axes: tuple[np.ndarray, ...],
+    reference: float,
+    phase_axis: int,
+    drawn: dict,
+) -> np.ndarray:
+    """Randomized acquisition: echo train, truncation, partial Fourier and ghosts in k-space, then bias,
+    Rician noise, the monotone intensity curve and integer storage (all settings from ``drawn``)."""
+    n_phase = signal.shape[1 + phase_axis]
+    times = echo_times(n_phase, drawn["te_ms"], drawn["echo_spacing_ms"], drawn["echo_train_length"],
+                       drawn["kspace_order"])
+    ghost = None
+    if "ghost_phase_rad" in drawn:
+        ghost = (drawn["ghost_phase_rad"], drawn["ghost_shift_fov"] * n_phase, drawn["ghost_offset_rad"])
+    image = kspace_acquire(signal, class_t2_ms, phase_axis, echo_times_ms=times, te_ms=drawn["te_ms"],
+                           kspace_fraction=tuple(drawn["kspace_fraction"]),
+                           partial_fourier=drawn["partial_fourier"], ghost=ghost)
+    bias = _bias_field(noise_rng, body, axes, drawn["bias_amplitude"], drawn["bias_correlation_fov"])
+    magnitude = _rician(noise_rng, image.real * bias, reference / drawn["snr"], image.imag * bias)
+    magnitude /= np.float32(reference)
+    top = float(np.percentile(magnitude[body], 99.5)) if body.any() else 1.0
+    curved = apply_curve(magnitude, monotone_curve(drawn["nonlinearity_slopes"], max(top, 1e-3)))
+    return _store(curved, 10 ** drawn["intensity_scale_log10"])
+
+
+def _rounded(value):
+    """JSON-friendly copy with floats rounded to 4 significant decimals (params stay readable)."""
+    if isinstance(value, dict):
+        return {str(k): _rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return round(float(value), 4)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

@@ -77,6 +77,7 @@ class _Grid:
     field_x: np.ndarray  # (Z, H, W) unit-variance smooth fields
     field_y: np.ndarray
     warp_mm: float
+    fit_fov: float | None = None  # field of view the anatomy is fitted to, when it may exceed the image
 
     def __post_init__(self) -> None:
         # Largest displacement per mm of warp or bend: an exact bound keeps every blob's window tight.
@@ -84,6 +85,8 @@ class _Grid:
 
     @property
     def fov(self) -> float:
+        if self.fit_fov is not None:
+            return float(self.fit_fov)
         return float(self.x[-1] - self.x[0] + self.x[1] - self.x[0])
 
     def window(self, x_lo: float, x_hi: float, y_lo: float, y_hi: float, bend: float = 0.0) -> Window | None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 ANATOMIES = ("thigh", "calf", "abdomen")
+RANDOM_ANATOMY = "random"  # random muscles and blobs of random tissues in a skin-fat envelope (lesions.py)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ FOV_MM = {
     ("calf", 1): (256.0, 300.0),
     ("calf", 2): (300.0, 420.0),
     ("abdomen", 1): (360.0, 500.0),
+    (RANDOM_ANATOMY, 1): (256.0, 450.0),
 }
 SUBVOXELS = 2  # in-plane oversampling factor for partial volume
 SIGNAL_PD_THRESHOLD = 0.3  # mean PD below which a voxel is mostly air/cortex: SFF is set to 0 there
