@@ -441,3 +441,72 @@ def test_intensity_ceiling_per_case_fits_never_lose_to_one_shared_fit():
     # Least squares: separate fits can only lower the summed squared error of one shared fit.
     assert result["sse_per_case_mapping"] <= result["sse_shared_mapping"] + 1e-9
     assert 0 < result["mae_per_case_mapping"] < 0.5 and 0 < result["mae_shared_mapping"] < 0.5
+
+
+def test_time_budget_stops_training_and_lays_the_schedule_over_it(paired_dir, tmp_path):
+    run = tmp_path / "budget"
+    common = ["--model", "unet", "--data", str(paired_dir), "--out", str(run), "--model-config", TINY_UNET,
+              "--epochs", "100000", "--steps-per-epoch", "5", "--batch-size", "2", "--crop", "16", "--cache-size", "32",
+              "--workers", "0", "--val-slices", "1", "--lr", "0.01"]
+    run_train(*common, "--time-budget-s", "1.5")
+    rows = read_log(run)
+    assert len(rows) < 100000 and float(rows[-1]["train_seconds"]) >= 1.5  # stopped by the clock, not by epochs
+    # The learning rate followed warm-up + cosine over the 1.5 s, so it ended near 1 % of 0.01; over the 500,000
+    # steps of the epochs it would still be at its peak.
+    assert float(rows[-1]["lr"]) < 0.03 * 0.01
+    steps = int(rows[-1]["step"])
+    from napari_sff.models import read_metadata
+
+    card = read_metadata(run / "last.safetensors")["metadata"]
+    assert card["stopped_by"] == "time budget" and card["steps"] == steps
+    run_train(*common, "--time-budget-s", "1.5")  # resumed with its budget spent: nothing more
+    assert len(read_log(run)) == len(rows)
+    run_train(*common, "--time-budget-s", "3")  # a larger budget continues where it stopped
+    more = read_log(run)
+    assert len(more) > len(rows) and int(more[-1]["step"]) > steps and float(more[-1]["train_seconds"]) >= 3
+
+
+def test_ema_warmup_averages_short_runs_by_their_step_count():
+    averaged, current = [torch.zeros(3)], [torch.ones(3)]
+    training_train.ema_decay_fn(0.999, warmup=True)(averaged, current, torch.tensor(1))
+    # After 1 update the decay is (1 + 1) / (10 + 1) = 2/11, so the average moves 9/11 of the way.
+    np.testing.assert_allclose(averaged[0].numpy(), 9 / 11, rtol=1e-6)
+    averaged = [torch.zeros(3)]
+    training_train.ema_decay_fn(0.999, warmup=True)(averaged, current, torch.tensor(10**6))
+    np.testing.assert_allclose(averaged[0].numpy(), 0.001, rtol=1e-4)  # the full decay once n is large
+
+
+def test_cuda_autocast_is_bf16_from_ampere_on_and_fp16_before(monkeypatch):
+    config = training_train.TrainConfig()
+    monkeypatch.setattr(training_train, "cuda_capability", lambda device: (9, 0))  # H100 / H200
+    assert training_train.autocast_dtype(config, torch.device("cuda")) == torch.bfloat16
+    monkeypatch.setattr(training_train, "cuda_capability", lambda device: (7, 5))  # T4: no bf16 tensor cores
+    assert training_train.autocast_dtype(config, torch.device("cuda")) == torch.float16
+
+
+def test_channels_last_and_compile_reach_the_training_step(paired_dir, tmp_path, monkeypatch):
+    formats: list[bool] = []
+    compiled: list[dict] = []
+    real_start, real_compile = training_train.start_model, torch.compile
+
+    def start_model(config):
+        model = real_start(config)
+        # A convolution with several input channels: with one, both memory formats have the same strides.
+        conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
+        conv.register_forward_hook(lambda module, args, out: formats.append(
+            module.training and module.weight.is_contiguous(memory_format=torch.channels_last)
+            and not module.weight.is_contiguous()))
+        return model
+
+    def compile_spy(model, **options):
+        compiled.append(options)
+        return real_compile(model, **options)
+
+    monkeypatch.setattr(training_train, "start_model", start_model)
+    monkeypatch.setattr(training_train.torch, "compile", compile_spy)
+    run_train("--model", "unet", "--data", str(paired_dir), "--out", str(tmp_path / "run"), "--model-config",
+              TINY_UNET, "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--crop", "16",
+              "--cache-size", "32", "--workers", "0", "--val-slices", "1", "--device", "cpu", "--amp", "false",
+              "--channels-last", "true", "--compile", "true", "--compile-backend", "eager")
+    assert compiled == [{"backend": "eager"}]
+    assert formats and formats[0]  # the first call is the training step, in channels-last weights

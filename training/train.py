@@ -8,6 +8,12 @@ one) or a slice cache made by ``python -m training.data``. Needs torch, numpy, s
 also needs MONAI and einops (``pip install -e .`` brings them all). The run folder gets ``config.json``,
 ``metrics.csv``, ``last.safetensors``, ``best.safetensors`` and ``resume.pt`` (optimizer state, loaded with
 ``weights_only=True``); rerunning the same command resumes from it.
+
+For a comparison at equal cost, ``--time-budget-s S`` stops a run once its training steps (data loading,
+forward, backward, optimizer; not validation or checkpoints) have taken S wall seconds, across resumes, and the
+learning rate then follows warm-up + cosine over those seconds instead of over the steps. On a GPU,
+``--compile true`` (torch.compile), ``--channels-last`` (default there) and bf16 autocast (``--amp``) make steps
+faster.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import math
 import os
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -71,7 +77,7 @@ class TrainConfig:
     val_ddim_steps: int = 10
     seed: int = 0
     workers: int = 2
-    amp: bool = True                      # mixed precision: float16 on CUDA, bfloat16 on CPUs that have it
+    amp: bool = True                      # mixed precision: bf16 on CUDA (fp16 before Ampere), bf16 on CPUs with it
     init_weights: str | None = None       # start from this checkpoint's weights (an earlier stage), not at random
     device: str = "auto"
     cache_size: int = 256                 # slices resampled to fit (never cropped), then padded to this
@@ -79,6 +85,11 @@ class TrainConfig:
     register: bool = False                # rigidly register each reference SFF to its T2w when caching
     cache_workers: int = 1                # processes building the slice cache
     weights_dtype: str = "float32"        # "float16" halves the shipped file
+    channels_last: bool | None = None     # channels-last model and batches; None: on CUDA only
+    compile: bool = False                 # torch.compile the training forward (minutes to build on a CPU)
+    compile_backend: str = "inductor"     # "eager": dynamo tracing only, a cheap check that the model compiles
+    time_budget_s: float | None = None    # stop once training steps took this many wall seconds (fair comparisons)
+    ema_warmup: bool = False              # EMA decay min(ema, (1 + n) / (10 + n)) after n updates (short runs)
 
     @classmethod
     def defaults_for(cls, model: str) -> dict:
@@ -100,10 +111,11 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
         if item.name in ("model", "data", "out", "model_config", "augmentation"):
             continue
         flag = "--" + item.name.replace("_", "-")
-        if item.type in ("bool",):
-            parser.add_argument(flag, type=lambda v: v.lower() in ("1", "true", "yes"), default=None)
+        base = str(item.type).split(" ")[0]
+        if base == "bool":  # "bool | None" fields: "none" (or leaving the flag out) keeps the automatic choice
+            parser.add_argument(flag, type=_flag, default=None)
         else:
-            kind = {"int": int, "float": float, "str": str}.get(str(item.type).split(" ")[0], None)
+            kind = {"int": int, "float": float, "str": str}.get(base, None)
             parser.add_argument(flag, type=kind or _optional_number, default=None)
     args = vars(parser.parse_args(argv))
     values = TrainConfig.defaults_for(args["model"])
@@ -111,6 +123,12 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
         values.update(json.loads(Path(args["config"]).read_text()))
     values.update({k: v for k, v in args.items() if v is not None})
     return TrainConfig(**values)
+
+
+def _flag(text: str) -> bool | None:
+    if text.lower() == "none":
+        return None
+    return text.lower() in ("1", "true", "yes")
 
 
 def _optional_number(text: str):
@@ -123,17 +141,25 @@ def _optional_number(text: str):
 def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
     """Mixed-precision dtype for this device, or None for plain float32.
 
-    float16 (with loss scaling) on CUDA; bfloat16 on CPUs with native bf16 units (AVX512-BF16 / AMX), where it
-    makes U-Net steps 1.9x faster (benchmarks/bench_training_step.py, 2 cores); elsewhere bf16 would be
-    emulated and slower, so float32.
+    bfloat16 on CUDA GPUs with bf16 tensor cores (compute capability 8.0 and later: A100, H100, ...): the range of
+    float32, so no loss scaling and no overflow; float16 with loss scaling on older GPUs. bfloat16 on CPUs with
+    native bf16 units (AVX512-BF16 / AMX), where it makes U-Net steps 1.9x faster
+    (benchmarks/bench_training_step.py, 2 cores); elsewhere bf16 would be emulated and slower, so float32.
     """
     if not config.amp:
         return None
     if device.type == "cuda":
-        return torch.float16
+        return torch.bfloat16 if cuda_capability(device) >= (8, 0) else torch.float16
     if device.type == "cpu" and torch.backends.mkldnn.is_available() and _native_cpu_bf16():
         return torch.bfloat16
     return None
+
+
+def cuda_capability(device: torch.device) -> tuple[int, int]:
+    """(major, minor) compute capability of a CUDA device; (0, 0) where no CUDA is usable (nothing to ask)."""
+    if not torch.cuda.is_available():
+        return (0, 0)
+    return tuple(torch.cuda.get_device_capability(device))
 
 
 def _native_cpu_bf16() -> bool:
@@ -187,6 +213,11 @@ def prepare_cache(config: TrainConfig, rank: int) -> Path:
     return cache
 
 
+def _cosine_to_one_percent(progress: float) -> float:
+    """The decay after warm-up: 1 at ``progress`` 0, 0.01 at 1 (and beyond)."""
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
 def warmup_cosine(total_steps: int, warmup_fraction: float = 0.03):
     """LR factor: linear warm-up, then cosine decay to 1 %; depends only on the step, so resuming with more
     epochs stretches the schedule instead of breaking it."""
@@ -195,10 +226,40 @@ def warmup_cosine(total_steps: int, warmup_fraction: float = 0.03):
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
+        return _cosine_to_one_percent((step - warmup) / max(1, total_steps - warmup))
 
     return factor
+
+
+def warmup_cosine_in_time(budget_s: float, seconds: Callable[[], float], warmup_fraction: float = 0.03):
+    """LR factor of a run with a time budget: the same warm-up + cosine, over training seconds (``seconds()``)
+    instead of steps, so every run of a wall-time comparison ends its schedule when its budget ends, however
+    many steps it managed."""
+    warmup = warmup_fraction * budget_s
+
+    def factor(step: int) -> float:
+        spent = seconds()
+        if spent < warmup:
+            return max(spent / warmup, 1e-3)
+        return _cosine_to_one_percent((spent - warmup) / max(1e-9, budget_s - warmup))
+
+    return factor
+
+
+def ema_decay_fn(decay: float, warmup: bool):
+    """``multi_avg_fn`` for AveragedModel: a fixed decay, or with ``warmup`` min(decay, (1 + n) / (10 + n)) after n
+    updates, so that a short run's average is not mostly its random start (0.999 keeps e^-1 of the first
+    weights after 1000 steps)."""
+    if not warmup:
+        return torch.optim.swa_utils.get_ema_multi_avg_fn(decay)
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged) -> None:
+        n = float(num_averaged)
+        weight = 1.0 - min(decay, (1.0 + n) / (10.0 + n))
+        torch._foreach_lerp_(averaged, current, weight)
+
+    return update
 
 
 def l1_ssim_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -224,9 +285,14 @@ def validate(model, dataset, config: TrainConfig, device: torch.device) -> dict:
 
 
 class CsvLog:
+    """Rows appended to a CSV; a resumed run keeps the columns of the file it continues."""
+
     def __init__(self, path: Path, columns: Sequence[str]):
         self.path, self.columns = path, list(columns)
-        if not path.exists():
+        if path.exists():
+            with path.open(newline="") as stream:
+                self.columns = next(csv.reader(stream), None) or self.columns
+        else:
             with path.open("w", newline="") as stream:
                 csv.writer(stream).writerow(self.columns)
 
@@ -240,6 +306,9 @@ def train(config: TrainConfig) -> dict:
     """Run (or resume) training; returns the best validation metrics. Every rank ends with equal weights."""
     from tqdm import tqdm
 
+    budget = config.time_budget_s
+    if budget is not None and not budget > 0:
+        raise ValueError(f"--time-budget-s must be a positive number of seconds, got {budget}")
     device, rank, world = setup_distributed(config.device)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
@@ -257,18 +326,25 @@ def train(config: TrainConfig) -> dict:
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, seed=config.seed) if world > 1 else None
     model = start_model(config).to(device)
     model_config = model.config
+    channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
     if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        torch.backends.cudnn.benchmark = True  # fixed shapes (crops, drop_last): find the fastest kernels once
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                  fused=True if device.type == "cuda" else None)
     steps_per_epoch = config.steps_per_epoch or math.ceil(len(train_set) / (config.batch_size * world))
     total_steps = steps_per_epoch * config.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps))
+    clock = {"seconds": 0.0}  # wall seconds of training steps, across resumes: what --time-budget-s limits
+    schedule = (warmup_cosine(total_steps) if budget is None else
+                warmup_cosine_in_time(budget, lambda: clock["seconds"]))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     amp_dtype = autocast_dtype(config, device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema))
+    ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=ema_decay_fn(config.ema, config.ema_warmup))
            if config.ema else None)
 
-    start_epoch, best, seconds_before = 0, {"mae": math.inf}, 0.0
+    start_epoch, best, seconds_before, global_step = 0, {"mae": math.inf}, 0.0, 0
     resume = out / "resume.pt"
     if resume.exists():
         state = torch.load(resume, map_location=device, weights_only=True)
@@ -279,14 +355,22 @@ def train(config: TrainConfig) -> dict:
         if ema is not None:
             ema.load_state_dict(state["ema"])
         start_epoch, best = int(state["epoch"]), {"mae": float(state["best_mae"])}
-        seconds_before = float(state.get("seconds", 0.0))  # older resume files lack it
+        seconds_before = float(state.get("seconds", 0.0))  # older resume files lack these three
+        clock["seconds"] = float(state.get("train_seconds", seconds_before))
+        global_step = int(state.get("step", start_epoch * steps_per_epoch))
     wrapped = DistributedDataParallel(model) if world > 1 else model
+    forward = torch.compile(wrapped, backend=config.compile_backend) if config.compile else wrapped
     log = CsvLog(out / "metrics.csv", ["epoch", "step", "train_loss", "val_mae", "val_mae_sd", "val_r",
-                                       "lr", "seconds"]) if rank == 0 else None
-    loader_args = {"num_workers": config.workers, "persistent_workers": config.workers > 0, "drop_last": True}
+                                       "lr", "seconds", "train_seconds"]) if rank == 0 else None
+    loader_args = {"num_workers": config.workers, "persistent_workers": config.workers > 0, "drop_last": True,
+                   "pin_memory": device.type == "cuda"}
     data_card = describe_data(cache, augmentation)  # the same for every checkpoint of the run
     started = time.perf_counter()  # "seconds" in the log: training time of the run, across resumes
+    stopped_by = None
     for epoch in range(start_epoch, config.epochs):
+        if budget is not None and clock["seconds"] >= budget:  # a resumed run whose budget is already spent
+            stopped_by = "time budget"
+            break
         train_set.epoch = epoch
         if sampler is not None:
             sampler.set_epoch(epoch)
@@ -300,19 +384,21 @@ def train(config: TrainConfig) -> dict:
                             generator=torch.Generator().manual_seed(config.seed + epoch), **loader_args)
         model.train()
         losses = []
+        tick = time.perf_counter()  # the loader's start and every batch's loading count as training time
         for step, (t2w, sff) in enumerate(tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=rank != 0,
                                                total=min(len(loader), steps_per_epoch), leave=False)):
             if step >= steps_per_epoch:
                 break
-            t2w, sff = t2w.to(device, non_blocking=True), sff.to(device, non_blocking=True)
+            t2w = t2w.to(device, non_blocking=True, memory_format=memory_format)
+            sff = sff.to(device, non_blocking=True, memory_format=memory_format)
             with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                output = wrapped(t2w, sff) if config.model == "ddpm" else wrapped(t2w)  # the DDPM returns its loss
+                output = forward(t2w, sff) if config.model == "ddpm" else forward(t2w)  # the DDPM returns its loss
             if config.model == "ddpm":
                 loss = output.float()
             else:  # in float32: SSIM's local variances (E[x^2] - E[x]^2) cancel catastrophically in half precision
                 prediction = output.float()
                 loss = l1_ssim_loss(prediction, sff) if config.loss == "l1+ssim" else (prediction - sff).abs().mean()
-            loss_value = float(loss.detach())  # one device sync per step, for the check and the log
+            loss_value = float(loss.detach())  # one device sync per step, for the check, the log and the clock
             if not math.isfinite(loss_value):
                 raise FloatingPointError(f"{config.model} training loss is {loss_value} at epoch {epoch + 1}, step "
                                          f"{step + 1}; lower --lr, or train with --amp false")
@@ -324,17 +410,27 @@ def train(config: TrainConfig) -> dict:
             if ema is not None:
                 ema.update_parameters(model)
             losses.append(loss_value)
+            global_step += 1
+            now = time.perf_counter()
+            clock["seconds"] = _agreed_seconds(clock["seconds"] + now - tick, world, device) if budget else (
+                clock["seconds"] + now - tick)
+            tick = now
+            if budget is not None and clock["seconds"] >= budget:
+                stopped_by = "time budget"
+                break
         evaluated = ema.module if ema is not None else model
         metrics = validate(evaluated, val_set, config, device) if rank == 0 else {}
         if rank == 0:
-            row = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "train_loss": float(np.mean(losses)),
+            row = {"epoch": epoch + 1, "step": global_step, "train_loss": float(np.mean(losses)),
                    "val_mae": metrics["mae"], "val_mae_sd": metrics["mae_sd"], "val_r": metrics["r"],
-                   "lr": scheduler.get_last_lr()[0], "seconds": round(seconds_before + time.perf_counter() - started, 1)}
+                   "lr": scheduler.get_last_lr()[0], "seconds": round(seconds_before + time.perf_counter() - started, 1),
+                   "train_seconds": round(clock["seconds"], 1)}
             log.write(row)
             print(json.dumps(row), flush=True)
             card = {"normalisation": NORMALISATION, "training": asdict(config), "epoch": epoch + 1,
                     "validation": metrics, "train_seconds": row["seconds"], "device": str(device),
-                    "world_size": world, **data_card}
+                    "world_size": world, "steps": global_step, "train_step_seconds": row["train_seconds"],
+                    "stopped_by": stopped_by, **data_card}
             dtype = getattr(torch, config.weights_dtype)
             save_checkpoint(evaluated, out / "last.safetensors", config=model_config, metadata=card, dtype=dtype)
             if metrics["mae"] < best["mae"]:
@@ -342,18 +438,34 @@ def train(config: TrainConfig) -> dict:
                 save_checkpoint(evaluated, out / "best.safetensors", config=model_config, metadata=card, dtype=dtype)
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
-                     "best_mae": best["mae"], "seconds": row["seconds"]}
+                     "best_mae": best["mae"], "seconds": row["seconds"], "train_seconds": clock["seconds"],
+                     "step": global_step}
             if ema is not None:
                 state["ema"] = ema.state_dict()
             with atomic_write(resume) as tmp:
                 torch.save(state, tmp)
         if dist.is_initialized():
             dist.barrier()
+        if stopped_by:
+            break
+    if stopped_by and rank == 0:
+        print(json.dumps({"stopped": stopped_by, "time_budget_s": budget, "train_seconds": round(clock["seconds"], 1),
+                          "steps": global_step}), flush=True)
     if world > 1:  # evidence that DDP kept the replicas in lock-step
         atomic_write_text(out / f"weights_rank{rank}.sha256", weights_digest(model))
     if dist.is_initialized():
         dist.destroy_process_group()
     return best
+
+
+def _agreed_seconds(seconds: float, world: int, device: torch.device) -> float:
+    """The largest training clock over all ranks: with a time budget every rank must see the same learning rate
+    and stop at the same step, or DDP's replicas drift apart (or hang in an all-reduce)."""
+    if world == 1:
+        return seconds
+    value = torch.tensor([seconds], dtype=torch.float64, device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return float(value)
 
 
 def weights_digest(model: torch.nn.Module) -> str:

@@ -184,12 +184,15 @@ class ConditionalDDPM(nn.Module):
             if config.beta_schedule == "cosine"
             else {"beta_start": config.beta_start, "beta_end": config.beta_end}
         )
-        self.scheduler = DDPMScheduler(
-            num_train_timesteps=config.num_train_timesteps,
-            schedule=config.beta_schedule,
-            prediction_type=config.prediction_type,
-            **schedule_args,
-        )
+        # On the CPU whatever the default device: the cosine schedule calls .item(), which fails on the meta device
+        # that checkpoint loading builds models on to check shapes (the table holds no parameters either way).
+        with torch.device("cpu"):
+            self.scheduler = DDPMScheduler(
+                num_train_timesteps=config.num_train_timesteps,
+                schedule=config.beta_schedule,
+                prediction_type=config.prediction_type,
+                **schedule_args,
+            )
 
     @property
     def size_multiple(self) -> int:

@@ -1,0 +1,109 @@
+"""The GPU job's CPU dry run (every phase, tiny) and the fair-DDPM ablation command on tiny settings."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from conftest import TINY_CONFIGS
+
+from training import ddpm_ablation, gpu_job
+
+
+def test_dry_run_reports_every_phase_and_writes_loadable_weights(tmp_path):
+    from napari_sff.models import load_checkpoint
+
+    out = tmp_path / "out"
+    report = gpu_job.run_job(out, work=tmp_path / "work", dry_run=True)
+    saved = json.loads((out / "gpu_job.json").read_text())
+    assert list(saved["phases"]) == list(gpu_job.PHASES)
+    for name, result in saved["phases"].items():
+        assert result["status"] == "ok" or result["error"], name
+    phases = report["phases"]
+    assert all(result["status"] == "ok" for result in phases.values()), {k: v.get("error") for k, v in phases.items()}
+    assert phases["environment"]["gemm"]["tflops"] > 0
+    # Known answer: 6 simulated cases of 3 x 32 x 32, every slice kept, split by case. At 32² the pixels (field of view
+    # / 32, over 6 mm) are coarser than the 3-6 mm slices, so the cache slices along an in-plane axis: 32 per case.
+    assert phases["simulate"]["cases"] == 6
+    assert sum(split["slices"] for split in phases["cache"]["splits"].values()) == 6 * 32
+    for arch in ("unet", "ddpm"):
+        trained = phases[arch]
+        assert trained["stopped_by"] == "time budget" and trained["steps"] >= 1
+        assert trained["train_step_seconds"] >= gpu_job.PROFILES["dry"][arch]["train_s"]
+        model, header = load_checkpoint(out / f"{arch}.safetensors", expected_arch=arch)
+        assert header["metadata"]["steps"] == trained["steps"]
+        expected = {"unet": TINY_CONFIGS["unet"], "ddpm": {**TINY_CONFIGS["ddpm"],
+                                                         "attention_levels": (False, False, False, True)}}[arch]
+        assert {k: header["config"][k] for k in expected} == {k: list(v) if isinstance(v, tuple) else v
+                                                              for k, v in expected.items()}
+        assert phases["evaluate"]["models"][arch]["mae"] >= 0
+    bench = phases["benchmark"]
+    for row in bench["unet"] + bench["ddpm"]:
+        assert row.get("ms_per_slice", 0) > 0 or row["error"], row
+    graphs = [row for row in bench["unet"] if "CUDA graph" in row["variant"]]
+    assert graphs and all("CUDA" in row["error"] for row in graphs)  # no GPU here: said so, not skipped silently
+    assert bench["best"]["unet"]["meets_target"] is None  # tiny CPU numbers are not compared with GPU targets
+    assert [row["config"] for row in phases["ablation"]["rows"]] == ["v-linear", "eps-linear"]
+    assert all(row["steps"] >= 1 for row in phases["ablation"]["rows"])
+    files = sorted(path.name for path in out.iterdir())
+    assert len(files) <= 8 and {"gpu_job.json", "gpu_job.md", "ablation.md"} <= set(files)  # the device tool's limit
+
+
+def test_a_failing_phase_is_recorded_and_the_next_one_runs(tmp_path):
+    report = gpu_job.run_job(tmp_path / "out", work=tmp_path / "work", dry_run=True, phases=["cache", "environment"])
+    assert report["phases"]["cache"]["status"] == "error"
+    assert "no such folder" in report["phases"]["cache"]["error"]  # nothing simulated into work/data
+    assert report["phases"]["environment"]["status"] == "ok"
+
+
+def test_a_phase_over_its_budget_is_killed_and_recorded(tmp_path, monkeypatch):
+    def hang(ctx, plan):
+        time.sleep(60)
+        return {}
+
+    monkeypatch.setitem(gpu_job.PHASE_FUNCTIONS, "environment", hang)  # the forked child inherits it
+    monkeypatch.setitem(gpu_job.PROFILES["dry"], "environment", {"budget_s": 3})
+    monkeypatch.setitem(gpu_job.PROFILES["dry"], "grace_s", 1)
+    started = time.perf_counter()
+    report = gpu_job.run_job(tmp_path / "out", work=tmp_path / "work", dry_run=True, phases=["environment"])
+    assert time.perf_counter() - started < 30
+    assert report["phases"]["environment"]["status"] == "killed"
+    assert "over its budget of 3 s" in report["phases"]["environment"]["error"]
+
+
+@pytest.fixture(scope="module")
+def tiny_cache(tmp_path_factory):
+    from napari_sff.sample_data import write_cases
+    from training.data import build_slice_cache
+
+    folder = tmp_path_factory.mktemp("ablation")
+    write_cases(folder / "cases", 6, seed=3, size=32, n_slices=3)
+    return build_slice_cache(folder / "cases", folder / "cache", size=32)
+
+
+def test_ablation_trains_each_config_for_the_same_budget_and_scores_it(tiny_cache, tmp_path):
+    train = {"batch_size": 2, "crop": 16, "workers": 0, "steps_per_epoch": 25, "val_slices": 1, "val_ddim_steps": 1,
+             "amp": False}
+    out = tmp_path / "ablation"
+    ddpm_ablation.main(["--data", str(tiny_cache), "--out", str(out), "--budget-s", "1.5", "--configs",
+                        "eps-cosine,unet", "--train", json.dumps(train), "--ddpm-config",
+                        json.dumps(TINY_CONFIGS["ddpm"]), "--unet-config", json.dumps(TINY_CONFIGS["unet"]),
+                        "--max-images", "2", "--ddim-steps", "2", "--device", "cpu", "--batch-size", "2"])
+    report = json.loads((out / "ablation.json").read_text())
+    ddpm, unet = report["rows"]
+    assert ddpm["config"] == "eps-cosine" and unet["config"] == "unet"
+    assert ddpm["prediction_type"] == "epsilon" and ddpm["beta_schedule"] == "cosine" and ddpm["T"] == 1000
+    assert ddpm["ema"] == 0.999 and ddpm["ema_warmup"] and unet["ema"] is None
+    for row in (ddpm, unet):
+        assert "error" not in row, row.get("error")
+        assert row["stopped_by"] == "time budget" and row["train_step_seconds"] >= 1.5 and row["steps"] >= 1
+        assert row["images"] == 2 and row["ms_per_image"] > 0 and row["mae"] >= 0
+    table = (out / "ablation.md").read_text()
+    assert "| eps-cosine | epsilon | cosine | 1000 | 0.999 (warm-up) |" in table
+    assert "| unet | n/a (regression) |" in table
+
+
+def test_ablation_refuses_an_unknown_config(tiny_cache, tmp_path):
+    with pytest.raises(ValueError, match="unknown configuration.*x-linear"):
+        ddpm_ablation.run_ablation(str(tiny_cache), tmp_path, 1.0, ["x-linear"])
