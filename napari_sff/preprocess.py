@@ -13,6 +13,13 @@ intensity measured inside the body:
 Everything is per slice and scales linearly, so the result is invariant to a global scale factor and, to
 within rounding error, to integer quantisation. Empty or constant slices, and slices whose 99th percentile is
 0 (signal in under 1 % of the pixels), map to zeros; NaN/inf pixels are treated as 0.
+
+A physics-informed alternative, ``method="fat"`` (:func:`fat_reference`): divide by the intensity of the
+subcutaneous fat, found automatically as the bright part of the band just inside the body outline. Fat is
+nearly pure fat in every person, so its T2w intensity fixes the case's scale whatever the echo time and the
+fluid content; the 99th percentile instead lands on fluid or edema when they are present. Fat maps to
+``FAT_LEVEL`` (0.5) and the result is clipped to ``FAT_CLIP_MAX`` (2.0: fluid at a long echo time is up to
+~3x brighter than fat). Slices without a usable band fall back to the 99th-percentile rule.
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ __all__ = [
     "NORMALISATION_NAME",
     "REFERENCE_PERCENTILE",
     "MAX_LABEL_VALUES",
+    "NORMALISATIONS",
     "body_mask",
+    "fat_reference",
     "input_kind_warning",
     "normalise_t2w",
 ]
@@ -75,20 +84,68 @@ def body_mask(slices: np.ndarray) -> np.ndarray:
     return mask.reshape(shape)
 
 
-def normalise_t2w(slices: np.ndarray) -> np.ndarray:
-    """Normalise T2w slices (..., H, W) of any scaling/dtype to float32 in [0, 1.5], per 2D slice.
+def normalise_t2w(slices: np.ndarray, method: str = "p99") -> np.ndarray:
+    """Normalise T2w slices (..., H, W) of any scaling/dtype to float32, per 2D slice.
 
-    See the module docstring for the rule and why; output has the input's shape.
+    ``method="p99"`` (the shipped models' input): divide by the 99th percentile inside the body, clip to
+    [0, 1.5]. ``method="fat"``: subcutaneous fat -> ``FAT_LEVEL``, clip to [0, 2]. See the module docstring for
+    the rules and why; output has the input's shape.
     """
+    if method not in NORMALISATIONS:
+        raise ValueError(f"unknown normalisation {method!r}; choose one of {', '.join(NORMALISATIONS)}")
     flat, shape = _as_slices(slices)
     thr = _thresholds(flat)
     out = np.zeros_like(flat)
     for i in np.flatnonzero(np.isfinite(thr)):
         row = flat[i]
         scale = np.percentile(row[row > thr[i]], REFERENCE_PERCENTILE)
+        level, clip = 1.0, CLIP_MAX
+        if method == "fat":
+            fat = fat_reference(row.reshape(shape[-2:]), thr[i])
+            scale, level, clip = (fat, FAT_LEVEL, FAT_CLIP_MAX) if fat is not None else (scale, 1.0, CLIP_MAX)
         if scale > 0:
-            out[i] = np.clip(row / scale, 0.0, CLIP_MAX)
+            out[i] = np.clip(row * (level / scale), 0.0, clip)
     return out.reshape(shape).astype(np.float32)
+
+
+#: Fat intensity after ``method="fat"``, and its clip: fluid at a long echo time is up to ~3x brighter than fat.
+FAT_LEVEL = 0.5
+FAT_CLIP_MAX = 2.0
+#: The outer band of the body searched for subcutaneous fat, as a fraction of the body's inscribed radius, and
+#: the share of the band's pixels that must be there for the reference to count.
+FAT_BAND = (0.02, 0.15)
+FAT_PERCENTILE = 75.0
+_MIN_BAND_PIXELS = 50
+
+#: Method name -> the name recorded in checkpoint metadata (change it whenever that method's maths changes).
+NORMALISATIONS = {"p99": "t2w-slice-p99-body10-clip1.5-v1", "fat": "t2w-slice-subcutaneous-fat-p75-band-v1"}
+
+
+def fat_reference(image: np.ndarray, threshold: float) -> float | None:
+    """T2w intensity of the subcutaneous fat in one slice, or None when the body has no usable outer band.
+
+    The body is the largest connected region above ``threshold`` with its holes filled; the band runs from
+    2 % to 15 % of the body's largest inscribed radius in from the outline (skin excluded). Subcutaneous fat is
+    the brightest tissue there in limbs and trunk alike, and muscle reaching into the band of a lean person is
+    darker, so the band's 75th percentile reads the fat.
+    """
+    from scipy import ndimage
+
+    mask = image > threshold
+    labelled, count = ndimage.label(mask)
+    if count == 0:
+        return None
+    sizes = np.bincount(labelled.ravel())[1:]
+    body = ndimage.binary_fill_holes(labelled == 1 + int(np.argmax(sizes)))
+    # Padded with body: where the field of view cuts the body, the image edge is no outline (no fat there).
+    depth = ndimage.distance_transform_edt(np.pad(body, 1, constant_values=True))[1:-1, 1:-1] * body
+    radius = float(depth.max())
+    band = body & (depth > max(1.5, FAT_BAND[0] * radius)) & (depth <= max(3.0, FAT_BAND[1] * radius))
+    values = image[band & mask]
+    if values.size < _MIN_BAND_PIXELS:
+        return None
+    reference = float(np.percentile(values, FAT_PERCENTILE))
+    return reference if reference > 0 else None
 
 
 #: At most this many distinct integer values make an image look like a segmentation (T2w: thousands).

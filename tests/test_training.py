@@ -510,3 +510,14 @@ def test_channels_last_and_compile_reach_the_training_step(paired_dir, tmp_path,
               "--channels-last", "true", "--compile", "true", "--compile-backend", "eager")
     assert compiled == [{"backend": "eager"}]
     assert formats and formats[0]  # the first call is the training step, in channels-last weights
+
+
+def test_a_held_out_folder_goes_wholly_into_the_test_split(paired_dir, tmp_path, capsys):
+    """``--test-only`` (independent phantoms, an external cohort): nothing of it may reach training."""
+    from training.data.__main__ import main as cache_main
+
+    assert cache_main([str(paired_dir), str(tmp_path / "cache"), "--size", "32", "--test-only"]) == 0
+    info = json.loads((tmp_path / "cache" / training_data.CACHE_INFO).read_text())
+    assert len(info["splits"]["test"]["cases"]) == 6
+    assert info["splits"]["train"]["cases"] == info["splits"]["val"]["cases"] == []
+    assert "train: 0 slices" in capsys.readouterr().out

@@ -23,11 +23,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="in-plane pixel spacing (mm) the slices are resampled into (default: native)")
     parser.add_argument("--register", action="store_true", help="rigidly register each SFF to its T2w first")
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument("--test-only", action="store_true",
+                        help="every case in the test split: a held-out set to evaluate on, never to train on "
+                             "(e.g. python -m training.phantoms, an external cohort)")
     args = parser.parse_args(argv)
+    fractions = {"val_fraction": 0.0, "test_fraction": 1.0} if args.test_only else {}
     try:
         build_slice_cache(args.data_dir, args.cache_dir, size=args.size, seed=args.seed,
                           subject_regex=args.subject_regex, spacing_range=args.spacing_range,
-                          register=args.register, workers=args.workers)
+                          register=args.register, workers=args.workers, **fractions)
     except (ValueError, FileNotFoundError) as exc:
         print(f"python -m training.data: error: {exc}", file=sys.stderr)
         return 2
