@@ -3,11 +3,18 @@
 The widget only gathers settings, starts :func:`napari_sff.inference.predict_volume` in a worker, and turns its
 :class:`~napari_sff.inference.Prediction` into layers placed exactly like the source. Everything it computes,
 the CLI computes too.
+
+The GUI thread never computes on a volume (issue #11: no stall over 100 ms on 512 x 512 x 100): percent
+conversion, |error|, differences and slice merging run in the worker, which then hands the finished layers to
+napari one step per event-loop turn; the heavy imports of the first Run happen in the background at docking.
 """
 
 from __future__ import annotations
 
+import gc
+import importlib
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +57,36 @@ MIN_STD_LIMIT = 5.0
 READOUT = (("U-Net", "sff", "unet", "%"), ("DDPM", "sff", "ddpm", "%"), ("DDPM − U-Net", "difference", None, "pp"))
 #: Grid spacing between comparison cells (a fraction of a cell), so each map reads as its own panel.
 GRID_SPACING = 0.03
+#: What the first Run would otherwise import in its worker (MONAI, scikit-image, the domain check: about 3 s
+#: here): imported in the background as soon as the widget is docked. Imports hold the GIL only in short
+#: stretches, but their full garbage collections over every object of the process stop the GUI thread too
+#: (106-157 ms each, three while importing napari_sff.models, measured with gc.callbacks): better while the
+#: user is still choosing settings than between pressing Run and seeing the map.
+PRELOAD_MODULES = ("napari_sff.models", "napari_sff.domain", "skimage.transform")
+#: Set once :data:`PRELOAD_MODULES` are imported (or failed to: the run then imports and reports them itself).
+PRELOADED = threading.Event()
+_preload_started = threading.Lock()
+
+
+def _preload() -> None:
+    try:
+        for name in PRELOAD_MODULES:
+            importlib.import_module(name)
+        # The imports leave ~150 k new long-lived objects: Python's next full collection (every object of the
+        # process, 130 ms here when idle, 500+ ms when the cores are busy) would fall in the first Run; collect
+        # now, while the user is still choosing settings.
+        gc.collect()
+    finally:
+        PRELOADED.set()
+
+
+def start_preload() -> None:
+    """Import :data:`PRELOAD_MODULES` in a worker thread, once per process."""
+    if not _preload_started.acquire(blocking=False):
+        return
+    from napari.qt.threading import create_worker
+
+    create_worker(_preload, _start_thread=True, _ignore_errors=True)  # an import error surfaces in the run
 
 
 def _difference_colormap() -> str:
@@ -60,6 +97,18 @@ def _difference_colormap() -> str:
     except (KeyError, ValueError):
         return "bwr"
     return DIFFERENCE_COLORMAP
+
+
+@dataclass
+class LayerOutput:
+    """One layer a run shows, with its values computed in the worker (the GUI thread only hands it to napari)."""
+
+    name: str
+    data: np.ndarray
+    kind: str
+    arch: str | None
+    prediction: Any
+    options: dict
 
 
 def is_predicted_sff(layer: Any) -> bool:
@@ -85,16 +134,24 @@ class RunRequest:
     ground_truth: Any = None
     resample: bool = True
     results: dict = field(default_factory=dict)
-    # (array, plan, prediction-grid voxel -> truth voxel) captured on the GUI thread; the worker fills ``truth``
+    # (layer data, its value scale, plan, prediction-grid voxel -> truth voxel) captured on the GUI thread; the
+    # worker converts it to fractions and resamples it into ``truth``
     truth_source: tuple | None = None
     truth: np.ndarray | None = None  # the ground truth on the prediction's grid
     live: bool = False
+    # the input layer's value scale (io.LAYER_SCALE_KEY): its fractions are checked for labels / SFF maps in the
+    # worker (converting 26 M voxels, or importing dask to defer it, costs the GUI thread 50-600 ms)
+    value_scale: float = 1.0
+    # slice runs: the data of the layers they merge into (read on the GUI thread; copied in the worker)
+    existing: dict[str, Any] = field(default_factory=dict)
+    outputs: list[LayerOutput] = field(default_factory=list)
 
 
 class _ProgressBridge(QObject):
     """Carries progress from the worker thread to the GUI thread (Qt queues cross-thread signals)."""
 
     progressed = Signal(int, int, str)
+    warned = Signal(str)
 
 
 class PredictWidget(Container):
@@ -104,6 +161,7 @@ class PredictWidget(Container):
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self._worker = None
+        self._worker_request: RunRequest | None = None  # the run of ``_worker``
         self._closed = False
         self._cancel = threading.Event()
         self._live_done: set[tuple] = set()  # (layer id, axis, index) already in the live layer
@@ -114,6 +172,11 @@ class PredictWidget(Container):
         self._hidden_for_grid: list[Any] = []  # layers the comparison grid hid; shown again when it ends
         self._bridge = _ProgressBridge()
         self._bridge.progressed.connect(self._on_progress)
+        self._bridge.warned.connect(self._warn_once)
+        self._shown = threading.Event()  # the GUI thread has shown the layer step the worker yielded
+        self._adding = False  # inside a step that adds a layer: its styling is the next step
+        self._style_pending: dict[int, Any] = {}  # id(hidden layer) -> callback styling it once shown
+        start_preload()
 
         self.image = ComboBox(label="T2w image", choices=self._image_choices)
         self.time_point = SpinBox(label="volume (4D)", min=0, max=0, visible=False)
@@ -241,12 +304,17 @@ class PredictWidget(Container):
             slice_axis, index = self.current_slice_index(layer)
             indices = [index]
         archs = archs or MODEL_CHOICES[self.model.value]
-        problem = input_kind_warning(io.layer_fraction(volume.array, layer.metadata, defer=True))
-        if problem:
-            self._warn_once(f"napari-sff: '{layer.name}': {problem}; predicting anyway")
         truth = self.ground_truth.value
         truth = truth if truth is not None and truth is not layer else None
-        return RunRequest(layer=layer, volume=volume, archs=archs,
+        existing = {}
+        if indices is not None:  # merged into in the worker (a copy of a whole volume takes ~50 ms per map)
+            for arch in archs:
+                for kind in ("sff", "std"):
+                    name = output_name(kind, arch, layer.name)
+                    if name in self.viewer.layers:
+                        existing[name] = self.viewer.layers[name].data
+        return RunRequest(layer=layer, volume=volume, archs=archs, existing=existing,
+                          value_scale=io.layer_value_scale(layer.metadata),
                           weights={"unet": self._weights(self.unet_weights), "ddpm": self._weights(self.ddpm_weights)},
                           device=self.device.value, ddim_steps=self.ddim_steps.value, samples=self.samples.value,
                           batch_size=self.batch_size.value, slice_axis=slice_axis, slice_indices=indices,
@@ -269,7 +337,7 @@ class PredictWidget(Container):
         if how == "incompatible":
             self._warn_once(f"napari-sff: ground truth {reason}; no |error| layer")
             return None
-        return _layers.fraction_data(truth, defer=True), how, grid_to_truth  # read, resampled in the worker
+        return truth.data, io.layer_value_scale(truth.metadata), how, grid_to_truth  # read in the worker
 
     def _warn_once(self, message: str) -> None:
         from napari.utils.notifications import show_warning
@@ -294,26 +362,79 @@ class PredictWidget(Container):
         self._set_running(True, live)
         # Errors are ours to report (as notifications), not napari's to re-raise.
         worker = create_worker(self._compute, request, _start_thread=False, _ignore_errors=True)
+        worker.yielded.connect(self._on_yielded)
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_errored)
         worker.finished.connect(self._on_finished)
-        self._worker = worker
+        self._worker, self._worker_request = worker, request
         worker.start()
         return worker
 
-    def _compute(self, request: RunRequest) -> RunRequest | None:
-        """Worker thread: run each model in turn; no napari or Qt objects are touched here.
+    def _compute(self, request: RunRequest) -> Iterator[tuple[str, LayerOutput]]:
+        """Worker thread (a generator): run each model in turn and compute every output layer's values; no napari
+        or Qt objects are touched here. Then yield the layers one step at a time ("add", then "style": napari
+        spends ~130 ms adding any image layer and ~60-120 ms on its colour bar here), waiting until the GUI thread
+        has shown each, so that it returns to its event loop between steps instead of freezing for all of them.
 
         Returns None when stopped: cancelling is not an error, and nothing is half-made.
         """
+        problem = input_kind_warning(self._fractions(request.volume.array, request.value_scale))
+        if problem:
+            self._bridge.warned.emit(f"napari-sff: '{request.layer.name}': {problem}; predicting anyway")
         try:
-            return self._predict_all(request)
+            self._predict_all(request)
         except PredictionCancelled:
             return None
+        request.outputs = self._outputs(request)
+        for output in request.outputs:
+            for step in ("add", "style"):
+                self._shown.clear()
+                yield step, output
+                while not self._shown.wait(0.05):
+                    if self._closed:
+                        return None
+        return request
+
+    def _outputs(self, request: RunRequest) -> list[LayerOutput]:
+        """Every layer of the run in the layers' unit (percent), merged into the existing slice-run layers."""
+        outputs = []
+        source = request.layer.name
+        sff_by_arch = {}
+        for arch, prediction in request.results.items():
+            # layers hold percent: each new map is converted before it is merged into an existing layer
+            name = output_name("sff", arch, source)
+            sff = self._merge_slices(name, io.to_layer_percent(prediction.sff), prediction, request)
+            sff_by_arch[arch] = sff
+            outputs.append(LayerOutput(name, sff, "sff", arch, prediction, dict(
+                colormap=io.SFF_COLORMAP, contrast_limits=(0.0, io.SFF_LAYER_PERCENT), blending="additive",
+                opacity=0.7)))
+            if prediction.std is not None:
+                name = output_name("std", arch, source)
+                std = self._merge_slices(name, io.to_layer_percent(prediction.std), prediction, request)
+                outputs.append(LayerOutput(name, std, "std", arch, prediction, dict(
+                    colormap="viridis", contrast_limits=(0.0, max(MIN_STD_LIMIT, float(std.max()))),
+                    blending="additive", visible=False)))
+            if request.truth is not None:  # on the prediction's grid (resampled in the worker if need be)
+                error = np.abs(sff - io.to_layer_percent(request.truth)).astype(np.float32, copy=False)
+                outputs.append(LayerOutput(output_name("error", arch, source), error, "error", arch, prediction,
+                                           dict(colormap=ERROR_COLORMAP, contrast_limits=ERROR_LIMITS,
+                                                blending="additive", visible=False)))
+        if {"unet", "ddpm"} <= set(sff_by_arch):  # both in percent: the difference is in pp
+            difference = (sff_by_arch["ddpm"] - sff_by_arch["unet"]).astype(np.float32, copy=False)
+            outputs.append(LayerOutput(output_name("difference", None, source), difference, "difference", None,
+                                       None, dict(contrast_limits=DIFFERENCE_LIMITS,
+                                                  blending="additive", visible=False)))
+        return outputs
+
+    @staticmethod
+    def _fractions(data: Any, value_scale: float) -> Any:
+        """A layer's values as fat fractions (:func:`io.layer_fraction`), in the worker."""
+        return io.layer_fraction(data, {io.LAYER_SCALE_KEY: value_scale})
 
     def _predict_all(self, request: RunRequest) -> RunRequest:
         if request.truth_source is not None:
-            array, how, grid_to_truth = request.truth_source
+            data, scale, how, grid_to_truth = request.truth_source
+            array = self._fractions(data, scale)
             grid_shape = request.volume.array.shape[-array.ndim:]
             truth = array if how == "same" else roi.resample_to_grid(array, grid_to_truth, grid_shape, labels=False)
             request.truth = np.asarray(truth, np.float32).reshape(request.volume.array.shape)
@@ -375,12 +496,40 @@ class PredictWidget(Container):
         show_error(f"napari-sff: {error}")
 
     def _on_finished(self) -> None:
-        self._worker = None
+        self._worker, self._worker_request = None, None  # the run's fractions and truth: no longer held
         if self._closed:
             return
         self._set_running(False)
 
     # ---------------------------------------------------------------------------------------- results
+    def _on_yielded(self, step: tuple[str, LayerOutput]) -> None:
+        """One layer step of a finished run (see :meth:`_compute`): add or update the layer, or style it."""
+        what, output = step
+        try:
+            if self._closed:
+                return
+            self.stop_button.enabled = False  # the maps are being shown: too late to stop
+            request = self._worker_request
+            if what == "add":
+                options = dict(output.options)
+                if output.kind == "difference":
+                    options["colormap"] = _difference_colormap()
+                self._adding = True
+                try:
+                    self._add(request.layer, request, output.name, output.data, output.arch, output.prediction,
+                              kind=output.kind, **options)
+                finally:
+                    self._adding = False
+            elif output.name in self.viewer.layers:
+                self._style(self.viewer.layers[output.name], output.kind)
+        finally:
+            # The next step is released two event-loop turns later, not here: Qt handles events posted while it
+            # handles posted events in the same pass, so the next step would follow without the timers, input
+            # and the canvas's draw of this layer (60-400 ms here) getting their turn in between.
+            from qtpy.QtCore import QTimer
+
+            QTimer.singleShot(0, lambda: QTimer.singleShot(0, self._shown.set))
+
     def _on_returned(self, request: RunRequest | None) -> None:
         if self._closed:
             return
@@ -399,28 +548,6 @@ class PredictWidget(Container):
             timings.append(f"{ARCH_LABELS[arch]} {prediction.ms_per_slice:.1f} ms ({device}{resampled})")
             if prediction.out_of_distribution:  # napari_sff.domain: the scan against the checkpoint's training data
                 self._warn_once(f"napari-sff: {ARCH_LABELS[arch]} on '{layer.name}': {prediction.out_of_distribution}")
-            # layers hold percent: each new map is converted before it is merged into an existing layer
-            name = output_name("sff", arch, layer.name)
-            sff = self._merge_slices(name, io.to_layer_percent(prediction.sff), prediction, request)
-            self._add(layer, request, name, sff, arch, prediction, kind="sff", colormap=io.SFF_COLORMAP,
-                      contrast_limits=(0.0, io.SFF_LAYER_PERCENT), blending="additive", opacity=0.7)
-            if prediction.std is not None:
-                name = output_name("std", arch, layer.name)
-                std = self._merge_slices(name, io.to_layer_percent(prediction.std), prediction, request)
-                self._add(layer, request, name, std, arch, prediction, kind="std", colormap="viridis",
-                          contrast_limits=(0.0, max(MIN_STD_LIMIT, float(std.max()))), blending="additive",
-                          visible=False)
-            if request.truth is not None:  # on the prediction's grid (resampled in the worker if need be)
-                error = np.abs(sff - io.to_layer_percent(request.truth))
-                self._add(layer, request, output_name("error", arch, layer.name), error.astype(np.float32), arch,
-                          prediction, kind="error", colormap=ERROR_COLORMAP, contrast_limits=ERROR_LIMITS,
-                          blending="additive", visible=False)
-        if {"unet", "ddpm"} <= set(request.results):  # both in percent: the difference is in pp
-            names = [output_name("sff", a, layer.name) for a in ("ddpm", "unet")]
-            difference = self.viewer.layers[names[0]].data - self.viewer.layers[names[1]].data
-            self._add(layer, request, output_name("difference", None, layer.name), difference.astype(np.float32),
-                      None, None, kind="difference", colormap=_difference_colormap(),
-                      contrast_limits=DIFFERENCE_LIMITS, blending="additive", visible=False)
         self.timing.value = "; ".join(timings)
         self._source, self._anatomy = layer, request.volume.array
         if not request.live:  # live mode follows the slider: leave the user's selection alone
@@ -428,11 +555,13 @@ class PredictWidget(Container):
 
     def _merge_slices(self, name: str, values: np.ndarray, prediction, request: RunRequest) -> np.ndarray:
         """Whole-volume runs replace the map; single-slice runs fill that slice of the existing layer ``name``
-        (``values`` in the layer's unit, percent)."""
+        (``values`` in the layer's unit, percent; the layer's data captured on the GUI thread, merged here in the
+        worker)."""
         if request.slice_indices is None:
             return values
-        if name in self.viewer.layers and self.viewer.layers[name].data.shape == values.shape:
-            merged = np.array(self.viewer.layers[name].data, dtype=np.float32)
+        existing = request.existing.get(name)
+        if existing is not None and existing.shape == values.shape:
+            merged = np.array(existing, dtype=np.float32)
             take = [slice(None)] * values.ndim
             take[prediction.slice_axis] = prediction.slice_indices
             merged[tuple(take)] = values[tuple(take)]
@@ -448,10 +577,28 @@ class PredictWidget(Container):
                         weights=request.weights.get(arch) or "shipped", model_spacing_mm=prediction.model_spacing)
         metadata = {"nifti": derived.source, "napari_sff": info, io.LAYER_SCALE_KEY: io.SFF_LAYER_PERCENT}
         added = _layers.upsert_image(self.viewer, name, data, layer, metadata=metadata, **kwargs)
-        _layers.style_layer(added)
-        if kind != "sff" and hasattr(added, "colorbar"):  # an SFF map may be shown with one of these: no overlap
-            added.colorbar.position = "bottom_right"
+        if not self._adding:  # else the next step: napari builds the colour bar in ~60-120 ms on its own
+            self._style(added, kind)
         return added
+
+    def _style(self, layer: Any, kind: str) -> None:
+        """The layer's colour bar; for a hidden map (|error|, SD, difference) when it is first shown: napari
+        builds a colour bar in 60-120 ms here even for a layer nobody looks at."""
+        if not layer.visible:
+            if id(layer) not in self._style_pending:
+                def on_shown(_event: Any = None, layer: Any = layer, kind: str = kind) -> None:
+                    if layer.visible:
+                        layer.events.visible.disconnect(on_shown)
+                        self._style_pending.pop(id(layer), None)
+                        if not layer.colorbar.visible:  # the comparison grid may have placed it already
+                            self._style(layer, kind)
+
+                self._style_pending[id(layer)] = on_shown
+                layer.events.visible.connect(on_shown)
+            return
+        _layers.style_layer(layer)
+        if kind != "sff" and hasattr(layer, "colorbar"):  # an SFF map may be shown with one of these: no overlap
+            layer.colorbar.position = "bottom_right"
 
     def _badge(self, requested: str, used: str) -> None:
         fallback = requested == "auto" and used == "cpu"
@@ -482,13 +629,15 @@ class PredictWidget(Container):
 
     # ------------------------------------------------------------------------------------- reading view
     def _on_inserted(self, event: Any) -> None:
-        _layers.style_layer(event.value)
+        if not self._adding:  # a run's own layers are styled in the step after their insertion
+            _layers.style_layer(event.value)
 
     def _on_removed(self, event: Any) -> None:
         """A comparison map removed takes its anatomy cell with it; the run's T2w removed ends the comparison."""
         from qtpy.QtCore import QTimer
 
         gone = event.value
+        self._style_pending.pop(id(gone), None)
         if gone is self._source:
             self._source, self._anatomy = None, None
         orphans = [layer for layer in self.viewer.layers
