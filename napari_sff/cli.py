@@ -202,6 +202,15 @@ def info() -> dict:
         result["devices"] = available_devices()
     except ImportError as exc:  # torch missing: say so rather than crash
         result["devices"] = f"unavailable ({exc})"
+    else:  # what predict_volume runs with when no batch size is given (inference.calibrate)
+        import dataclasses
+
+        from napari_sff.inference import cache_dir, cached_calibrations, default_settings
+
+        device = result["devices"][0]
+        result["inference"] = {"device": device, "cache": str(cache_dir()),
+                               "default": dataclasses.asdict(default_settings(device)),
+                               "calibrated": cached_calibrations(device)}
     from napari_sff.models import CheckpointError, default_weights_path, read_metadata
 
     result["weights"] = {}
@@ -225,6 +234,16 @@ def _info(args: argparse.Namespace) -> int:
     for name, version in report["versions"].items():
         print(f"{name:>14}: {version or 'not installed'}")
     print(f"{'devices':>14}: {report['devices']}")
+    if "inference" in report:
+        tuned = report["inference"]
+        for model, entry in tuned["calibrated"].items():
+            memory = "channels-last" if entry.get("channels_last") else "contiguous"
+            print(f"{'calibrated':>14}: {model.split()[0]} on {tuned['device']}: batch {entry.get('batch_size')}, "
+                  f"{memory} (measured {entry.get('measured')}; cache {tuned['cache']})")
+        if not tuned["calibrated"]:
+            default = tuned["default"]
+            print(f"{'calibrated':>14}: not yet on {tuned['device']} (the first predict measures; until then batch "
+                  f"{default['batch_size']}, {'channels-last' if default['channels_last'] else 'contiguous'})")
     for arch, weights in report["weights"].items():
         state = "present" if weights["present"] else "MISSING"
         if weights.get("error"):

@@ -1,4 +1,4 @@
-"""Shared test setup: tiny model configs and weights, one torch thread, no leftover workers."""
+"""Shared test setup: tiny model configs and weights, one torch thread, no calibration, no leftover workers."""
 
 from __future__ import annotations
 
@@ -21,6 +21,24 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_calibration(tmp_path_factory):
+    """Predictions in tests use the device defaults, and nothing is written to the user's cache: calibration
+    (timing settings on first use) would make batch sizes depend on the machine's load. Tests of calibration set
+    their own environment; subprocesses inherit this one."""
+    import os
+
+    saved = {key: os.environ.get(key) for key in ("NAPARI_SFF_CALIBRATE", "NAPARI_SFF_CACHE_DIR")}
+    os.environ["NAPARI_SFF_CALIBRATE"] = "0"
+    os.environ["NAPARI_SFF_CACHE_DIR"] = str(tmp_path_factory.mktemp("user_cache"))
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

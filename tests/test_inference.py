@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -102,3 +104,125 @@ def test_volumes_predicted_together_equal_each_predicted_alone(tiny_weights):
     for (array, spacing), prediction in zip(volumes, together, strict=True):
         alone = predict_volume(array, spacing, "unet", weights=tiny_weights["unet"], device="cpu", batch_size=1)
         np.testing.assert_allclose(prediction.sff, alone.sff, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------ resampling, calibration, settings
+@pytest.fixture(autouse=True)
+def scratch_cache(tmp_path, monkeypatch):
+    """Every test gets its own calibration cache (never the user's) and calibration on first use switched on."""
+    monkeypatch.setenv("NAPARI_SFF_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("NAPARI_SFF_CALIBRATE", raising=False)
+    return tmp_path / "cache"
+
+
+class ConvModel(ScaleModel):
+    """ScaleModel with one real 3x3 convolution (so it has weights whose memory format can change)."""
+
+    def __init__(self):
+        super().__init__()
+        self.spread = torch.nn.Conv2d(1, 2, 3, padding=1, bias=False)
+        self.conv = torch.nn.Conv2d(2, 1, 3, padding=1, bias=False)  # 2 input channels: its format shows
+        with torch.no_grad():
+            self.spread.weight.copy_(torch.arange(18.0).reshape(2, 1, 3, 3) / 36)
+            self.conv.weight.copy_(torch.arange(18.0).reshape(1, 2, 3, 3) / 72)
+
+    def forward(self, x):
+        super().forward(x)
+        return self.conv(self.spread(x))
+
+
+@pytest.mark.parametrize(("shape", "order"), [((23, 17), 1), ((50, 61), 1), ((45, 30), 3), ((20, 40), 0)])
+def test_resample_slices_gives_skimages_numbers(shape, order):
+    from skimage.transform import resize
+
+    stack = np.random.default_rng(2).uniform(0, 500, (3, 37, 41)).astype(np.float32)
+    shrinks = shape[0] < 37 or shape[1] < 41
+    expected = resize(stack, (3, *shape), order=order, anti_aliasing=shrinks, preserve_range=True)
+    got = inference.resample_slices(stack, shape, order)
+    assert got.shape == (3, *shape) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-3)  # float32 GEMM vs float64 splines, values ~500
+    with pytest.raises(ValueError, match="order"):
+        inference.resample_slices(stack, shape, 7)
+
+
+def _fake_timer(seconds_per_call: dict[tuple[int, bool], float], calls: list):
+    def timer(candidate, run):
+        calls.append(candidate)
+        run()  # the candidate really runs (in its memory format): it must not fail
+        return seconds_per_call[candidate.batch_size, candidate.channels_last]
+    return timer
+
+
+def test_calibration_picks_the_fastest_per_slice_and_caches_it(scratch_cache):
+    model, cpu = ConvModel(), torch.device("cpu")
+    # Per call; per slice that is 1.0, 0.45, 0.30, 0.32 contiguous and 0.9, 0.5, 0.28, 0.40 channels-last.
+    per_call = {(1, False): 1.0, (2, False): 0.9, (4, False): 1.2, (8, False): 2.56,
+                (1, True): 0.9, (2, True): 1.0, (4, True): 1.12, (8, True): 3.2}
+    calls: list = []
+    winner, table = inference.calibrate(model, cpu, shape=(16, 16), timer=_fake_timer(per_call, calls))
+    assert (winner.batch_size, winner.channels_last) == (4, True)
+    assert table["batch4/channels_last"] == pytest.approx(280.0) and len(table) == len(calls) == 8
+    assert model.conv.weight.is_contiguous()  # a caller's model is restored
+    assert not model.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    cached = inference.read_calibration(model, cpu)
+    assert (cached.batch_size, cached.channels_last, cached.source) == (4, True, "calibrated")
+    # The cache round trip: run_settings reads it, and no second calibration runs.
+    assert inference.run_settings(model, cpu) == cached and len(calls) == 8
+    model.batches.clear()
+    inference.predict_slices(model, np.ones((9, 8, 8), np.float32), device=cpu)
+    assert model.batches == [4, 4, 1]
+    mode = (scratch_cache / inference.CALIBRATION_FILE).stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask
+
+
+def test_ties_go_to_the_smaller_batch_and_an_empty_table_is_refused():
+    small, large = inference.RunSettings(1, False), inference.RunSettings(8, True)
+    assert inference.choose_settings({large: 0.100, small: 0.101}) == small  # within 2 %: the smaller batch
+    assert inference.choose_settings({large: 0.090, small: 0.101}) == large
+    with pytest.raises(ValueError, match="no calibration"):
+        inference.choose_settings({})
+
+
+def test_an_explicit_batch_size_always_wins(scratch_cache):
+    model, cpu = ConvModel(), torch.device("cpu")
+    calls: list = []
+    inference.calibrate(model, cpu, shape=(8, 8), candidates=[inference.RunSettings(4, True)],
+                        timer=_fake_timer({(4, True): 1.0}, calls))
+    inference.predict_slices(model, np.ones((5, 8, 8), np.float32), device=cpu, batch_size=2)
+    assert model.batches[-3:] == [2, 2, 1]
+    chosen = inference.run_settings(model, cpu, 3)
+    assert (chosen.batch_size, chosen.channels_last, chosen.source) == (3, True, "caller")
+    model.batches.clear()
+    volume = np.ones((5, 8, 8), np.float32)
+    inference.predict_volume(volume, (3, 1, 1), model=model, device="cpu", batch_size=5)
+    assert model.batches == [5] and len(calls) == 1  # and no calibration ran for it
+
+
+def test_no_cache_means_one_calibration_then_none(scratch_cache, monkeypatch):
+    model, cpu = ConvModel(), torch.device("cpu")
+    calls: list = []
+    monkeypatch.setattr(inference, "_time_once", _fake_timer({(b, cl): b * (1.0 if b == 2 else 2.0)
+                                                              for b in (1, 2, 4, 8) for cl in (False, True)}, calls))
+    inference.predict_volume(np.ones((4, 8, 8), np.float32), (3, 1, 1), model=model, device="cpu")
+    assert len(calls) >= 8 and model.batches[-2:] == [2, 2]  # batch 2 was "fastest" per slice
+    inference.predict_volume(np.ones((4, 8, 8), np.float32), (3, 1, 1), model=model, device="cpu")
+    assert len(calls) == len(inference.calibration_candidates(cpu))  # cached: not timed again
+    (scratch_cache / inference.CALIBRATION_FILE).write_text("{not json")
+    assert inference.read_calibration(model, cpu) is None  # a broken cache is ignored, not fatal
+    monkeypatch.setenv("NAPARI_SFF_CALIBRATE", "0")
+    assert inference.run_settings(model, cpu) == inference.default_settings(cpu)
+
+
+def test_channels_last_gives_the_same_numbers_and_leaves_a_callers_model_as_it_was():
+    model, cpu = ConvModel(), torch.device("cpu")
+    slices = np.random.default_rng(5).uniform(0, 100, (3, 12, 10)).astype(np.float32)
+    plain, _ = inference.predict_slices(model, slices, device=cpu, settings=inference.RunSettings(2, False))
+    inference.predict_slices(model, slices, device=cpu, settings=inference.RunSettings(2, True))
+    assert model.conv.weight.is_contiguous()  # a caller's model (training's, say) is never converted
+    model._napari_sff_owned = True  # as load_model marks its own: converted, and kept so
+    fast, _ = inference.predict_slices(model, slices, device=cpu, settings=inference.RunSettings(2, True))
+    assert model.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not model.conv.weight.is_contiguous()
+    np.testing.assert_allclose(fast, plain, atol=1e-6)
