@@ -377,6 +377,34 @@ def test_preprocess_and_package_do_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_unet_only_use_never_imports_monai_and_the_ddpm_still_builds(tmp_path):
+    # A fresh interpreter: this one imported MONAI already (the module's own imports above).
+    code = f"""
+import sys
+import napari_sff.models as models
+from napari_sff.models import build_model, load_checkpoint, save_checkpoint
+unet = build_model("unet", {{"base_channels": 4, "depth": 2}})
+path = save_checkpoint(unet, {str(tmp_path / "unet.safetensors")!r})
+assert load_checkpoint(path, expected_arch="unet")[0].arch == "unet"
+assert sorted(models.ARCHITECTURES) == ["ddpm", "unet"] and "ddpm" in models.ARCHITECTURES
+assert "monai" not in sys.modules, "a U-Net-only run imported MONAI"
+ddpm = build_model("ddpm", {TINY_DDPM!r})
+assert "monai" in sys.modules
+from napari_sff.models import ConditionalDDPM, DDPMConfig, ddim_sample_loop
+from napari_sff.models.ddpm import ConditionalDDPM as defined
+assert type(ddpm) is ConditionalDDPM is defined and models.ARCHITECTURES["ddpm"] == (ConditionalDDPM, DDPMConfig)
+assert callable(ddim_sample_loop) and "ConditionalDDPM" in dir(models)
+try:
+    models.NoSuchName
+except AttributeError as exc:
+    assert "NoSuchName" in str(exc)
+else:
+    raise AssertionError("an unknown attribute was not refused")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_math_constant_sanity():
     # alpha_cumprod at T-1 is ~4e-5 for the default linear schedule: x_{T-1} is pure noise (see DDPMConfig).
     ac = ConditionalDDPM(DDPMConfig(**TINY_DDPM)).scheduler.alphas_cumprod

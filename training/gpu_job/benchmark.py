@@ -1,0 +1,217 @@
+"""The speed benchmark: ms per slice of the U-Net and the DDPM in every GPU variant (fp16/bf16 weights, eager,
+CUDA graphs, torch.compile) that fits the budget, against the targets.
+
+Timing is benchmarks/_common.py's ``time_call`` (median, CUDA synchronised), the one the benchmarks use, so the
+job's numbers and theirs are measured the same way. A variant that fails (no CUDA for a graph, a compiler error)
+becomes a row with its error; the others still run.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .profiles import PROFILES, TARGETS_MS_PER_SLICE
+from .report import log
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@functools.cache
+def _bench_common():
+    """benchmarks/_common.py, loaded from its file (benchmarks/ is no package)."""
+    spec = importlib.util.spec_from_file_location("napari_sff_bench_common", ROOT / "benchmarks" / "_common.py")
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    return common
+
+
+def time_call(function: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """The benchmarks' median timing (CUDA synchronised): benchmarks/_common.py's time_call."""
+    return _bench_common().time_call(function, repeats, warmup)
+
+
+def _forward_flops(model, example) -> float:
+    """Floating-point operations of one forward pass (torch's FLOP counter: convolutions and matmuls)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        model(*example)
+    return float(counter.get_total_flops())
+
+
+def _benchmark_rows(name: str, variants: dict[str, Callable[[], Callable[[], object]]], per_call: int,
+                    repeats: int, deadline: float, started: float) -> list[dict]:
+    """Time each variant (a builder returning the call to time) while the budget lasts; errors become rows."""
+    rows = []
+    for label, build in variants.items():
+        if time.time() > deadline:
+            rows.append({"variant": label, "error": "skipped: the benchmark budget was spent"})
+            continue
+        try:
+            call = build()
+            seconds = time_call(call, repeats, warmup=2)
+            rows.append({"variant": label, "ms_per_slice": 1000 * seconds / per_call})
+            log(started, f"benchmark {name} {label}: {rows[-1]['ms_per_slice']:.4f} ms/slice")
+        except Exception as exc:
+            rows.append({"variant": label, "error": f"{type(exc).__name__}: {exc}"[:500]})
+    return rows
+
+
+def _cuda_graph(function: Callable[[], object]) -> Callable[[], object]:
+    """``function`` (static inputs inside) captured once as a CUDA graph; the returned call replays it."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("CUDA graphs need a CUDA device")
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):  # warm-up on a side stream, as capture requires
+            function()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        function()
+    return graph.replay
+
+
+def phase_benchmark(ctx: dict, plan: dict) -> dict:
+    """ms per slice of both networks in every variant that fits the budget; the targets and the best kept."""
+    import copy
+
+    import numpy as np
+    import torch
+
+    from napari_sff.inference import predict_slices, resolve_device
+    from napari_sff.models import build_model, ddim_sample_loop, load_checkpoint
+
+    device = resolve_device(ctx["device"])
+    deadline = time.time() + plan["budget_s"] - 5
+    size, repeats = plan["size"], plan["repeats"]
+    backend = plan["compile_backend"]
+    compile_options = {"mode": "reduce-overhead"} if backend == "inductor" else {}
+
+    def trained_or_default(arch: str, default_config: dict):
+        weights = Path(ctx["out"]) / f"{arch}.safetensors"
+        if weights.exists():
+            return load_checkpoint(weights, expected_arch=arch, device=str(device))[0].eval(), weights.name
+        return build_model(arch, default_config).to(device).eval(), "untrained, " + json.dumps(default_config)
+
+    result: dict = {"device": str(device), "size": size, "targets_ms_per_slice": TARGETS_MS_PER_SLICE,
+                    "compile": {"backend": backend, **compile_options}}
+    unet, result["unet_weights"] = trained_or_default("unet", PROFILES[ctx["profile"]]["unet"]["model_config"])
+    x1 = torch.rand(max(plan["batches"]), 1, size, size, device=device)
+    flops = _forward_flops(unet, (x1[:1],))
+    result["unet_gflop_per_slice"] = flops / 1e9
+    raw = np.random.default_rng(0).uniform(0, 1000, (max(plan["batches"]), size, size)).astype(np.float32)
+    rows = []
+    for batch in plan["batches"]:
+        variants: dict[str, Callable] = {
+            "predict_slices (numpy in/out, fp16 autocast on CUDA)":
+                lambda b=batch: (lambda: predict_slices(unet, raw[:b], device=device, batch_size=b))}
+        for dtype_name in plan["dtypes"]:
+            dtype = getattr(torch, dtype_name)
+            half = copy.deepcopy(unet).to(dtype=dtype, memory_format=torch.channels_last)
+            x = x1[:batch].to(dtype=dtype).contiguous(memory_format=torch.channels_last)
+
+            def eager(model=half, x=x):
+                return lambda: _no_grad(model, x)
+
+            def graphed(model=half, x=x):
+                return _cuda_graph(lambda: _no_grad(model, x))
+
+            def compiled(model=half, x=x):
+                fast = torch.compile(model, backend=backend, **compile_options)
+                return lambda: _no_grad(fast, x)
+
+            variants.update({f"{dtype_name} eager": eager, f"{dtype_name} CUDA graph": graphed,
+                             f"{dtype_name} torch.compile": compiled})
+        for row in _benchmark_rows(f"unet batch {batch}", variants, batch, repeats, deadline, ctx["started"]):
+            rows.append({"batch": batch, **row})
+    result["unet"] = rows
+
+    ddpm, result["ddpm_weights"] = trained_or_default("ddpm", PROFILES[ctx["profile"]]["ddpm"]["model_config"])
+    batch, steps = plan["ddpm_batch"], plan["ddim_steps"]
+    cond = torch.rand(batch, 1, size, size, device=device)
+    timestep = torch.full((batch,), 999, dtype=torch.long, device=device)
+    result["ddpm_network_gflop_per_slice_step"] = _forward_flops(
+        ddpm.network, (torch.cat([cond[:1], cond[:1]], dim=1), timestep[:1])) / 1e9
+    ac = ddpm.scheduler.alphas_cumprod
+    variants = {}
+    for dtype_name in plan["dtypes"]:
+        dtype = getattr(torch, dtype_name)
+
+        def autocast_sample(dtype=dtype):
+            generator = torch.Generator(device=device).manual_seed(0)
+
+            def call():
+                with torch.autocast(device.type, dtype=dtype):
+                    return ddpm.sample(cond, steps=steps, generator=generator)
+            return call
+
+        def network_loop(dtype=dtype, graph: bool = False, compiled: bool = False):
+            network = copy.deepcopy(ddpm.network).to(dtype=dtype, memory_format=torch.channels_last)
+            if compiled:
+                network = torch.compile(network, backend=backend, **compile_options)
+            x_in = torch.zeros(batch, 2, size, size, device=device, dtype=dtype)
+            x_in[:, 1:] = cond.to(dtype)
+            t_in = timestep.clone()
+            out = {}
+
+            def forward():
+                with torch.inference_mode():
+                    out["v"] = network(x_in, t_in)
+
+            run = _cuda_graph(forward) if graph else forward
+
+            def denoise(x, t):
+                x_in[:, :1].copy_(x)
+                t_in.fill_(t)
+                run()
+                return out["v"].float()
+
+            def call():
+                noise = torch.randn(batch, 1, size, size, device=device)
+                return ddim_sample_loop(denoise, noise, ac, steps=steps, prediction_type=ddpm.config.prediction_type)
+            return call
+
+        variants.update({f"{dtype_name} autocast (ConditionalDDPM.sample)": autocast_sample,
+                         f"{dtype_name} weights, eager": lambda d=dtype: network_loop(d),
+                         f"{dtype_name} weights, CUDA graph per step": lambda d=dtype: network_loop(d, graph=True),
+                         f"{dtype_name} weights, torch.compile": lambda d=dtype: network_loop(d, compiled=True)})
+    result["ddpm"] = [{"batch": batch, "ddim_steps": steps, **row} for row in
+                      _benchmark_rows(f"ddpm batch {batch}, {steps} steps", variants, batch, max(1, repeats // 2),
+                                      deadline, ctx["started"])]
+    result["best"] = _best(result)
+    return result
+
+
+
+def _no_grad(model, x):
+    import torch
+
+    with torch.inference_mode():
+        return model(x)
+
+
+def _best(result: dict) -> dict:
+    """The fastest batched variant of each network, against its target."""
+    best = {}
+    largest = max((row["batch"] for row in result["unet"]), default=1)
+    for key, rows, target in (("unet", [r for r in result["unet"] if r["batch"] == largest], "unet"),
+                              ("ddpm", result["ddpm"], "ddpm_50_steps")):
+        timed = [row for row in rows if "ms_per_slice" in row]
+        if timed:
+            fastest = min(timed, key=lambda row: row["ms_per_slice"])
+            comparable = result["size"] == 256 and result["device"].startswith("cuda")  # what the targets are for
+            best[key] = {**fastest, "target_ms_per_slice": TARGETS_MS_PER_SLICE[target],
+                         "meets_target": fastest["ms_per_slice"] <= TARGETS_MS_PER_SLICE[target] if comparable
+                         else None}
+    return best

@@ -1,0 +1,35 @@
+"""The command line, ``python -m training.gpu_job --out DIR [...]``: options onto ``run_job`` (training/GPU.md has
+the exact device call)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from . import __doc__ as _overview
+from .profiles import PHASES
+from .runner import run_job
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the options, run the job; exit status 1 only when no phase succeeded (the report says which failed)."""
+    parser = argparse.ArgumentParser(prog="python -m training.gpu_job", description=_overview,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, help="folder for the few files to bring back")
+    parser.add_argument("--work", help="folder for cases, cache and runs (default: a new temporary folder)")
+    parser.add_argument("--dry-run", action="store_true", help="every phase with tiny settings on the CPU")
+    parser.add_argument("--domain", help="simulator domain (e.g. randomized), if the installed simulator has one")
+    parser.add_argument("--total-s", type=float, help="seconds for the whole job (default: the profile's)")
+    parser.add_argument("--phases", type=lambda s: [v for v in s.split(",") if v], default=list(PHASES),
+                        help=f"comma-separated subset of {', '.join(PHASES)}")
+    parser.add_argument("--start-method", choices=("spawn", "fork", "forkserver"),
+                        help="how phase processes start (default: spawn on the GPU, fork for the dry run)")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.phases if name not in PHASES]
+    if unknown:
+        parser.error(f"unknown phase(s) {', '.join(unknown)}; choose from {', '.join(PHASES)}")
+    report = run_job(args.out, work=args.work, dry_run=args.dry_run, domain=args.domain, total_s=args.total_s,
+                     phases=args.phases, start_method=args.start_method)
+    failed = [name for name, result in report["phases"].items() if result["status"] != "ok"]
+    return 1 if len(failed) == len(report["phases"]) else 0
+

@@ -1,0 +1,250 @@
+"""The job's phases, each a function ``(ctx, plan) -> result dict`` run in a process of its own by the runner:
+versions and the GEMM peak, simulated cases, the slice cache, U-Net and DDPM training, scoring on the test split
+and the fair-DDPM ablation (the speed benchmark has a module of its own). Heavy imports stay inside the functions,
+so a phase process imports only what its phase needs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .benchmark import phase_benchmark, time_call
+from .report import log
+
+
+def phase_environment(ctx: dict, plan: dict) -> dict:
+    """Versions, the device and its measured matrix-multiply peak (what the speed results are a fraction of)."""
+    import torch
+
+    from napari_sff.inference import resolve_device
+
+    try:
+        from training.train import REQUIRED
+    except ImportError:  # the report then names what is missing, from this list
+        REQUIRED = ("torch", "numpy", "scipy", "nibabel", "monai", "einops", "safetensors", "tqdm")  # noqa: N806
+    device = resolve_device(ctx["device"])
+    result = {"python": sys.version.split()[0], "torch": torch.__version__, "device": str(device),
+              "machine": platform.platform(), "cpu_count": os.cpu_count(),
+              "packages": {name: _version(name) for name in (*REQUIRED, "skimage", "pydicom", "highdicom")},
+              "missing": [name for name in REQUIRED if importlib.util.find_spec(name) is None]}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        result.update({"gpu": props.name, "capability": list(torch.cuda.get_device_capability(device)),
+                       "gpu_memory_gib": round(props.total_memory / 2**30, 1),
+                       "multiprocessors": props.multi_processor_count, "cuda": torch.version.cuda,
+                       "cudnn": torch.backends.cudnn.version(), "bf16": torch.cuda.is_bf16_supported()})
+    n = plan["gemm_size"]
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    seconds = time_call(lambda: a @ b, repeats=10 if device.type == "cuda" else 3, warmup=3)
+    result["gemm"] = {"size": n, "dtype": str(dtype).removeprefix("torch."), "tflops": 2 * n**3 / seconds / 1e12}
+    return result
+
+
+def _version(name: str) -> str | None:
+    try:
+        return importlib.import_module(name).__version__
+    except Exception:
+        return None
+
+
+def _simulate_chunk(out_dir: str, chunk: int, count: int, seed: int, size: int, slices: int,
+                    domain: str | None) -> list[str]:
+    """Worker: ``count`` cases of one seed block written as uncompressed NIfTI (faster to write and read)."""
+    import numpy as np
+
+    from napari_sff import io
+    from napari_sff.sample_data import case_volumes
+    from napari_sff.simulate import simulate_cases
+
+    extra = {"domain": domain} if domain else {}
+    block_seed = int(np.random.SeedSequence([seed, chunk]).generate_state(1)[0])
+    names = []
+    for k, case in enumerate(simulate_cases(count, seed=block_seed, size=size, n_slices=slices, **extra)):
+        name = f"b{chunk:04d}c{k}_{case.params.get('anatomy', 'case')}"
+        for suffix, volume in case_volumes(case).items():
+            io.write_nifti(volume, Path(out_dir) / f"{name}_{suffix}.nii", overwrite=True)
+        names.append(name)
+    return names
+
+
+def domain_support(domain: str | None) -> tuple[str | None, str | None]:
+    """(domain to pass, note): the domain only when the installed ``simulate_cases`` takes one."""
+    from napari_sff.simulate import simulate_cases
+
+    if not domain:
+        return None, None
+    if "domain" not in inspect.signature(simulate_cases).parameters:
+        return None, f"domain {domain!r} ignored: this napari_sff.simulate.simulate_cases has no domain option"
+    return domain, None
+
+
+def phase_simulate(ctx: dict, plan: dict) -> dict:
+    """Simulated paired cases on every core, block by block, until the case count or the budget is reached."""
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    data = Path(ctx["work"]) / "data"
+    if data.exists():
+        shutil.rmtree(data)
+    data.mkdir(parents=True)
+    domain, note = domain_support(ctx.get("domain"))
+    block = 4 if domain == "randomized" else 3  # one shuffled block of anatomies per task keeps them balanced
+    chunks = [(c, min(block, plan["cases"] - c * block)) for c in range((plan["cases"] + block - 1) // block)]
+    deadline = time.time() + plan["budget_s"] - 5  # stop handing out blocks; running ones finish (seconds)
+    args = (plan["seed"], plan["size"], plan["slices"], domain)
+    names: list[str] = []
+    workers = plan.get("workers") or os.cpu_count() or 1
+    started = time.perf_counter()
+    if workers == 1:
+        for chunk, count in chunks:
+            if time.time() > deadline:
+                break
+            names += _simulate_chunk(str(data), chunk, count, *args)
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            pending = {pool.submit(_simulate_chunk, str(data), chunk, count, *args) for chunk, count in chunks}
+            while pending:
+                done, pending = wait(pending, timeout=max(0.1, deadline - time.time()), return_when=FIRST_COMPLETED)
+                for future in done:
+                    names += future.result()
+                if time.time() > deadline:
+                    for future in pending:
+                        future.cancel()
+                    names += [name for future in pending if not future.cancelled() for name in future.result()]
+                    break
+    seconds = time.perf_counter() - started
+    if not names:
+        raise RuntimeError(f"no case finished within {plan['budget_s']} s; raise the simulate budget")
+    return {"cases": len(names), "asked": plan["cases"], "size": plan["size"], "slices_per_case": plan["slices"],
+            "domain": domain or "default", "domain_note": note, "seconds": seconds, "workers": workers,
+            "cases_per_s": len(names) / seconds, "folder": str(data)}
+
+
+def phase_cache(ctx: dict, plan: dict) -> dict:
+    """The slice cache every later phase trains and scores on."""
+    from training.data import CACHE_INFO, build_slice_cache
+
+    cache = Path(ctx["work"]) / "cache"
+    if cache.exists():
+        shutil.rmtree(cache)
+    started = time.perf_counter()
+    build_slice_cache(Path(ctx["work"]) / "data", cache, size=plan["size"], seed=0,
+                      workers=plan.get("workers") or os.cpu_count() or 1)
+    info = json.loads((cache / CACHE_INFO).read_text())
+    return {"seconds": time.perf_counter() - started, "size": plan["size"], "refused": len(info["refused"]),
+            "splits": {name: {"cases": len(split["cases"]), "slices": split["slices"]}
+                       for name, split in info["splits"].items()}}
+
+
+def _train_phase(arch: str, ctx: dict, plan: dict) -> dict:
+    """Train ``arch`` for ``train_s`` seconds of steps; a failure with torch.compile is retried without it."""
+    import csv
+    from dataclasses import replace
+
+    from training.train import TrainConfig, train
+
+    runs = Path(ctx["work"]) / "runs"
+    deadline = time.time() + plan["budget_s"]
+    settings = {**TrainConfig.defaults_for(arch), **plan["train"], "device": ctx["device"]}
+    config = TrainConfig(model=arch, data=str(Path(ctx["work"]) / "cache"), out=str(runs / arch),
+                         model_config=plan["model_config"], time_budget_s=plan["train_s"], **settings)
+    if Path(config.out).exists():
+        shutil.rmtree(config.out)
+    result: dict = {}
+    try:
+        best = train(config)
+    except Exception as exc:
+        if not config.compile:
+            raise
+        overhead = plan["budget_s"] - plan["train_s"]
+        left = deadline - time.time() - overhead
+        result["compile_error"] = f"{type(exc).__name__}: {exc}"[:2000]
+        log(ctx["started"], f"{arch}: training with torch.compile failed ({result['compile_error'][:200]}); "
+                            f"{max(0.0, left):.0f} s left for eager training")
+        if left < 5:
+            raise
+        config = replace(config, compile=False, out=config.out + "_eager", time_budget_s=left)
+        best = train(config)
+    run = Path(config.out)
+    from training.ddpm_ablation import run_summary
+
+    summary = run_summary(run)
+    weights = Path(ctx["out"]) / f"{arch}.safetensors"
+    shutil.copyfile(run / "last.safetensors", weights)
+    with (run / "metrics.csv").open() as stream:
+        log_rows = list(csv.DictReader(stream))
+    slices = (summary["steps"] or 0) * config.batch_size
+    return {**result, "weights": weights.name, "best_validation": best, "steps": summary["steps"],
+            "train_step_seconds": summary["train_step_seconds"], "stopped_by": summary["stopped_by"],
+            "slices_per_s": slices / max(1e-9, summary["train_step_seconds"] or 0.0),
+            "training": {k: v for k, v in vars(config).items() if k not in ("data", "out")},
+            "metrics": log_rows}
+
+
+def phase_unet(ctx: dict, plan: dict) -> dict:
+    return _train_phase("unet", ctx, plan)
+
+
+def phase_ddpm(ctx: dict, plan: dict) -> dict:
+    return _train_phase("ddpm", ctx, plan)
+
+
+def phase_evaluate(ctx: dict, plan: dict) -> dict:
+    """Identity, U-Net and DDPM on the test split, with ``training.evaluate``'s scoring."""
+    from napari_sff.inference import resolve_device
+    from training.evaluate import identity_prediction, load_split, run_model, score
+
+    device = resolve_device(ctx["device"])
+    raw, truth = load_split(str(Path(ctx["work"]) / "cache"), "test", plan["max_images"])
+    rows = {"identity": {**score(identity_prediction(raw), truth, raw)[0], "ms_per_image": 0.0}}
+    for arch in ("unet", "ddpm"):
+        weights = Path(ctx["out"]) / f"{arch}.safetensors"
+        if not weights.exists():
+            rows[arch] = {"error": f"no {weights.name}: its training phase failed"}
+            continue
+        count = plan["ddpm_max_images"] if arch == "ddpm" else None
+        predicted, ms = run_model(arch, str(weights), raw[:count], device=device, batch_size=plan["batch_size"],
+                                  ddim_steps=plan["ddim_steps"])
+        rows[arch] = {**score(predicted, truth[:count], raw[:count])[0], "ms_per_image": ms}
+        if arch == "ddpm":
+            rows[arch]["ddim_steps"] = plan["ddim_steps"]
+    return {"split": "test", "images": int(len(raw)), "batch_size": plan["batch_size"], "models": rows}
+
+
+def phase_ablation(ctx: dict, plan: dict) -> dict:
+    """training.ddpm_ablation with the seconds left split equally between as many configurations as fit."""
+    from training.ddpm_ablation import run_ablation
+
+    left = plan["budget_s"]
+    configs = list(plan["configs"])
+    while configs and (left / len(configs) - plan["overhead_s"]) < plan["min_config_s"]:
+        configs.pop()
+    if not configs:
+        raise RuntimeError(f"only {left:.0f} s left: not enough for one configuration")
+    budget = min(plan.get("max_config_s", float("inf")), left / len(configs) - plan["overhead_s"])
+    out = Path(ctx["work"]) / "ablation"
+    if out.exists():
+        shutil.rmtree(out)
+    report = run_ablation(str(Path(ctx["work"]) / "cache"), out, budget, configs, split="val",
+                          max_images=plan["max_images"], ddim_steps=plan["ddim_steps"],
+                          batch_size=plan["batch_size"], device=ctx["device"],
+                          train={k: v for k, v in plan["train"].items() if k != "device"},
+                          ddpm_config=plan["ddpm_config"], unet_config=plan["unet_config"],
+                          log=lambda message: log(ctx["started"], message))
+    shutil.copyfile(out / "ablation.md", Path(ctx["out"]) / "ablation.md")
+    return report
+
+
+PHASE_FUNCTIONS: dict[str, Callable[[dict, dict], dict]] = {
+    "environment": phase_environment, "simulate": phase_simulate, "cache": phase_cache, "unet": phase_unet,
+    "ddpm": phase_ddpm, "evaluate": phase_evaluate, "benchmark": phase_benchmark, "ablation": phase_ablation}

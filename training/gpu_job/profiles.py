@@ -1,0 +1,65 @@
+"""What the job does and for how long: the phase order, the speed targets and every budget and setting per profile.
+
+Kept apart from the code so that a budget can be read and changed in one place (training/GPU.md points here): the
+``gpu`` profile is the real ~9-minute job on one H100/H200, ``dry`` the same phases, tiny, on the CPU.
+"""
+
+from __future__ import annotations
+
+import os
+
+PHASES = ("environment", "simulate", "cache", "unet", "ddpm", "evaluate", "benchmark", "ablation")
+#: What the issue asks of one H100/H200 (ms per 256² slice, batched).
+TARGETS_MS_PER_SLICE = {"unet": 0.25, "ddpm_50_steps": 25.0}
+
+_GPU_TRAIN = {"amp": True, "channels_last": True, "workers": max(1, min(14, (os.cpu_count() or 2) - 2)),
+              "weights_dtype": "float16", "ema_warmup": True, "epochs": 1_000_000, "crop": None}
+_DDPM_ARCH = {"channels": [32, 64, 128, 128], "attention_levels": [False, False, False, True],
+              "num_head_channels": 32, "norm_num_groups": 32}
+_TINY_TRAIN = {"amp": False, "workers": 0, "batch_size": 2, "crop": 16, "cache_size": 32, "steps_per_epoch": 25,
+               "epochs": 1_000_000, "val_slices": 2, "val_ddim_steps": 2, "weights_dtype": "float16",
+               "ema_warmup": True, "device": "cpu"}
+_TINY_UNET = {"base_channels": 4, "depth": 3}
+_TINY_DDPM = {"channels": [8, 8, 8, 8], "attention_levels": [False, False, False, True], "num_head_channels": 8,
+              "norm_num_groups": 4}
+
+#: Seconds per phase (the process is killed at its budget plus ``grace_s``); training phases stop their steps
+#: at ``train_s`` and use the rest for start-up, the final validation and checkpoints.
+PROFILES: dict[str, dict] = {
+    "gpu": {
+        "total_s": 530, "grace_s": 10, "start_method": "spawn", "device": "auto",
+        "environment": {"budget_s": 20, "gemm_size": 8192},
+        "simulate": {"budget_s": 45, "cases": 192, "size": 256, "slices": 24, "seed": 2026},
+        "cache": {"budget_s": 50, "size": 256},
+        "unet": {"budget_s": 100, "train_s": 75, "model_config": {"base_channels": 16, "depth": 4},
+                 "train": {**_GPU_TRAIN, "batch_size": 64, "lr": 2e-3, "steps_per_epoch": 300, "val_slices": 64,
+                           "compile": True}},
+        "ddpm": {"budget_s": 135, "train_s": 105, "model_config": _DDPM_ARCH,
+                 "train": {**_GPU_TRAIN, "batch_size": 64, "lr": 3e-4, "ema": 0.999, "steps_per_epoch": 300,
+                           "val_slices": 32, "val_ddim_steps": 10}},
+        "evaluate": {"budget_s": 40, "max_images": 256, "ddpm_max_images": 64, "ddim_steps": 50, "batch_size": 64},
+        "benchmark": {"budget_s": 70, "size": 256, "batches": [1, 64], "ddpm_batch": 64, "ddim_steps": 50,
+                      "dtypes": ["float16", "bfloat16"], "repeats": 5, "compile_backend": "inductor"},
+        "ablation": {"min_config_s": 15, "overhead_s": 12, "configs": ["v-linear", "eps-linear", "v-cosine",
+                                                                       "eps-cosine", "unet"],
+                     "max_images": 32, "ddim_steps": 50, "batch_size": 32,
+                     "train": {**_GPU_TRAIN, "batch_size": 64, "steps_per_epoch": 200, "val_slices": 8,
+                               "val_ddim_steps": 5}, "ddpm_config": _DDPM_ARCH,
+                     "unet_config": {"base_channels": 16, "depth": 4}},
+    },
+    "dry": {
+        "total_s": 120, "grace_s": 30, "start_method": "fork", "device": "cpu",
+        "environment": {"budget_s": 20, "gemm_size": 256},
+        "simulate": {"budget_s": 20, "cases": 6, "size": 32, "slices": 3, "seed": 1, "workers": 1},
+        "cache": {"budget_s": 20, "size": 32, "workers": 1},
+        "unet": {"budget_s": 20, "train_s": 1.0, "model_config": _TINY_UNET,
+                 "train": {**_TINY_TRAIN, "compile": True, "compile_backend": "eager"}},
+        "ddpm": {"budget_s": 20, "train_s": 1.0, "model_config": _TINY_DDPM, "train": _TINY_TRAIN},
+        "evaluate": {"budget_s": 20, "max_images": 4, "ddpm_max_images": 2, "ddim_steps": 2, "batch_size": 2},
+        "benchmark": {"budget_s": 30, "size": 16, "batches": [1, 4], "ddpm_batch": 2, "ddim_steps": 2,
+                      "dtypes": ["float16"], "repeats": 1, "compile_backend": "eager"},
+        "ablation": {"min_config_s": 0.5, "overhead_s": 4, "configs": ["v-linear", "eps-linear"], "max_images": 2,
+                     "ddim_steps": 2, "batch_size": 2, "train": {**_TINY_TRAIN, "steps_per_epoch": 2},
+                     "ddpm_config": _TINY_DDPM, "unet_config": _TINY_UNET, "max_config_s": 1.0},
+    },
+}

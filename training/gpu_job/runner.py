@@ -1,0 +1,108 @@
+"""The phase runner: every phase in a process of its own, killed at its budget (plus grace), its result or its
+error (traceback, exit code, "killed") captured into the report, which is rewritten after each phase so that a
+job cut short still brings back what it did. Each process starting clean also gives each phase clean CUDA memory.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from .phases import PHASE_FUNCTIONS
+from .profiles import PHASES, PROFILES
+from .report import finite, log, markdown
+
+
+def _phase_process(name: str, ctx: dict, plan: dict, result_path: str) -> None:
+    """Child process: run one phase and leave its result (or its error) as JSON at ``result_path``."""
+    os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would flood the log the device tool returns
+    if ctx["device"] == "cpu":
+        import torch
+
+        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    started = time.perf_counter()
+    try:
+        result = {"status": "ok", **PHASE_FUNCTIONS[name](ctx, plan)}
+    except Exception as exc:
+        result = {"status": "error", "error": f"{type(exc).__name__}: {exc}"[:4000],
+                  "traceback": traceback.format_exc()[-4000:]}
+    result["seconds"] = round(time.perf_counter() - started, 2)
+    from napari_sff.io import atomic_write_text
+
+    atomic_write_text(result_path, json.dumps(finite(result), indent=1))
+
+
+def run_job(out: str | Path, *, work: str | Path | None = None, dry_run: bool = False, domain: str | None = None,
+            total_s: float | None = None, phases: Sequence[str] = PHASES, start_method: str | None = None) -> dict:
+    """Run every phase in its own process, each stopped at its budget; returns (and writes) the report."""
+    from napari_sff.io import atomic_write_text
+
+    os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would flood the log the device tool returns
+    profile_name = "dry" if dry_run else "gpu"
+    profile = PROFILES[profile_name]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(work) if work else Path(tempfile.mkdtemp(prefix="napari-sff-gpu-job-"))
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    total = float(total_s or profile["total_s"])
+    deadline = started + total
+    ctx = {"out": str(out.resolve()), "work": str(work.resolve()), "started": started, "profile": profile_name,
+           "device": profile["device"], "domain": domain}
+    method = start_method or profile["start_method"]
+    context = multiprocessing.get_context(method)
+    if method == "fork":  # children inherit the imports instead of repeating them (CUDA is never touched here)
+        import napari_sff.models  # noqa: F401
+        import training.evaluate  # noqa: F401
+        import training.train  # noqa: F401
+    report: dict = {"command": " ".join(sys.argv), "profile": profile_name, "total_s": total, "work": str(work),
+                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)), "phases": {}}
+    log(started, f"gpu_job ({profile_name}): out {out}, work {work}, {total:.0f} s in all")
+    for name in phases:
+        left = deadline - time.time()
+        plan = dict(profile[name])
+        if name == "ablation":
+            plan["budget_s"] = left - profile["grace_s"]
+        budget = min(float(plan.get("budget_s", left)), left)
+        if budget < 3:
+            report["phases"][name] = {"status": "skipped", "error": f"skipped: {max(0.0, left):.0f} s left"}
+            log(started, f"{name}: skipped, {max(0.0, left):.0f} s left")
+            continue
+        plan["budget_s"] = budget
+        if "train_s" in plan:  # a shortened phase shortens its training by as much
+            plan["train_s"] = max(0.5, min(plan["train_s"], budget - (profile[name]["budget_s"] - plan["train_s"])))
+        log(started, f"{name}: starting, budget {budget:.0f} s")
+        result_path = work / f"phase_{name}.json"
+        result_path.unlink(missing_ok=True)
+        process = context.Process(target=_phase_process, args=(name, ctx, plan, str(result_path)), name=name)
+        phase_started = time.perf_counter()
+        process.start()
+        process.join(budget + profile["grace_s"])
+        if process.is_alive():
+            process.kill()
+            process.join(10)
+            result = {"status": "killed", "error": f"killed after {time.perf_counter() - phase_started:.0f} s, over "
+                                                   f"its budget of {budget:.0f} s (+{profile['grace_s']} s grace)"}
+        elif result_path.exists():
+            result = json.loads(result_path.read_text())
+        else:
+            result = {"status": "error", "error": f"the phase process exited with code {process.exitcode} and "
+                                                  "left no result (crashed or out of memory?)"}
+        result["wall_seconds"] = round(time.perf_counter() - phase_started, 2)
+        report["phases"][name] = result
+        log(started, f"{name}: {result['status']} in {result['wall_seconds']:.1f} s"
+                     + (f" -- {result['error'][:300]}" if result.get("error") else ""))
+        report["seconds"] = round(time.time() - started, 1)
+        atomic_write_text(out / "gpu_job.json", json.dumps(report, indent=1))
+    report["files"] = sorted(path.name for path in out.iterdir() if path.is_file())
+    atomic_write_text(out / "gpu_job.json", json.dumps(report, indent=1))
+    atomic_write_text(out / "gpu_job.md", markdown(report))
+    log(started, f"done in {time.time() - started:.0f} s: {', '.join(report['files'])}")
+    return report
