@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from napari_sff import inference
+from napari_sff.inference import settings as inference_settings
 from napari_sff.preprocess import normalise_t2w
 
 
@@ -203,8 +204,9 @@ def test_an_explicit_batch_size_always_wins(scratch_cache):
 def test_no_cache_means_one_calibration_then_none(scratch_cache, monkeypatch):
     model, cpu = ConvModel(), torch.device("cpu")
     calls: list = []
-    monkeypatch.setattr(inference, "_time_once", _fake_timer({(b, cl): b * (1.0 if b == 2 else 2.0)
-                                                              for b in (1, 2, 4, 8) for cl in (False, True)}, calls))
+    per_call = {(b, cl): b * (1.0 if b == 2 else 2.0) for b in (1, 2, 4, 8) for cl in (False, True)}
+    # Patched where calibrate looks it up: the package only re-exports names.
+    monkeypatch.setattr(inference_settings, "_time_once", _fake_timer(per_call, calls))
     inference.predict_volume(np.ones((4, 8, 8), np.float32), (3, 1, 1), model=model, device="cpu")
     assert len(calls) >= 8 and model.batches[-2:] == [2, 2]  # batch 2 was "fastest" per slice
     inference.predict_volume(np.ones((4, 8, 8), np.float32), (3, 1, 1), model=model, device="cpu")
@@ -226,3 +228,94 @@ def test_channels_last_gives_the_same_numbers_and_leaves_a_callers_model_as_it_w
     assert model.conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert not model.conv.weight.is_contiguous()
     np.testing.assert_allclose(fast, plain, atol=1e-6)
+
+
+# ---------------------------------------------------------------------- behaviour pinned before the package split
+class SeededModel(torch.nn.Module):
+    """Two 3x3 convolutions with weights from numpy's seeded generator (stable across torch versions)."""
+
+    arch = "unet"
+
+    def __init__(self):
+        super().__init__()
+        rng = np.random.default_rng(7)
+        self.a = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.b = torch.nn.Conv2d(4, 1, 3, padding=1)
+        with torch.no_grad():
+            for parameter in self.parameters():
+                parameter.copy_(torch.from_numpy(rng.normal(0, 0.5, tuple(parameter.shape)).astype(np.float32)))
+        self.input_spacing_mm = (1.0, 2.0)
+
+    def forward(self, x):
+        return torch.sigmoid(self.b(torch.relu(self.a(x))))
+
+
+class SeededSampler(torch.nn.Module):
+    """A DDPM stand-in: ``samples`` noisy sigmoids drawn from the generator predict_slices seeds per batch."""
+
+    arch = "ddpm"
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(0.7))
+        self.input_spacing_mm = (1.0, 2.0)
+
+    def sample(self, x, steps, eta, n_samples, generator, progress):
+        draws = []
+        for i in range(n_samples):
+            progress(i + 1, n_samples)
+            draws.append(torch.sigmoid(self.w * x + 0.3 * torch.randn(x.shape, generator=generator)))
+        stacked = torch.stack(draws)
+        return stacked.mean(0), stacked.std(0)
+
+
+def _pinned_volume() -> np.ndarray:
+    return np.random.default_rng(11).uniform(0, 800, (3, 20, 24)).astype(np.float32)
+
+
+@pytest.mark.parametrize(("resample", "total", "squares", "voxel"), [
+    # Recorded with the single-module napari_sff/inference.py (commit f582ece) before it became a package.
+    (True, 697.8125124573708, 340.0894049787382, 0.4739360511302948),
+    (False, 726.4927845299244, 371.9416107740685, 0.5139731764793396),
+])
+def test_predict_volume_of_a_seeded_model_is_unchanged(resample, total, squares, voxel):
+    prediction = inference.predict_volume(_pinned_volume(), (4.0, 0.5, 3.0), model=SeededModel(), device="cpu",
+                                          resample=resample)
+    sff = prediction.sff.astype(np.float64)
+    assert prediction.slice_axis == 0 and prediction.model_spacing == ((1.0, 2.0) if resample else None)
+    assert sff.sum() == pytest.approx(total, rel=1e-6) and (sff ** 2).sum() == pytest.approx(squares, rel=1e-6)
+    assert sff[1, 7, 9] == pytest.approx(voxel, rel=1e-6)
+
+
+def test_seeded_ddpm_mean_and_sd_are_unchanged():
+    prediction = inference.predict_volume(_pinned_volume(), (4.0, 0.5, 3.0), model=SeededSampler(), device="cpu",
+                                          samples=3, ddim_steps=2, batch_size=2, seed=5)
+    sff, std = prediction.sff.astype(np.float64), prediction.std.astype(np.float64)
+    # Recorded with the single-module napari_sff/inference.py (commit f582ece) before it became a package.
+    assert sff.sum() == pytest.approx(857.8612146377563, rel=1e-6)
+    assert std.sum() == pytest.approx(88.23254760541022, rel=1e-6)
+    assert (std ** 2).sum() == pytest.approx(5.989323183432036, rel=1e-6)
+
+
+def test_a_pointwise_model_maps_each_slice_back_in_place():
+    """Known answer without the code under test: a 1x1 convolution is w * normalise(slice) + b, clipped."""
+    model = torch.nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        model.weight.fill_(0.6)
+        model.bias.fill_(0.1)
+    volume = np.random.default_rng(3).uniform(0, 500, (5, 6, 4)).astype(np.float32)
+    prediction = inference.predict_volume(volume, (1.0, 1.0, 3.0), model=model, device="cpu", resample=False)
+    slices = np.moveaxis(volume, 2, 0)
+    expected = np.moveaxis(np.clip(0.6 * normalise_t2w(slices) + 0.1, 0, 1), 0, 2)
+    np.testing.assert_allclose(prediction.sff, expected, atol=1e-6)
+
+
+def test_every_name_callers_import_is_still_there():
+    """The names napari_sff/, training/, benchmarks/ and tests/ take from ``napari_sff.inference``."""
+    used = ("ARCH_LABELS", "CALIBRATION_FILE", "Prediction", "PredictionCancelled", "RunSettings", "SlicePlan",
+            "available_devices", "cache_dir", "cached_calibrations", "calibrate", "calibration_candidates",
+            "calibration_key", "choose_settings", "choose_slice_axis", "default_batch_size", "default_settings",
+            "device_description", "finish_slices", "load_model", "model_input_spacing", "plan_slices",
+            "predict_slices", "predict_volume", "predict_volumes", "read_calibration", "resample_slices",
+            "resolve_device", "run_settings", "_candidate_name", "_physical_cores")
+    assert [name for name in used if not hasattr(inference, name)] == []

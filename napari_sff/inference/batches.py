@@ -1,0 +1,72 @@
+"""Slices through the model batch by batch: the one loop that calibration times and every prediction runs.
+
+Kept apart so that settings (which time one batch) and predict (which runs them all) share it without importing
+each other. Batches halve on out-of-memory; ``cancel()`` is checked between batches and DDIM steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+ProgressCallback = Callable[[int, int], None]
+CancelCallback = Callable[[], bool]
+
+
+class PredictionCancelled(Exception):
+    """Raised when the cancel callback asks to stop; nothing partial is returned."""
+
+
+def _predict_batches(model, normalised, sff, std, device, settings, is_ddpm, ddim_steps, samples, eta, seed,
+                     progress, cancel, steps_per_slice, total) -> None:
+    import torch
+
+    batch_size = max(1, settings.batch_size)
+    start = 0
+    while start < len(normalised):
+        if cancel is not None and cancel():
+            raise PredictionCancelled("prediction cancelled")
+        stop = min(start + batch_size, len(normalised))
+        try:
+            mean, spread = _run_batch(model, normalised[start:stop], device, is_ddpm, ddim_steps, samples, eta,
+                                      seed + start, progress, cancel, start * steps_per_slice, total,
+                                      settings.channels_last)
+        except torch.OutOfMemoryError:
+            if batch_size == 1:
+                raise RuntimeError("out of memory with batch size 1; use a smaller image or --device cpu") from None
+            batch_size //= 2
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            continue
+        sff[start:stop] = mean
+        if std is not None:
+            std[start:stop] = spread
+        start = stop
+        if progress is not None:
+            progress(start * steps_per_slice, total)
+
+
+def _run_batch(model, batch, device, is_ddpm, ddim_steps, samples, eta, seed, progress, cancel, done, total,
+               channels_last=False):
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(batch[:, None])).to(device)
+    if channels_last:  # one channel: the same bytes, only the strides say so (no copy)
+        x = x.contiguous(memory_format=torch.channels_last)
+    autocast = torch.autocast(device_type=device.type, dtype=torch.float16, enabled=device.type == "cuda")
+    with torch.inference_mode(), autocast:
+        if not is_ddpm:
+            out = model(x).float().clamp_(0, 1)
+            return out[:, 0].cpu().numpy(), None
+
+        def step_report(step: int, steps: int) -> None:
+            if cancel is not None and cancel():
+                raise PredictionCancelled("prediction cancelled")
+            if progress is not None:  # ``steps`` counts DDIM steps over all sampling passes
+                progress(done + len(batch) * ddim_steps * step // max(1, steps), total)
+
+        generator = torch.Generator(device=device).manual_seed(seed)
+        mean, spread = model.sample(x, steps=ddim_steps, eta=eta, n_samples=samples, generator=generator,
+                                    progress=step_report)
+        return mean.float()[:, 0].cpu().numpy(), spread.float()[:, 0].cpu().numpy()

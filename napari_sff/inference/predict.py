@@ -1,0 +1,164 @@
+"""The entry points: raw T2w slices or volumes in, SFF (and the DDPM's SD) on the input grid out.
+
+:func:`predict_volume` is what the CLI, the widgets, the cohort and the evaluation call; :func:`predict_volumes`
+shares batches between volumes. Everything else in the package serves these.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_sff.inference.batches import CancelCallback, ProgressCallback, _predict_batches
+from napari_sff.inference.devices import resolve_device
+from napari_sff.inference.geometry import SlicePlan, finish_slices, plan_slices
+from napari_sff.inference.loading import load_model
+from napari_sff.inference.settings import RunSettings, _settings_applied, run_settings
+from napari_sff.preprocess import normalise_t2w
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class Prediction:
+    """SFF (and, for several DDPM samples, its per-voxel SD) on the input grid, with timing."""
+
+    sff: np.ndarray
+    std: np.ndarray | None
+    slice_axis: int
+    slice_indices: list[int]
+    seconds: float
+    device: str
+    arch: str
+    # In-plane spacing (mm) the model predicted at, when the input's lay outside what it was trained on.
+    model_spacing: tuple[float, float] | None = None
+    # Why the scan lies outside what the model was trained on (napari_sff.domain), or None.
+    out_of_distribution: str | None = None
+
+    @property
+    def ms_per_slice(self) -> float:
+        return 1000.0 * self.seconds / max(1, len(self.slice_indices))
+
+
+def predict_slices(
+    model: Any, slices: np.ndarray, *, device: torch.device, batch_size: int | None = None, ddim_steps: int = 50,
+    samples: int = 1, eta: float = 0.0, seed: int = 0, progress: ProgressCallback | None = None,
+    cancel: CancelCallback | None = None, settings: RunSettings | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Raw T2w slices (N, H, W) -> SFF (N, H, W) in [0, 1], and the DDPM SD when ``samples`` > 1.
+
+    Batches back off (halve) on out-of-memory; ``progress(done, total)`` counts slices for the U-Net and
+    slice-steps for the DDPM; ``cancel()`` is checked between batches and DDIM steps. ``settings`` (batch size,
+    memory format, threads) default to :func:`run_settings`; an explicit ``batch_size`` overrides theirs.
+    """
+    is_ddpm = getattr(model, "arch", "unet") == "ddpm"
+    steps_per_slice = ddim_steps if is_ddpm else 1
+    total = len(slices) * steps_per_slice
+    sff = np.zeros(slices.shape, dtype=np.float32)
+    std = np.zeros(slices.shape, dtype=np.float32) if is_ddpm and samples > 1 else None
+    normalised = normalise_t2w(np.asarray(slices, dtype=np.float32))
+    if settings is None:
+        settings = run_settings(model, device, batch_size)
+    elif batch_size is not None:
+        settings = dataclasses.replace(settings, batch_size=max(1, int(batch_size)), source="caller")
+    with _settings_applied(model, settings):
+        _predict_batches(model, normalised, sff, std, device, settings, is_ddpm, ddim_steps, samples, eta, seed,
+                         progress, cancel, steps_per_slice, total)
+    return sff, std
+
+
+def _model_on(arch: str, weights: str | Path | None, device: str, model: Any) -> tuple[Any, Any]:
+    torch_device = resolve_device(device)
+    if model is None:
+        model, _ = load_model(arch, weights, torch_device)
+    else:
+        model = model.to(torch_device).eval()
+    return model, torch_device
+
+
+def predict_volume(
+    array: np.ndarray, spacing: Sequence[float], arch: str = "unet", *, weights: str | Path | None = None,
+    device: str = "auto", slice_axis: int | str = "auto", slice_indices: Sequence[int] | None = None,
+    batch_size: int | None = None, ddim_steps: int = 50, samples: int = 1, eta: float = 0.0, seed: int = 0,
+    progress: ProgressCallback | None = None, cancel: CancelCallback | None = None, model: Any = None,
+    resample: bool = True,
+) -> Prediction:
+    """Predict SFF for a 3D T2w array (display order) on its own grid.
+
+    ``slice_indices`` restricts the work to some slices (e.g. the one on screen); the others stay 0.
+    With ``resample``, slices whose in-plane spacing lies outside the range the model was trained on (its
+    checkpoint's ``input_spacing_mm``) are resized into it, predicted, and the SFF resized back (cubic).
+    """
+    array = np.asarray(array)
+    model, torch_device = _model_on(arch, weights, device, model)
+    settings = run_settings(model, torch_device, batch_size)  # a first calibration is not the scan's time
+    started = time.perf_counter()
+    plan = plan_slices(array, spacing, model, slice_axis=slice_axis, slice_indices=slice_indices, resample=resample)
+    sff_slices, std_slices = predict_slices(
+        model, plan.slices, device=torch_device, ddim_steps=ddim_steps, samples=samples,
+        eta=eta, seed=seed, progress=progress, cancel=cancel, settings=settings,
+    )
+    sff, std = finish_slices(plan, sff_slices, std_slices)
+    seconds = time.perf_counter() - started
+    return Prediction(
+        sff=sff, std=std, slice_axis=plan.axis, slice_indices=plan.indices, seconds=seconds,
+        device=str(torch_device), arch=getattr(model, "arch", arch), model_spacing=plan.target,
+        out_of_distribution=_out_of_distribution(plan, model),
+    )
+
+
+def _out_of_distribution(plan: SlicePlan, model: Any) -> str | None:
+    """The scan's slices, as the model sees them, against the ranges its checkpoint recorded."""
+    from napari_sff.domain import outside_training_range
+
+    return outside_training_range(plan.slices, getattr(model, "input_statistics", None))
+
+
+def predict_volumes(
+    volumes: Sequence[tuple[np.ndarray, Sequence[float]]], arch: str = "unet", *, weights: str | Path | None = None,
+    device: str = "auto", slice_axis: int | str = "auto", batch_size: int | None = None, ddim_steps: int = 50,
+    samples: int = 1, eta: float = 0.0, seed: int = 0, model: Any = None, resample: bool = True,
+) -> list[Prediction]:
+    """:func:`predict_volume` for several (array, spacing) volumes, their slices batched together.
+
+    Slices of consecutive volumes that share an in-plane shape (at the model's pixel size) fill the same batches,
+    so a GPU stays busy when volumes have fewer slices than a batch. Each volume's result equals what
+    :func:`predict_volume` gives it (each slice is predicted on its own; DDPM seeds follow the slice's place in
+    the group); its ``seconds`` is its share of its group's time, by slices.
+    """
+    model, torch_device = _model_on(arch, weights, device, model)
+    settings = run_settings(model, torch_device, batch_size)
+    plans = [plan_slices(array, spacing, model, slice_axis=slice_axis, resample=resample)
+             for array, spacing in volumes]
+    predictions: list[Prediction] = []
+    start = 0
+    while start < len(plans):
+        stop = start + 1
+        while stop < len(plans) and plans[stop].slices.shape[1:] == plans[start].slices.shape[1:]:
+            stop += 1
+        group = plans[start:stop]
+        started = time.perf_counter()
+        sff_all, std_all = predict_slices(model, np.concatenate([plan.slices for plan in group]), device=torch_device,
+                                          ddim_steps=ddim_steps, samples=samples, eta=eta, seed=seed,
+                                          settings=settings)
+        seconds = time.perf_counter() - started
+        total = sum(len(plan.slices) for plan in group)
+        offset = 0
+        for plan in group:
+            n = len(plan.slices)
+            sff, std = finish_slices(plan, sff_all[offset:offset + n],
+                                     None if std_all is None else std_all[offset:offset + n])
+            predictions.append(Prediction(
+                sff=sff, std=std, slice_axis=plan.axis, slice_indices=plan.indices, seconds=seconds * n / total,
+                device=str(torch_device), arch=getattr(model, "arch", arch), model_spacing=plan.target,
+                out_of_distribution=_out_of_distribution(plan, model)))
+            offset += n
+        start = stop
+    return predictions

@@ -1,0 +1,247 @@
+"""How a model runs on a device (batch size, memory format, CPU threads), measured once and cached.
+
+Good settings differ by device, torch version and model (on the 2-core CPU batch 1 channels-last was fastest,
+on GPUs larger batches fill the device), so :func:`calibrate` times a few candidates on first use and caches the
+winner in the user cache dir; :func:`run_settings` is what every prediction asks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_sff.inference.batches import _run_batch
+from napari_sff.inference.devices import (
+    DEFAULT_BATCH,
+    DEFAULT_CHANNELS_LAST,
+    _device_kind,
+    _physical_cores,
+    device_description,
+)
+
+#: Candidates :func:`calibrate` times, and the slice size it times them at (the shipped models' training size).
+CALIBRATION_BATCHES = (1, 2, 4, 8)
+CALIBRATION_SHAPE = (256, 256)
+CALIBRATION_FILE = "calibration.json"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How predict_slices runs a model on a device: slices per batch, memory format, CPU threads (None: as set)."""
+
+    batch_size: int
+    channels_last: bool
+    threads: int | None = None
+    source: str = "default"  # "default", "calibrated" (measured on this device) or "caller"
+
+
+def default_settings(device: Any) -> RunSettings:
+    kind = _device_kind(device)
+    return RunSettings(DEFAULT_BATCH.get(kind, 1), DEFAULT_CHANNELS_LAST.get(kind, False), None, "default")
+
+
+def cache_dir() -> Path:
+    """Where napari-sff keeps per-user caches: ``$NAPARI_SFF_CACHE_DIR``, else the platform's user cache dir."""
+    override = os.environ.get("NAPARI_SFF_CACHE_DIR")
+    if override:
+        return Path(override)
+    try:
+        import platformdirs
+
+        return Path(platformdirs.user_cache_dir("napari-sff", appauthor=False))
+    except ImportError:
+        return Path.home() / ".cache" / "napari-sff"
+
+
+def calibration_key(model: Any, device: Any) -> str:
+    """Device, torch version and model architecture: a calibration is valid for exactly these."""
+    import torch
+
+    config = getattr(model, "config", None)
+    if dataclasses.is_dataclass(config):
+        shape = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
+    else:
+        shape = f"{sum(p.numel() for p in model.parameters()) if hasattr(model, 'parameters') else 0} params"
+    return f"{device_description(device)}|torch {torch.__version__}|{getattr(model, 'arch', type(model).__name__)} {shape}"
+
+
+def read_calibration(model: Any, device: Any) -> RunSettings | None:
+    """The cached winner for this model and device, or None (no file, no entry, or an unreadable file)."""
+    entry = _read_cache().get(calibration_key(model, device))
+    if not isinstance(entry, dict):
+        return None
+    try:
+        return RunSettings(int(entry["batch_size"]), bool(entry["channels_last"]),
+                           None if entry.get("threads") is None else int(entry["threads"]), "calibrated")
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def cached_calibrations(device: Any) -> dict[str, dict]:
+    """Cached calibration entries for ``device`` under this torch, keyed by architecture (for ``napari-sff info``)."""
+    import torch
+
+    prefix = f"{device_description(device)}|torch {torch.__version__}|"
+    return {key[len(prefix):]: entry for key, entry in _read_cache().items()
+            if key.startswith(prefix) and isinstance(entry, dict)}
+
+
+def _read_cache() -> dict:
+    try:
+        data = json.loads((cache_dir() / CALIBRATION_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def calibration_candidates(device: Any, batches: Sequence[int] = CALIBRATION_BATCHES) -> list[RunSettings]:
+    """Settings worth timing on ``device``: each batch size in both memory formats (MPS: contiguous only), and on
+    CPUs with more threads than physical cores also the physical core count."""
+    import torch
+
+    kind = _device_kind(device)
+    formats = (False,) if kind == "mps" else (False, True)
+    threads: list[int | None] = [None]
+    physical = _physical_cores() if kind == "cpu" else None
+    if physical and physical < torch.get_num_threads():
+        threads.append(physical)
+    return [RunSettings(int(b), cl, t, "calibrated") for t in threads for cl in formats for b in batches]
+
+
+def choose_settings(seconds_per_slice: dict[RunSettings, float]) -> RunSettings:
+    """The fastest candidate per slice; ties (within 2 %) go to the smaller batch, then contiguous memory."""
+    if not seconds_per_slice:
+        raise ValueError("no calibration timings to choose from")
+    best = min(seconds_per_slice.values())
+    close = [s for s, seconds in seconds_per_slice.items() if seconds <= 1.02 * best]
+    return min(close, key=lambda s: (s.batch_size, s.channels_last, s.threads or 0))
+
+
+def _time_once(candidate: RunSettings, run: Callable[[], object]) -> float:
+    """Seconds of ``run()``: the best of two after a warm-up (the shared machine's noise only ever adds)."""
+    import torch
+
+    def sync() -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    run()
+    samples = []
+    for _ in range(2):
+        sync()
+        started = time.perf_counter()
+        run()
+        sync()
+        samples.append(time.perf_counter() - started)
+    return min(samples)
+
+
+def calibrate(
+    model: Any, device: Any, *, shape: Sequence[int] = CALIBRATION_SHAPE,
+    candidates: Sequence[RunSettings] | None = None,
+    timer: Callable[[RunSettings, Callable[[], object]], float] | None = None, save: bool = True,
+) -> tuple[RunSettings, dict[str, float]]:
+    """Time each candidate setting once on ``device`` with ``model`` (a few seconds), return the winner and the
+    ms/slice of every candidate, and (``save``) cache the winner per device, torch version and architecture.
+
+    ``timer(candidate, run)`` returns the seconds one ``run()`` takes (tests inject one). The DDPM is timed with a
+    single DDIM step: the network call is what the settings change.
+    """
+    import torch
+
+    device = torch.device(device) if not hasattr(device, "type") else device
+    candidates = list(candidates or calibration_candidates(device))
+    timer = timer or _time_once
+    is_ddpm = getattr(model, "arch", "unet") == "ddpm"
+    largest = max(c.batch_size for c in candidates)
+    rng = np.random.default_rng(0)
+    batch = rng.uniform(0, 1, (largest, *(int(n) for n in shape))).astype(np.float32)
+    timings: dict[RunSettings, float] = {}
+    for candidate in candidates:
+        with _settings_applied(model, candidate, convert_callers=True):
+            def run(c: RunSettings = candidate) -> object:
+                return _run_batch(model, batch[:c.batch_size], device, is_ddpm, 1, 1, 0.0, 0, None, None, 0, 1,
+                                  c.channels_last)
+
+            try:
+                timings[candidate] = timer(candidate, run) / candidate.batch_size
+            except torch.OutOfMemoryError:
+                continue
+    winner = choose_settings(timings)
+    table = {_candidate_name(c): 1000 * seconds for c, seconds in timings.items()}
+    if save:
+        data = _read_cache()
+        data[calibration_key(model, device)] = {
+            "batch_size": winner.batch_size, "channels_last": winner.channels_last, "threads": winner.threads,
+            "ms_per_slice": table, "shape": list(shape), "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        from napari_sff.io.atomic import atomic_write_text
+
+        atomic_write_text(cache_dir() / CALIBRATION_FILE, json.dumps(data, indent=1))
+    return winner, table
+
+
+def _candidate_name(settings: RunSettings) -> str:
+    fmt = "channels_last" if settings.channels_last else "contiguous"
+    return f"batch{settings.batch_size}/{fmt}" + ("" if settings.threads is None else f"/threads{settings.threads}")
+
+
+def run_settings(model: Any, device: Any, batch_size: int | None = None, *,
+                 calibrate_if_missing: bool | None = None) -> RunSettings:
+    """The settings predict_slices uses: an explicit ``batch_size`` always wins (memory format and threads then
+    come from the calibration if cached, else the device default); otherwise the cached calibration, or one run
+    now (unless ``NAPARI_SFF_CALIBRATE=0``), or the device default when calibration fails."""
+    cached = read_calibration(model, device)
+    if batch_size is not None:
+        base = cached or default_settings(device)
+        return dataclasses.replace(base, batch_size=max(1, int(batch_size)), source="caller")
+    if cached is not None:
+        return cached
+    if calibrate_if_missing is None:
+        calibrate_if_missing = os.environ.get("NAPARI_SFF_CALIBRATE", "1") != "0"
+    has_weights = hasattr(model, "parameters") and any(True for _ in model.parameters())
+    if calibrate_if_missing and has_weights:  # nothing to tune in a module without weights
+        try:
+            return calibrate(model, device)[0]
+        except (RuntimeError, OSError, ValueError):  # a device that cannot run a candidate: fall back, never fail
+            pass
+    return default_settings(device)
+
+
+@contextmanager
+def _settings_applied(model: Any, settings: RunSettings, *, convert_callers: bool = False) -> Iterator[None]:
+    """Put the model's weights in the settings' memory format and set the thread count, for the duration.
+
+    Only models loaded by :func:`load_model` change format (and keep it): a caller's model (training's, under
+    DDP perhaps) runs in the format it is in, unless ``convert_callers`` (calibration), which restores it.
+    """
+    import torch
+
+    fmt = torch.channels_last if settings.channels_last else torch.contiguous_format
+    owned = getattr(model, "_napari_sff_owned", False)
+    # Weights whose strides tell the formats apart (a 1-channel kernel is both at once).
+    telling = [p for p in model.parameters() if p.dim() == 4 and p.is_contiguous() != p.is_contiguous(
+        memory_format=torch.channels_last)] if hasattr(model, "parameters") else []
+    was_channels_last = bool(telling) and telling[0].is_contiguous(memory_format=torch.channels_last)
+    change = bool(telling) and was_channels_last != settings.channels_last and (owned or convert_callers)
+    threads_before = torch.get_num_threads()
+    with torch.no_grad():
+        if change:
+            model.to(memory_format=fmt)
+        if settings.threads is not None and settings.threads != threads_before:
+            torch.set_num_threads(settings.threads)
+        try:
+            yield
+        finally:
+            if torch.get_num_threads() != threads_before:
+                torch.set_num_threads(threads_before)
+            if change and not owned:
+                model.to(memory_format=torch.channels_last if was_channels_last else torch.contiguous_format)
