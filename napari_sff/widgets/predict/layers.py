@@ -1,0 +1,128 @@
+"""A run's output layers on the GUI thread: their look, adding or updating them placed like the source, styling
+them, and which one the user sees after a run.
+
+Apart from the worker because this is napari's side of a run (every call here is napari's, one step per
+event-loop turn); apart from the comparison grid because these are the plain overlay's rules.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_sff import io
+from napari_sff.inference import ARCH_LABELS
+from napari_sff.widgets import _layers
+from napari_sff.widgets._layers import output_name
+
+if TYPE_CHECKING:  # the worker imports this module for layer_options
+    from napari_sff.widgets.predict.worker import RunRequest
+
+ERROR_COLORMAP = "magma"
+#: Diverging with a dark centre (matplotlib's "berlin"), so DDPM - U-Net adds onto the anatomy beneath it
+#: (napari's "bwr" is white at 0 and would wash the anatomy out); "bwr" where matplotlib lacks it.
+DIFFERENCE_COLORMAP = "berlin"
+#: Colour scales of the derived layers, in the layers' unit (percent, :data:`io.SFF_LAYER_PERCENT`): |error|
+#: and DDPM − U-Net up to 20 percentage points, the SD from 0 to its maximum (at least 5 pp).
+ERROR_LIMITS = (0.0, 20.0)
+DIFFERENCE_LIMITS = (-20.0, 20.0)
+MIN_STD_LIMIT = 5.0
+
+
+def layer_options(kind: str, data: np.ndarray) -> dict:
+    """napari's options for a run's layer of this kind (in percent); computed in the worker, as the SD's colour
+    scale reads the map's maximum. The difference's colour map is added on the GUI thread
+    (:func:`difference_colormap` asks napari)."""
+    if kind == "sff":
+        return dict(colormap=io.SFF_COLORMAP, contrast_limits=(0.0, io.SFF_LAYER_PERCENT), blending="additive",
+                    opacity=0.7)
+    if kind == "std":
+        return dict(colormap="viridis", contrast_limits=(0.0, max(MIN_STD_LIMIT, float(data.max()))),
+                    blending="additive", visible=False)
+    if kind == "error":
+        return dict(colormap=ERROR_COLORMAP, contrast_limits=ERROR_LIMITS, blending="additive", visible=False)
+    if kind == "difference":
+        return dict(contrast_limits=DIFFERENCE_LIMITS, blending="additive", visible=False)
+    raise ValueError(f"unknown output kind {kind!r}; expected sff, std, error or difference")
+
+
+def difference_colormap() -> str:
+    """:data:`DIFFERENCE_COLORMAP`, or "bwr" where napari (matplotlib) lacks it."""
+    from napari.utils.colormaps import ensure_colormap
+
+    try:
+        ensure_colormap(DIFFERENCE_COLORMAP)
+    except (KeyError, ValueError):
+        return "bwr"
+    return DIFFERENCE_COLORMAP
+
+
+def is_predicted_sff(layer: Any) -> bool:
+    """A predicted SFF map (not its SD, |error| or difference, nor a measured map)."""
+    info = layer.metadata.get("napari_sff") or {}
+    return info.get("kind") == "sff" and bool(info.get("model"))
+
+
+class OutputLayersMixin:
+    """The widget's output layers. Uses the widget's ``viewer``, ``side_by_side``, ``_source`` (the T2w layer
+    of the last run), ``_adding`` and ``_style_pending``, and the comparison grid's ``show_comparison``."""
+
+    def _on_inserted(self, event: Any) -> None:
+        if not self._adding:  # a run's own layers are styled in the step after their insertion
+            _layers.style_layer(event.value)
+
+    def _map(self, kind: str, arch: str | None) -> Any:
+        """The run's derived layer of this kind and model, or None."""
+        if self._source is None:
+            return None
+        name = output_name(kind, arch, self._source.name)
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def _add(self, layer, request: RunRequest, name: str, data: np.ndarray, arch, prediction, *, kind: str,
+             **kwargs) -> Any:
+        derived = request.volume.like(data)
+        info = {"model": arch, "source_layer": layer.name, "kind": kind}
+        if prediction is not None:
+            info.update(device=prediction.device, ms_per_slice=prediction.ms_per_slice,
+                        weights=request.weights.get(arch) or "shipped", model_spacing_mm=prediction.model_spacing)
+        metadata = {"nifti": derived.source, "napari_sff": info, io.LAYER_SCALE_KEY: io.SFF_LAYER_PERCENT}
+        added = _layers.upsert_image(self.viewer, name, data, layer, metadata=metadata, **kwargs)
+        if not self._adding:  # else the next step: napari builds the colour bar in ~60-120 ms on its own
+            self._style(added, kind)
+        return added
+
+    def _style(self, layer: Any, kind: str) -> None:
+        """The layer's colour bar; for a hidden map (|error|, SD, difference) when it is first shown: napari
+        builds a colour bar in 60-120 ms here even for a layer nobody looks at."""
+        if not layer.visible:
+            if id(layer) not in self._style_pending:
+                def on_shown(_event: Any = None, layer: Any = layer, kind: str = kind) -> None:
+                    if layer.visible:
+                        layer.events.visible.disconnect(on_shown)
+                        self._style_pending.pop(id(layer), None)
+                        if not layer.colorbar.visible:  # the comparison grid may have placed it already
+                            self._style(layer, kind)
+
+                self._style_pending[id(layer)] = on_shown
+                layer.events.visible.connect(on_shown)
+            return
+        _layers.style_layer(layer)
+        if kind != "sff" and hasattr(layer, "colorbar"):  # an SFF map may be shown with one of these: no overlap
+            layer.colorbar.position = "bottom_right"
+
+    def _present(self, source: Any, archs: list[str]) -> None:
+        """After a run: the new SFF map is the selected layer, on top of the overlay (or the comparison grid)."""
+        main = self._map("sff", archs[-1]) if archs else None
+        if main is None:
+            return
+        if self.side_by_side.value:
+            self.show_comparison()
+        else:
+            for arch in ARCH_LABELS:  # two additive SFF overlays would add up: show the new one
+                other = self._map("sff", arch)
+                if other is not None and other is not main:
+                    other.visible = False
+            main.visible = True
+            self.viewer.layers.move(self.viewer.layers.index(main), len(self.viewer.layers))
+        self.viewer.layers.selection.active = main

@@ -1,0 +1,172 @@
+"""The dock widget itself: its controls and their layout, the signals that tie them to the viewer, the layer
+choices, and closing cleanly.
+
+The work is in the other parts, mixed in here: :mod:`.request` (controls -> a run), :mod:`.runs` (the worker's
+life on the GUI thread), :mod:`.worker` (what the run computes), :mod:`.layers` (output layers),
+:mod:`.comparison` (the grid), :mod:`.readout` (warnings and values under the cursor), :mod:`.export` (DICOM).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
+from qtpy.QtCore import QObject, Signal
+
+from napari_sff import io
+from napari_sff.inference import available_devices, default_batch_size
+from napari_sff.widgets import _layers
+from napari_sff.widgets._layers import SCOPES
+from napari_sff.widgets.predict.comparison import ComparisonMixin
+from napari_sff.widgets.predict.export import ExportMixin
+from napari_sff.widgets.predict.layers import OutputLayersMixin
+from napari_sff.widgets.predict.preload import start_preload
+from napari_sff.widgets.predict.readout import ReadoutMixin
+from napari_sff.widgets.predict.request import MODEL_CHOICES, RequestMixin
+from napari_sff.widgets.predict.runs import RunMixin
+from napari_sff.widgets.predict.worker import RunRequest, WorkerLink
+
+
+class _ProgressBridge(QObject):
+    """Carries progress from the worker thread to the GUI thread (Qt queues cross-thread signals)."""
+
+    progressed = Signal(int, int, str)
+    warned = Signal(str)
+
+
+class PredictWidget(RequestMixin, RunMixin, OutputLayersMixin, ComparisonMixin, ReadoutMixin, ExportMixin,
+                    Container):
+    """Dock widget: T2w layer -> SFF layer(s), with live slice mode and model comparison."""
+
+    def __init__(self, napari_viewer: Any):
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self._worker = None
+        self._worker_request: RunRequest | None = None  # the run of ``_worker``
+        self._closed = False
+        self._cancel = threading.Event()
+        self._live_done: set[tuple] = set()  # (layer id, axis, index) already in the live layer
+        self._said: set[str] = set()  # warnings already shown (live mode re-checks every slice)
+        self._source: Any = None  # T2w layer of the last run: the comparison and the readout are about it
+        self._anatomy: np.ndarray | None = None  # the T2w volume of the last run (one time point of a 4D layer)
+        self._cell_links: list[tuple[Any, Any]] = []  # (map visible event, callback) of the comparison grid
+        self._hidden_for_grid: list[Any] = []  # layers the comparison grid hid; shown again when it ends
+        self._bridge = _ProgressBridge()
+        self._bridge.progressed.connect(self._on_progress)
+        self._bridge.warned.connect(self._warn_once)
+        self._shown = threading.Event()  # the GUI thread has shown the layer step the worker yielded
+        self._adding = False  # inside a step that adds a layer: its styling is the next step
+        self._style_pending: dict[int, Any] = {}  # id(hidden layer) -> callback styling it once shown
+        # the worker's only way back (the bridge is looked up at each call: once closed, emit raises RuntimeError)
+        self._link = WorkerLink(warn=lambda message: self._bridge.warned.emit(message),
+                                progress=lambda done, total, arch: self._bridge.progressed.emit(done, total, arch),
+                                cancelled=self._cancel.is_set, shown=self._shown, closed=lambda: self._closed)
+        start_preload()
+
+        self.image = ComboBox(label="T2w image", choices=self._image_choices)
+        self.time_point = SpinBox(label="volume (4D)", min=0, max=0, visible=False)
+        self.model = ComboBox(label="model", choices=list(MODEL_CHOICES), value="U-Net")
+        self.unet_weights = FileEdit(label="U-Net weights", filter="*.safetensors", value="")
+        self.ddpm_weights = FileEdit(label="DDPM weights", filter="*.safetensors", value="")
+        self.device = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
+        self.ddim_steps = SpinBox(label="DDIM steps", min=1, max=1000, value=50)
+        self.samples = SpinBox(label="DDPM samples", min=1, max=64, value=1)
+        self.scope = ComboBox(label="scope", choices=list(SCOPES), value=SCOPES[0])
+        self.batch_size = SpinBox(label="batch size", min=1, max=256,
+                                  value=default_batch_size(available_devices()[0]))
+        self.ground_truth = ComboBox(label="ground truth", choices=self._image_choices, nullable=True)
+        self.resample = CheckBox(text="resample to the model's training pixel size", value=True,
+                                 tooltip="pixels outside the spacing the model was trained on are resized into it "
+                                         "for the model and the SFF back to the image grid")
+        self.live = CheckBox(text="live U-Net on the viewed slice")
+        self.side_by_side = CheckBox(text="side by side (grid)")
+        self.run_button = PushButton(text="Run")
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
+        self.device_badge = Label(label="device", value="")
+        self.timing = Label(label="time/slice", value="")
+        self.readout = Label(label="under cursor", value="")
+        self.extend([self.image, self.time_point, self.model, self.unet_weights, self.ddpm_weights, self.device,
+                     self.ddim_steps, self.samples, self.scope, self.batch_size, self.ground_truth, self.resample,
+                     self.live,
+                     self.side_by_side, self.run_button, self.stop_button, self.progress, self.device_badge,
+                     self.timing, self.readout])
+        self._controls = [w for w in self if w not in (self.stop_button, self.progress, self.device_badge,
+                                                       self.timing, self.readout, self.side_by_side)]
+
+        self.run_button.changed.connect(self.run)
+        self.stop_button.changed.connect(self.stop)
+        self.image.changed.connect(self._on_image_changed)
+        self.model.changed.connect(self._on_model_changed)
+        self.side_by_side.changed.connect(self._on_side_by_side)
+        self.live.changed.connect(self._on_live_toggled)
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.connect(self._refresh_choices)
+        self.viewer.layers.events.inserted.connect(self._on_inserted)
+        self.viewer.layers.events.removed.connect(self._on_removed)
+        for existing in self.viewer.layers:
+            _layers.style_layer(existing)
+        self.viewer.dims.events.current_step.connect(self._on_step)
+        self.viewer.mouse_move_callbacks.append(self._on_mouse_move)
+        self.native.destroyed.connect(self._shutdown)
+        self._on_model_changed(self.model.value)
+        self._refresh_choices()
+        self._on_image_changed(self.image.value)
+        self.save_dicom_button = PushButton(text="Save as DICOM…", tooltip="save the selected SFF or SD layer as a "
+                                            "new DICOM series in its source study (a new folder)")
+        self.append(self.save_dicom_button)
+        self.save_dicom_button.changed.connect(self._on_save_dicom)
+
+    # ----------------------------------------------------------------------------------------- choices
+    def _image_choices(self, _widget=None) -> list[tuple[str, Any]]:
+        """Image layers that are not our own outputs: candidates for the T2w input and the ground truth."""
+        return [(layer.name, layer) for layer in self.viewer.layers
+                if _layers.is_image(layer) and not _layers.made_by_us(layer)]
+
+    def _refresh_choices(self, *_: Any) -> None:
+        self.image.reset_choices()
+        self.ground_truth.reset_choices()
+        if self.ground_truth.value is None or self.ground_truth.value is self.image.value:
+            guess = _layers.find_ground_truth(self.viewer, exclude=self.image.value)
+            if guess is not None:
+                self.ground_truth.value = guess
+        if self.image.value is not None and io.SFF_NAME_PATTERN.search(self.image.value.name):
+            better = [layer for _, layer in self._image_choices() if not io.SFF_NAME_PATTERN.search(layer.name)]
+            if better:
+                self.image.value = better[0]
+
+    def _on_image_changed(self, layer: Any) -> None:
+        is_4d = layer is not None and layer.ndim == 4
+        self.time_point.visible = is_4d
+        if is_4d:
+            self.time_point.max = layer.data.shape[0] - 1
+            self.time_point.value = int(self.viewer.dims.current_step[0])
+        self._live_done.clear()
+
+    def _on_model_changed(self, choice: str) -> None:
+        archs = MODEL_CHOICES[choice]
+        uses_ddpm = "ddpm" in archs
+        for widget in (self.ddim_steps, self.samples, self.ddpm_weights):
+            widget.visible = uses_ddpm
+        self.unet_weights.visible = "unet" in archs
+        self.side_by_side.visible = len(archs) > 1
+
+    # ------------------------------------------------------------------------------------------ closing
+    def _shutdown(self, *_: Any) -> None:
+        """Widget closing: unhook from the viewer, stop the run and wait for it (no thread outlives us)."""
+        self._closed = True
+        self._cancel.set()
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.disconnect(self._refresh_choices)
+        self.viewer.layers.events.inserted.disconnect(self._on_inserted)
+        self.viewer.layers.events.removed.disconnect(self._on_removed)
+        self._unlink_cells()
+        self.viewer.dims.events.current_step.disconnect(self._on_step)
+        if self._on_mouse_move in self.viewer.mouse_move_callbacks:
+            self.viewer.mouse_move_callbacks.remove(self._on_mouse_move)
+        if self._worker is not None:
+            from napari.qt.threading import WorkerBase
+
+            WorkerBase.await_workers(msecs=60_000)
