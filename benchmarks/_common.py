@@ -1,36 +1,20 @@
-"""What every torch benchmark here shares: median timing with device syncs, the machine it ran on, JSON out."""
+"""What every torch benchmark here shares: the timing, the machine it ran on, JSON out.
+
+The timing (median, CUDA synchronised), FLOP count and GEMM rate are :mod:`napari_sff.timing`'s, re-exported here,
+so the benchmarks, the calibration and the GPU job measure the same way.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from napari_sff.io.atomic import atomic_write_text
+from napari_sff.timing import forward_flops, gemm_rate, time_call
 
-
-def time_call(function: Callable[[], object], repeats: int, warmup: int = 1) -> float:
-    """Median wall seconds of ``function()`` over ``repeats`` runs, after ``warmup`` runs (CUDA synchronised)."""
-    import torch
-
-    def synchronise() -> None:
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-
-    for _ in range(warmup):
-        function()
-    samples = []
-    for _ in range(repeats):
-        synchronise()
-        started = time.perf_counter()
-        function()
-        synchronise()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
+__all__ = ["forward_flops", "gemm_rate", "time_call", "torch_setup", "write_report"]
 
 
 def torch_setup(device, repeats: int) -> dict:

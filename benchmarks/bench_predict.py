@@ -9,7 +9,7 @@ really sees), and for (a) a 256² volume at a pixel size inside the model's rang
 tried (batch 1/2/4/8, channels-last or not, threads), each end to end as a fraction of the GEMM peak. Also the
 pipeline as it was before (skimage resize in and cubic out, batch 1 contiguous on CPUs, batch 8 channels-last
 on CUDA), timed in the same run, and the largest SFF difference between the two. Compare ratios, not absolute
-times: the machine here is shared.
+times: the machine here is shared. Timing, FLOP count and GEMM rate are ``napari_sff.timing``'s (via _common).
 """
 
 from __future__ import annotations
@@ -19,28 +19,18 @@ import os
 import tempfile
 
 import numpy as np
-from _common import time_call, torch_setup, write_report
+from _common import forward_flops, gemm_rate, time_call, torch_setup, write_report
 
 from napari_sff import inference
 from napari_sff.inference import RunSettings, load_model, resolve_device
 
-
-def gemm_peak(device, rounds: int = 3, size: int = 2048) -> float:
-    """float32 GFLOP/s of a size² matmul: the best of ``rounds`` medians."""
-    import torch
-
-    a, b = (torch.randn(size, size, device=device) for _ in range(2))
-    return max(2 * size**3 / time_call(lambda: a @ b, repeats=3) / 1e9 for _ in range(rounds))
+#: The side of the float32 square matmul the GEMM peak is measured with.
+GEMM_SIZE = 2048
 
 
-def model_flops(model, shape, device) -> float:
-    """FLOPs of one slice of ``shape`` through ``model`` (as counted by torch's FlopCounterMode)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter, torch.inference_mode():
-        model(torch.zeros(1, 1, *shape, device=device))
-    return float(counter.get_total_flops())
+def gemm_peak(device, rounds: int = 3) -> float:
+    """float32 GFLOP/s of a GEMM_SIZE² matmul (napari_sff.timing's gemm_rate): the best of ``rounds`` medians."""
+    return gemm_rate(device, GEMM_SIZE, rounds=rounds) / 1e9
 
 
 def legacy_predict(array, spacing, model, device):
@@ -94,7 +84,9 @@ def bench_volume(array, spacing, model, device, peaks: list[float], repeats, can
     plan = inference.plan_slices(array, spacing, model)
     n = len(plan.slices)
     shape = plan.slices.shape[1:]
-    flops = model_flops(model, shape, device)
+    import torch
+
+    flops = forward_flops(model, torch.zeros(1, 1, *shape, device=device))
     per_slice = {"resample_in": time_call(lambda: inference.plan_slices(array, spacing, model), repeats) / n}
     sff, _ = inference.predict_slices(model, plan.slices, device=device, settings=candidates[0])
     per_slice["resample_back"] = time_call(lambda: inference.finish_slices(plan, sff, None), repeats) / n

@@ -27,6 +27,7 @@ from napari_sff.inference.devices import (
     _physical_cores,
     device_description,
 )
+from napari_sff.timing import time_call
 
 #: Candidates :func:`calibrate` times, and the slice size it times them at (the shipped models' training size).
 CALIBRATION_BATCHES = (1, 2, 4, 8)
@@ -127,22 +128,11 @@ def choose_settings(seconds_per_slice: dict[RunSettings, float]) -> RunSettings:
 
 
 def _time_once(candidate: RunSettings, run: Callable[[], object]) -> float:
-    """Seconds of ``run()``: the best of two after a warm-up (the shared machine's noise only ever adds)."""
-    import torch
+    """Seconds of ``run()``: the best of two after a warm-up (the shared machine's noise only ever adds).
 
-    def sync() -> None:
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-
-    run()
-    samples = []
-    for _ in range(2):
-        sync()
-        started = time.perf_counter()
-        run()
-        sync()
-        samples.append(time.perf_counter() - started)
-    return min(samples)
+    The seam tests replace; the timing itself is :func:`napari_sff.timing.time_call`, the one every benchmark uses.
+    """
+    return time_call(run, repeats=2, warmup=1, statistic="best")
 
 
 def calibrate(

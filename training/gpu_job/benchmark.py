@@ -1,49 +1,25 @@
 """The speed benchmark: ms per slice of the U-Net and the DDPM in every GPU variant (fp16/bf16 weights, eager,
 CUDA graphs, torch.compile) that fits the budget, against the targets.
 
-Timing is benchmarks/_common.py's ``time_call`` (median, CUDA synchronised), the one the benchmarks use, so the
-job's numbers and theirs are measured the same way. A variant that fails (no CUDA for a graph, a compiler error)
+Timing (median, CUDA synchronised) and FLOP counts are :mod:`napari_sff.timing`'s, the ones the benchmarks and the
+calibration use, so the job's numbers and theirs are measured the same way (``time_call`` is re-exported here for
+the other phases). A variant that fails (no CUDA for a graph, a compiler error)
 becomes a row with its error; the others still run.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from napari_sff.timing import forward_flops, time_call
+
 from .profiles import PROFILES, TARGETS_MS_PER_SLICE
 from .report import log
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@functools.cache
-def _bench_common():
-    """benchmarks/_common.py, loaded from its file (benchmarks/ is no package)."""
-    spec = importlib.util.spec_from_file_location("napari_sff_bench_common", ROOT / "benchmarks" / "_common.py")
-    common = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(common)
-    return common
-
-
-def time_call(function: Callable[[], object], repeats: int, warmup: int = 1) -> float:
-    """The benchmarks' median timing (CUDA synchronised): benchmarks/_common.py's time_call."""
-    return _bench_common().time_call(function, repeats, warmup)
-
-
-def _forward_flops(model, example) -> float:
-    """Floating-point operations of one forward pass (torch's FLOP counter: convolutions and matmuls)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with torch.inference_mode(), counter:
-        model(*example)
-    return float(counter.get_total_flops())
+__all__ = ["phase_benchmark", "time_call"]
 
 
 def _benchmark_rows(name: str, variants: dict[str, Callable[[], Callable[[], object]]], per_call: int,
@@ -108,7 +84,7 @@ def phase_benchmark(ctx: dict, plan: dict) -> dict:
                     "compile": {"backend": backend, **compile_options}}
     unet, result["unet_weights"] = trained_or_default("unet", PROFILES[ctx["profile"]]["unet"]["model_config"])
     x1 = torch.rand(max(plan["batches"]), 1, size, size, device=device)
-    flops = _forward_flops(unet, (x1[:1],))
+    flops = forward_flops(unet, x1[:1])
     result["unet_gflop_per_slice"] = flops / 1e9
     raw = np.random.default_rng(0).uniform(0, 1000, (max(plan["batches"]), size, size)).astype(np.float32)
     rows = []
@@ -141,8 +117,8 @@ def phase_benchmark(ctx: dict, plan: dict) -> dict:
     batch, steps = plan["ddpm_batch"], plan["ddim_steps"]
     cond = torch.rand(batch, 1, size, size, device=device)
     timestep = torch.full((batch,), 999, dtype=torch.long, device=device)
-    result["ddpm_network_gflop_per_slice_step"] = _forward_flops(
-        ddpm.network, (torch.cat([cond[:1], cond[:1]], dim=1), timestep[:1])) / 1e9
+    result["ddpm_network_gflop_per_slice_step"] = forward_flops(
+        ddpm.network, torch.cat([cond[:1], cond[:1]], dim=1), timestep[:1]) / 1e9
     ac = ddpm.scheduler.alphas_cumprod
     variants = {}
     for dtype_name in plan["dtypes"]:

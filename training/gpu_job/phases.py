@@ -18,7 +18,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .benchmark import phase_benchmark, time_call
+from napari_sff.timing import gemm_rate
+
+from .benchmark import phase_benchmark
 from .report import log
 
 
@@ -45,9 +47,8 @@ def phase_environment(ctx: dict, plan: dict) -> dict:
                        "cudnn": torch.backends.cudnn.version(), "bf16": torch.cuda.is_bf16_supported()})
     n = plan["gemm_size"]
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-    seconds = time_call(lambda: a @ b, repeats=10 if device.type == "cuda" else 3, warmup=3)
-    result["gemm"] = {"size": n, "dtype": str(dtype).removeprefix("torch."), "tflops": 2 * n**3 / seconds / 1e12}
+    rate = gemm_rate(device, n, dtype, repeats=10 if device.type == "cuda" else 3, warmup=3)
+    result["gemm"] = {"size": n, "dtype": str(dtype).removeprefix("torch."), "tflops": rate / 1e12}
     return result
 
 
