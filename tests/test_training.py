@@ -81,7 +81,7 @@ def read_log(run: Path) -> list[dict]:
 
 @pytest.mark.parametrize("model,config", [("unet", TINY_UNET), ("ddpm", TINY_DDPM)])
 def test_train_save_resume_and_predict(paired_dir, tmp_path, model, config):
-    from napari_sff.inference import load_model, predict_volume
+    from napari_sff.inference import default_settings, load_model, predict_volume
     from napari_sff.models import load_checkpoint
     from napari_sff.preprocess import normalise_t2w
 
@@ -119,6 +119,8 @@ def test_train_save_resume_and_predict(paired_dir, tmp_path, model, config):
     # Known answer: the saved network run by hand on the normalised slices (one batch, seed 0, 1.5 mm is inside
     # the trained spacing so nothing is resampled).
     x = torch.from_numpy(normalise_t2w(volume)[:, None])
+    if default_settings("cpu").channels_last:  # the memory format predict runs in (other conv kernels)
+        net, x = net.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
     with torch.inference_mode():
         if model == "unet":
             expected, expected_std = net.eval()(x).clamp(0, 1)[:, 0].numpy(), None
