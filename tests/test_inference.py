@@ -156,13 +156,13 @@ def _fake_timer(seconds_per_call: dict[tuple[int, bool], float], calls: list):
 
 def test_calibration_picks_the_fastest_per_slice_and_caches_it(scratch_cache):
     model, cpu = ConvModel(), torch.device("cpu")
-    # Per call; per slice that is 1.0, 0.45, 0.30, 0.32 contiguous and 0.9, 0.5, 0.28, 0.40 channels-last.
+    # Per call; per slice that is 1.0, 0.45, 0.30, 0.32 contiguous and 0.9, 0.5, 0.25, 0.40 channels-last.
     per_call = {(1, False): 1.0, (2, False): 0.9, (4, False): 1.2, (8, False): 2.56,
-                (1, True): 0.9, (2, True): 1.0, (4, True): 1.12, (8, True): 3.2}
+                (1, True): 0.9, (2, True): 1.0, (4, True): 1.0, (8, True): 3.2}
     calls: list = []
     winner, table = inference.calibrate(model, cpu, shape=(16, 16), timer=_fake_timer(per_call, calls))
     assert (winner.batch_size, winner.channels_last) == (4, True)
-    assert table["batch4/channels_last"] == pytest.approx(280.0) and len(table) == len(calls) == 8
+    assert table["batch4/channels_last"] == pytest.approx(250.0) and len(table) == len(calls) == 8
     assert model.conv.weight.is_contiguous()  # a caller's model is restored
     assert not model.conv.weight.is_contiguous(memory_format=torch.channels_last)
     cached = inference.read_calibration(model, cpu)
@@ -180,7 +180,7 @@ def test_calibration_picks_the_fastest_per_slice_and_caches_it(scratch_cache):
 
 def test_ties_go_to_the_smaller_batch_and_an_empty_table_is_refused():
     small, large = inference.RunSettings(1, False), inference.RunSettings(8, True)
-    assert inference.choose_settings({large: 0.100, small: 0.101}) == small  # within 2 %: the smaller batch
+    assert inference.choose_settings({large: 0.100, small: 0.109}) == small  # within 10 %: the smaller batch
     assert inference.choose_settings({large: 0.090, small: 0.101}) == large
     with pytest.raises(ValueError, match="no calibration"):
         inference.choose_settings({})
