@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import json
 import math
 import os
@@ -30,13 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-REQUIRED = ("torch", "numpy", "scipy", "nibabel", "monai", "einops", "safetensors", "tqdm")  # import = pip name
-
-
-def missing_requirements() -> list[str]:
-    """Packages training needs that this Python lacks (a bare GPU box often has torch and little else)."""
-    return [package for package in REQUIRED if importlib.util.find_spec(package) is None]
-
+from training.requirements import missing_requirements
 
 if __name__ == "__main__" and (_missing := missing_requirements()):
     raise SystemExit(f"training needs {', '.join(_missing)}: pip install -e . (or pip install {' '.join(_missing)})")

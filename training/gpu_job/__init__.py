@@ -31,7 +31,6 @@ from .benchmark import phase_benchmark, time_call
 from .cli import main
 from .phases import (
     PHASE_FUNCTIONS,
-    domain_support,
     phase_ablation,
     phase_cache,
     phase_ddpm,
@@ -44,6 +43,6 @@ from .profiles import PHASES, PROFILES, TARGETS_MS_PER_SLICE
 from .report import finite, log, markdown
 from .runner import run_job
 
-__all__ = ["PHASES", "PHASE_FUNCTIONS", "PROFILES", "TARGETS_MS_PER_SLICE", "domain_support", "finite", "log",
+__all__ = ["PHASES", "PHASE_FUNCTIONS", "PROFILES", "TARGETS_MS_PER_SLICE", "finite", "log",
            "main", "markdown", "phase_ablation", "phase_benchmark", "phase_cache", "phase_ddpm", "phase_environment",
            "phase_evaluate", "phase_simulate", "phase_unet", "run_job", "time_call"]

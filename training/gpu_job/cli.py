@@ -18,7 +18,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="folder for the few files to bring back")
     parser.add_argument("--work", help="folder for cases, cache and runs (default: a new temporary folder)")
     parser.add_argument("--dry-run", action="store_true", help="every phase with tiny settings on the CPU")
-    parser.add_argument("--domain", help="simulator domain (e.g. randomized), if the installed simulator has one")
+    parser.add_argument("--domain", choices=("default", "randomized"), default="default",
+                        help="simulator domain of the training cases (napari_sff.simulate.simulate_case)")
     parser.add_argument("--total-s", type=float, help="seconds for the whole job (default: the profile's)")
     parser.add_argument("--phases", type=lambda s: [v for v in s.split(",") if v], default=list(PHASES),
                         help=f"comma-separated subset of {', '.join(PHASES)}")

@@ -7,8 +7,6 @@ so a phase process imports only what its phase needs.
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import inspect
 import json
 import os
 import platform
@@ -29,16 +27,13 @@ def phase_environment(ctx: dict, plan: dict) -> dict:
     import torch
 
     from napari_sff.inference import resolve_device
+    from training.requirements import REQUIRED, missing_requirements
 
-    try:
-        from training.train import REQUIRED
-    except ImportError:  # the report then names what is missing, from this list
-        REQUIRED = ("torch", "numpy", "scipy", "nibabel", "monai", "einops", "safetensors", "tqdm")  # noqa: N806
     device = resolve_device(ctx["device"])
     result = {"python": sys.version.split()[0], "torch": torch.__version__, "device": str(device),
               "machine": platform.platform(), "cpu_count": os.cpu_count(),
               "packages": {name: _version(name) for name in (*REQUIRED, "skimage", "pydicom", "highdicom")},
-              "missing": [name for name in REQUIRED if importlib.util.find_spec(name) is None]}
+              "missing": missing_requirements()}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         result.update({"gpu": props.name, "capability": list(torch.cuda.get_device_capability(device)),
@@ -60,7 +55,7 @@ def _version(name: str) -> str | None:
 
 
 def _simulate_chunk(out_dir: str, chunk: int, count: int, seed: int, size: int, slices: int,
-                    domain: str | None) -> list[str]:
+                    domain: str) -> list[str]:
     """Worker: ``count`` cases of one seed block written as uncompressed NIfTI (faster to write and read)."""
     import numpy as np
 
@@ -68,26 +63,14 @@ def _simulate_chunk(out_dir: str, chunk: int, count: int, seed: int, size: int, 
     from napari_sff.sample_data import case_volumes
     from napari_sff.simulate import simulate_cases
 
-    extra = {"domain": domain} if domain else {}
     block_seed = int(np.random.SeedSequence([seed, chunk]).generate_state(1)[0])
     names = []
-    for k, case in enumerate(simulate_cases(count, seed=block_seed, size=size, n_slices=slices, **extra)):
+    for k, case in enumerate(simulate_cases(count, seed=block_seed, size=size, n_slices=slices, domain=domain)):
         name = f"b{chunk:04d}c{k}_{case.params.get('anatomy', 'case')}"
         for suffix, volume in case_volumes(case).items():
             io.write_nifti(volume, Path(out_dir) / f"{name}_{suffix}.nii", overwrite=True)
         names.append(name)
     return names
-
-
-def domain_support(domain: str | None) -> tuple[str | None, str | None]:
-    """(domain to pass, note): the domain only when the installed ``simulate_cases`` takes one."""
-    from napari_sff.simulate import simulate_cases
-
-    if not domain:
-        return None, None
-    if "domain" not in inspect.signature(simulate_cases).parameters:
-        return None, f"domain {domain!r} ignored: this napari_sff.simulate.simulate_cases has no domain option"
-    return domain, None
 
 
 def phase_simulate(ctx: dict, plan: dict) -> dict:
@@ -98,7 +81,7 @@ def phase_simulate(ctx: dict, plan: dict) -> dict:
     if data.exists():
         shutil.rmtree(data)
     data.mkdir(parents=True)
-    domain, note = domain_support(ctx.get("domain"))
+    domain = ctx.get("domain") or "default"
     block = 4 if domain == "randomized" else 3  # one shuffled block of anatomies per task keeps them balanced
     chunks = [(c, min(block, plan["cases"] - c * block)) for c in range((plan["cases"] + block - 1) // block)]
     deadline = time.time() + plan["budget_s"] - 5  # stop handing out blocks; running ones finish (seconds)
@@ -127,7 +110,7 @@ def phase_simulate(ctx: dict, plan: dict) -> dict:
     if not names:
         raise RuntimeError(f"no case finished within {plan['budget_s']} s; raise the simulate budget")
     return {"cases": len(names), "asked": plan["cases"], "size": plan["size"], "slices_per_case": plan["slices"],
-            "domain": domain or "default", "domain_note": note, "seconds": seconds, "workers": workers,
+            "domain": domain, "seconds": seconds, "workers": workers,
             "cases_per_s": len(names) / seconds, "folder": str(data)}
 
 

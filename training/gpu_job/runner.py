@@ -39,7 +39,7 @@ def _phase_process(name: str, ctx: dict, plan: dict, result_path: str) -> None:
     atomic_write_text(result_path, json.dumps(finite(result), indent=1))
 
 
-def run_job(out: str | Path, *, work: str | Path | None = None, dry_run: bool = False, domain: str | None = None,
+def run_job(out: str | Path, *, work: str | Path | None = None, dry_run: bool = False, domain: str = "default",
             total_s: float | None = None, phases: Sequence[str] = PHASES, start_method: str | None = None) -> dict:
     """Run every phase in its own process, each stopped at its budget; returns (and writes) the report."""
     from napari_sff.io import atomic_write_text
