@@ -98,11 +98,11 @@ def normalise_t2w(slices: np.ndarray, method: str = "p99") -> np.ndarray:
     out = np.zeros_like(flat)
     for i in np.flatnonzero(np.isfinite(thr)):
         row = flat[i]
-        scale = np.percentile(row[row > thr[i]], REFERENCE_PERCENTILE)
-        level, clip = 1.0, CLIP_MAX
-        if method == "fat":
-            fat = fat_reference(row.reshape(shape[-2:]), thr[i])
-            scale, level, clip = (fat, FAT_LEVEL, FAT_CLIP_MAX) if fat is not None else (scale, 1.0, CLIP_MAX)
+        fat = fat_reference(row.reshape(shape[-2:]), thr[i]) if method == "fat" else None
+        if fat is not None:
+            scale, level, clip = fat, FAT_LEVEL, FAT_CLIP_MAX
+        else:  # the percentile rule (also where the fat reference finds no outer band)
+            scale, level, clip = np.percentile(row[row > thr[i]], REFERENCE_PERCENTILE), 1.0, CLIP_MAX
         if scale > 0:
             out[i] = np.clip(row * (level / scale), 0.0, clip)
     return out.reshape(shape).astype(np.float32)
