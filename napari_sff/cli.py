@@ -16,7 +16,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from napari_sff.sample_data import write_cases
 
     manifest = write_cases(args.out_dir, args.cases, seed=args.seed, size=args.size, n_slices=args.slices,
-                           overwrite=args.overwrite, domain=args.domain)
+                           overwrite=args.overwrite, domain=args.domain, tissues=args.tissues)
     print(f"wrote {args.cases} case(s) to {args.out_dir} (manifest: {manifest})")
     return 0
 
@@ -269,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--domain", choices=("default", "randomized"), default="default",
                           help="'randomized': physics, acquisition and anatomy drawn from the ranges in "
                                "docs/simulator_ranges.md (adds the 'random' anatomy); 'default': the narrow protocol")
+    simulate.add_argument("--tissues", action="store_true",
+                          help="also write <case>_tissues.nii.gz + .json (tissue class per voxel) for "
+                               "python -m training.evaluate --tissues")
     simulate.set_defaults(run=_simulate)
 
     predict = sub.add_parser("predict", help="predict SFF maps from T2w NIfTI files or DICOM series (one or a cohort)")

@@ -8,6 +8,12 @@ from pathlib import Path
 
 from napari_sff import io
 from napari_sff.simulate import SimulatedCase, simulate_case, simulate_cases
+from napari_sff.simulate.tissues import MIXED_TISSUE, TISSUE_IDS
+
+#: Names of the values of ``<case>_tissues.nii.gz`` (``--tissues``): the simulator's tissue ids (air = 0 is the
+#: background) and its mixed value, where no tissue fills 3 of a voxel's 4 sub-voxels.
+TISSUE_CLASS_NAMES: dict[int, str] = {**{index: name for name, index in TISSUE_IDS.items()
+                                         if index and name != "fat_protons"}, MIXED_TISSUE: "edge (mixed tissues)"}
 
 SAMPLE_SEED = 7
 SAMPLE_SIZE = 256
@@ -16,12 +22,15 @@ MANIFEST_NAME = "manifest.json"
 
 
 def case_volumes(case: SimulatedCase) -> dict[str, io.Volume]:
-    """The three co-registered volumes of a case, keyed by their file suffix."""
-    return {
+    """The co-registered volumes of a case, keyed by their file suffix (``tissues`` when the case has them)."""
+    volumes = {
         "t2w": io.Volume.from_array(case.t2w, case.spacing),
         "sff": io.Volume.from_array(case.sff, case.spacing),
         "labels": io.Volume.from_array(case.labels, case.spacing),
     }
+    if case.tissues is not None:
+        volumes["tissues"] = io.Volume.from_array(case.tissues, case.spacing)
+    return volumes
 
 
 def case_layers(case: SimulatedCase, prefix: str) -> list[tuple]:
@@ -55,11 +64,13 @@ def synthetic_abdomen() -> list[tuple]:
 
 def write_cases(
     out_dir: str | os.PathLike, n_cases: int, *, seed: int = 0, size: int = 256, n_slices: int = 24,
-    overwrite: bool = False, domain: str = "default",
+    overwrite: bool = False, domain: str = "default", tissues: bool = False,
 ) -> Path:
     """Write ``<case>_t2w/_sff/_labels.nii.gz`` per case and a JSON manifest of case parameters.
 
-    Returns the manifest path. Existing files are never replaced unless ``overwrite``.
+    ``tissues`` adds ``<case>_tissues.nii.gz`` and ``<case>_tissues.json`` (:data:`TISSUE_CLASS_NAMES`), which
+    ``python -m training.evaluate --tissues`` breaks errors down by. Returns the manifest path. Existing files
+    are never replaced unless ``overwrite``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -68,13 +79,17 @@ def write_cases(
         raise FileExistsError(f"{manifest_path} exists; choose an empty folder or pass --overwrite")
     entries = []
     for index, case in enumerate(simulate_cases(n_cases, seed=seed, size=size, n_slices=n_slices,
-                                                      domain=domain)):
+                                                domain=domain, return_tissues=tissues)):
         case_id = f"case{index:04d}_{case.params.get('anatomy', 'case')}"
         files = {}
         for suffix, volume in case_volumes(case).items():
             path = out_dir / f"{case_id}_{suffix}.nii.gz"
             io.write_nifti(volume, path, overwrite=overwrite)
             files[suffix] = path.name
+        if tissues:
+            path = out_dir / f"{case_id}_tissues.json"
+            io.atomic_write_text(path, json.dumps({str(k): v for k, v in TISSUE_CLASS_NAMES.items()}, indent=1))
+            files["tissue_names"] = path.name
         entries.append({
             "case": case_id, "files": files, "spacing": list(case.spacing),
             "label_names": {str(k): v for k, v in case.label_names.items()}, "params": case.params,

@@ -42,6 +42,34 @@ def test_simulate_writes_cases_and_manifest(tmp_path):
     assert cli.main(["simulate", str(out), "--cases", "1", "--size", "48", "--slices", "3"]) == 2
 
 
+def test_simulate_tissues_writes_the_tissue_class_map_the_evaluation_reads(tmp_path):
+    from napari_sff.io.label_names import read_label_names
+    from napari_sff.simulate import simulate_case
+
+    out = tmp_path / "sim"
+    args = ["simulate", str(out), "--cases", "1", "--seed", "3", "--size", "48", "--slices", "3"]
+    assert cli.main([*args, "--tissues"]) == 0
+    case = json.loads((out / "manifest.json").read_text())["cases"][0]
+    assert set(case["files"]) == {"t2w", "sff", "labels", "tissues", "tissue_names"}
+    from napari_sff import io
+
+    tissues = io.read_nifti(out / case["files"]["tissues"]).array
+    names = read_label_names(out / case["files"]["tissue_names"])
+    # The same case regenerated from its recorded seed: the file holds the simulator's own map.
+    again = simulate_case(case["params"]["anatomy"], size=48, n_slices=3, seed=case["params"]["seed"],
+                          return_tissues=True)
+    np.testing.assert_array_equal(tissues, again.tissues)
+    present = {names[int(k)] for k in np.unique(tissues) if k}
+    assert {"muscle", "subcutaneous_fat"} <= present
+    labels = io.read_nifti(out / case["files"]["labels"]).array
+    muscle = next(k for k, v in names.items() if v == "muscle")
+    assert (tissues[labels > 0] == muscle).mean() > 0.7
+    # Without --tissues nothing more is written.
+    plain = tmp_path / "plain"
+    assert cli.main(["simulate", str(plain), *args[2:]]) == 0
+    assert not list(plain.glob("*_tissues*"))
+
+
 def test_info_reports_devices_and_weights(capsys):
     assert cli.main(["info", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -137,9 +137,34 @@ def test_truth_and_contrast_of_a_case(pelvis):
     assert pelvis.t2w.dtype == np.int16
 
 
+def test_tissue_classes_mark_mixed_pixels_as_edge():
+    from training.phantoms.case import EDGE, _tissue_classes
+
+    fine = np.zeros((4, 4), np.int32)
+    fine[:2, :2] = TISSUE_IDS["muscle"]  # one whole output pixel of muscle
+    fine[2:, 2:] = TISSUE_IDS["fluid"]
+    fine[3, 3] = TISSUE_IDS["adipose"]  # one fine pixel of fat makes that output pixel mixed
+    expected = np.array([[TISSUE_IDS["muscle"], TISSUE_IDS["air"]], [TISSUE_IDS["air"], EDGE]])
+    np.testing.assert_array_equal(_tissue_classes(fine), expected)
+
+
+def test_tissue_map_of_a_case(pelvis):
+    from training.phantoms.case import EDGE, TISSUE_CLASS_NAMES
+
+    ids = {name: index for index, name in pelvis.label_names.items()}
+    assert pelvis.tissues.shape == pelvis.sff.shape
+    bladder = pelvis.labels == ids["bladder"]
+    fluid = pelvis.tissues == TISSUE_IDS["fluid"]
+    assert (fluid & bladder).sum() > 0.7 * bladder.sum()
+    assert (pelvis.sff[fluid] == 0).all()
+    edge = pelvis.tissues == EDGE
+    assert 0 < edge.mean() < 0.3
+    assert set(np.unique(pelvis.tissues)) - {0} <= set(TISSUE_CLASS_NAMES)
+
+
 def test_same_seed_same_case(pelvis):
     again = make_case(case_seed(3, 0), size=96, n_slices=3, anatomy="pelvis")
-    for name in ("t2w", "sff", "labels"):
+    for name in ("t2w", "sff", "labels", "tissues"):
         np.testing.assert_array_equal(getattr(again, name), getattr(pelvis, name))
     other = make_case(case_seed(3, 1), size=96, n_slices=3, anatomy="pelvis")
     assert not np.array_equal(other.sff, pelvis.sff)
@@ -164,7 +189,7 @@ def test_command_writes_pairs_the_project_reads(tmp_path):
     manifest = json.loads((out / "phantoms.json").read_text())
     assert [p.case for p in pairs] == sorted(entry["case"] for entry in manifest["cases"])
     for entry in manifest["cases"]:
-        volumes = {kind: io.read_nifti(out / entry["files"][kind]) for kind in ("t2w", "sff", "labels")}
+        volumes = {kind: io.read_nifti(out / entry["files"][kind]) for kind in ("t2w", "sff", "labels", "tissues")}
         for volume in volumes.values():
             assert volume.array.shape == (2, 48, 48)
             np.testing.assert_allclose(volume.spacing, entry["spacing"], rtol=1e-5)
@@ -172,6 +197,9 @@ def test_command_writes_pairs_the_project_reads(tmp_path):
         names = read_label_names(out / entry["files"]["label_names"])
         present = set(np.unique(volumes["labels"].array)) - {0}
         assert present and present <= set(names)
+        tissue_names = read_label_names(out / entry["files"]["tissue_names"])
+        present = set(np.unique(volumes["tissues"].array)) - {0}
+        assert {"muscle", "adipose"} <= {tissue_names[k] for k in present} and present <= set(tissue_names)
     again = subprocess.run([sys.executable, "-m", "training.phantoms", "--out", str(out), "--cases", "1"],
                            cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert again.returncode == 2 and "--overwrite" in again.stderr

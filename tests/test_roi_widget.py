@@ -417,3 +417,24 @@ def test_reading_view_summary_fits_the_dock_legend_off_the_data_and_report_expor
     with open(tmp_path / "report.csv", newline="", encoding="utf-8") as fh:
         table = list(csv.reader(fh))
     assert table[0] == stats.table_header() and len(table) == 1 + len(widget.rows) == 1 + 4 * 3
+
+
+def test_is_predicted_sff_picks_the_prediction_not_its_derived_or_measured_maps():
+    from napari.layers import Image, Labels
+
+    from napari_sff.widgets._layers import is_predicted_sff
+
+    data = np.zeros((4, 4), np.float32)
+
+    def image(name, **info):
+        return Image(data, name=name, metadata={"napari_sff": info} if info else {})
+
+    assert is_predicted_sff(image("SFF U-Net [t2w]", model="unet", source_layer="t2w", kind="sff"))
+    for kind in ("std", "error", "difference", "anatomy"):
+        assert not is_predicted_sff(image("x", model="unet", source_layer="t2w", kind=kind))
+    assert not is_predicted_sff(image("t2w"))  # not ours
+    assert not is_predicted_sff(image("SFF Dixon", kind="dixon_sff"))  # measured, no model
+    assert not is_predicted_sff(Labels(np.zeros((4, 4), np.int32), metadata={"napari_sff": {"model": "unet"}}))
+    # A layer from before kinds were recorded: the name tells the map from its SD.
+    assert is_predicted_sff(image("SFF U-Net [t2w]", model="unet", source_layer="t2w"))
+    assert not is_predicted_sff(image("SFF SD U-Net [t2w]", model="unet", source_layer="t2w"))

@@ -212,8 +212,8 @@ def test_roi_agreement_compares_each_labelled_roi_mean_with_the_truth(paired_dir
     from training import evaluate
 
     cache = training_data.build_slice_cache(paired_dir, tmp_path / "cache", size=32, seed=1)
-    summary = evaluate.roi_agreement(cache, "train", {"unet": (str(tiny_weights["unet"]), 1)},
-                                     device=evaluate.resolve_device("cpu"), batch_size=2)
+    summary = evaluate.volume_checks(cache, "train", {"unet": (str(tiny_weights["unet"]), 1)},
+                                     device=evaluate.resolve_device("cpu"), batch_size=2)["rois"]
     cases = json.loads((cache / training_data.CACHE_INFO).read_text())["splits"]["train"]["cases"]
     assert summary["cases"] == len(cases) and summary["rois"] == 2 * len(cases)
     # Known answer for the identity: ROI means of the per-slice normalised T2w (slices along the 5 mm axis).
@@ -229,6 +229,58 @@ def test_roi_agreement_compares_each_labelled_roi_mean_with_the_truth(paired_dir
     assert summary["identity"]["mae"] == pytest.approx(np.abs(identity - truth).mean(), rel=1e-5)
     assert summary["identity"]["bias"] == pytest.approx((identity - truth).mean(), rel=1e-5, abs=1e-7)
     assert summary["unet"]["n"] == 2 * len(cases) and np.isfinite(summary["unet"]["mae"])
+
+
+def test_tissue_breakdown_pools_each_tissue_and_splits_muscle_by_true_sff(paired_dir, tmp_path, tiny_weights):
+    from napari_sff import io
+    from napari_sff.preprocess import normalise_t2w
+    from training import evaluate
+
+    # Tissue maps of the paired cases: 1 "adipose" where T2w > 700, 2 "muscle" elsewhere in the two ROIs.
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    for path in paired_dir.iterdir():
+        (folder / path.name).symlink_to(path)
+    cases = sorted(p.name[: -len("_t2w.nii.gz")] for p in paired_dir.glob("*_t2w.nii.gz"))
+    names = {"1": "adipose", "2": "muscle"}
+    for case in cases:
+        t2w, labels = (nib.load(paired_dir / f"{case}_{kind}.nii.gz") for kind in ("t2w", "labels"))
+        tissues = np.where(t2w.get_fdata() > 700, 1, np.where(labels.get_fdata() > 0, 2, 0)).astype(np.int16)
+        nib.save(nib.Nifti1Image(tissues, t2w.affine), folder / f"{case}_tissues.nii.gz")
+        (folder / f"{case}_tissues.json").write_text(json.dumps(names))
+    cache = training_data.build_slice_cache(folder, tmp_path / "cache", size=32, seed=1)
+    checks = evaluate.volume_checks(cache, "train", {"unet": (str(tiny_weights["unet"]), 1)},
+                                    device=evaluate.resolve_device("cpu"), batch_size=2, rois=False, tissues=True)
+    assert checks["rois"] is None
+    summary = checks["tissues"]
+    train = json.loads((cache / training_data.CACHE_INFO).read_text())["splits"]["train"]["cases"]
+    assert summary["cases"] == len(train)
+    # Known answer for the identity, pooled over voxels of all train cases (slices along the 5 mm axis).
+    expected: dict[str, list[np.ndarray]] = {}
+    for case in train:
+        t2w, sff = (io.read_nifti(paired_dir / f"{case}_{kind}.nii.gz").array for kind in ("t2w", "sff"))
+        tissues = io.read_nifti(folder / f"{case}_tissues.nii.gz").array
+        axis = int(np.argmax(io.read_nifti(paired_dir / f"{case}_t2w.nii.gz").spacing))
+        identity = np.moveaxis(np.clip(normalise_t2w(np.moveaxis(t2w, axis, 0)), 0, 1), 0, axis)
+        error = identity - np.clip(sff, 0, 1)
+        muscle = tissues == 2
+        for name, mask in (("adipose", tissues == 1), ("muscle, true SFF 0–10 %", muscle & (sff < 0.1)),
+                           ("muscle, true SFF 10–30 %", muscle & (sff >= 0.1) & (sff < 0.3)),
+                           ("muscle, true SFF ≥ 30 %", muscle & (sff >= 0.3))):
+            expected.setdefault(name, []).append(error[mask])
+    rows = {row["tissue"]: row for row in summary["rows"]}
+    assert set(rows) == {name for name, errors in expected.items() if np.concatenate(errors).size}
+    body = np.concatenate([np.concatenate(errors) for errors in expected.values()])
+    for name, row in rows.items():
+        errors = np.concatenate(expected[name])
+        assert row["voxels"] == errors.size
+        assert row["identity"]["mae"] == pytest.approx(np.abs(errors).mean(), rel=1e-5)
+        assert row["identity"]["bias"] == pytest.approx(errors.mean(), rel=1e-4, abs=1e-7)
+        assert row["identity"]["share_of_error"] == pytest.approx(np.abs(errors).sum() / np.abs(body).sum(), rel=1e-4)
+    assert summary["body"]["identity"]["mae"] == pytest.approx(np.abs(body).mean(), rel=1e-5)
+    assert sum(row["unet"]["share_of_error"] for row in rows.values()) == pytest.approx(1.0)
+    table = "\n".join(evaluate.tissue_markdown(summary, {"identity": "Identity", "unet": "U-Net"}, "train"))
+    assert "| adipose |" in table and "U-Net MAE / bias / share" in table
 
 
 def test_spacing_check_scores_each_model_native_and_resampled_per_matrix_size(tmp_path):

@@ -10,7 +10,8 @@ divided by the number of images (``--batch-size``, default 1 as a per-image late
 every model again on the same images as a scanner or an export could change them (another orientation, more
 noise, a stronger bias field, 8-bit storage), none of which the simulator itself produces. ``--rois`` answers
 what the ROI widget is for: whole test volumes are predicted and every labelled muscle's mean SFF is compared
-with the truth (MAE of ROI means, Pearson r, Bland-Altman bias and limits of agreement). ``--spacing-check N``
+with the truth (MAE of ROI means, Pearson r, Bland-Altman bias and limits of agreement); ``--tissues`` breaks
+the error of those volumes down by tissue class (:mod:`training.volume_checks`). ``--spacing-check N``
 simulates N fresh cases at coarser and finer pixel spacings than trained and scores each model on the input
 grid and with ``predict_volume``'s resampling into its training range.
 """
@@ -28,13 +29,11 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from napari_sff import io
-from napari_sff.inference import choose_slice_axis, load_model, predict_slices, predict_volume, resolve_device
+from napari_sff.inference import load_model, predict_slices, predict_volume, resolve_device
 from napari_sff.io import atomic_write_text
-from napari_sff.preprocess import normalise_t2w
-from napari_sff.stats import bland_altman, roi_table
 from training.data import CACHE_INFO, Augmentation, SliceDataset, build_slice_cache
 from training.metrics import image_metrics, summarise
+from training.volume_checks import identity_prediction, tissue_markdown, volume_checks
 
 
 def as_cache(data: str, size: int = 256) -> Path:
@@ -52,11 +51,6 @@ def load_split(data: str, split: str, max_images: int | None, size: int = 256) -
     count = len(dataset) if max_images is None else min(len(dataset), max_images)
     indices = np.linspace(0, len(dataset) - 1, count).astype(int) if count else np.array([], int)
     return np.asarray(dataset.t2w[indices]), np.asarray(dataset.sff[indices])
-
-
-def identity_prediction(raw: np.ndarray) -> np.ndarray:
-    """The baseline: normalised T2w read directly as a fat fraction."""
-    return np.clip(normalise_t2w(raw), 0, 1)
 
 
 def score(predicted: np.ndarray, truth: np.ndarray, raw: np.ndarray) -> tuple[dict, np.ndarray]:
@@ -139,45 +133,6 @@ def robustness_rows(raw: np.ndarray, truth: np.ndarray, models: dict[str, tuple[
             row[arch] = score(predicted, changed_truth[:count], changed_raw[:count])[0]
         rows.append(row)
     return rows
-
-
-def roi_agreement(cache: Path, split: str, models: dict[str, tuple[str, int]], *, device, batch_size: int,
-                  seed: int = 0) -> dict:
-    """Mean SFF of every labelled ROI of every whole volume of ``split``: each model's ROI means vs the truth.
-
-    ``models`` maps a model name to (weights, DDIM steps). Volumes come from the NIfTI folder the cache was
-    built from (``<case>_t2w`` / ``_sff`` / ``_labels``); cases without a labels file are skipped.
-    """
-    info = json.loads((cache / CACHE_INFO).read_text())
-    folder = Path(info["data_dir"])
-    loaded = {name: load_model(name, weights, device)[0] for name, (weights, _) in models.items()}
-    means: dict[str, list[float]] = {"truth": [], "identity": [], **{name: [] for name in models}}
-    cases = 0
-    for case in info["splits"][split]["cases"]:
-        files = {kind: sorted(folder.glob(f"{case}_{kind}.nii*")) for kind in ("t2w", "sff", "labels")}
-        if not all(files.values()):
-            continue
-        t2w, sff, labels = (io.read_nifti(files[kind][0]) for kind in ("t2w", "sff", "labels"))
-        axis = choose_slice_axis(t2w.spacing)
-        maps = {"truth": np.clip(sff.array, 0, 1),
-                "identity": np.moveaxis(identity_prediction(np.moveaxis(t2w.array, axis, 0)), 0, axis)}
-        for name, model in loaded.items():
-            maps[name] = predict_volume(t2w.array, t2w.spacing, name, model=model, device=str(device),
-                                        batch_size=batch_size, ddim_steps=models[name][1], seed=seed).sff
-        rows = roi_table(maps, labels.array.astype(np.int32), t2w.spacing)
-        for row in rows:
-            means[row.source].append(row.mean)
-        cases += 1
-    truth = np.array(means.pop("truth"))
-    summary = {"cases": cases, "rois": int(truth.size), "truth_mean": float(truth.mean()) if truth.size else None,
-               "means": {"truth": truth.tolist(), **{name: list(values) for name, values in means.items()}}}
-    for name, values in means.items():
-        values = np.array(values)
-        agreement = bland_altman(values, truth)
-        summary[name] = {"mae": float(np.abs(values - truth).mean()) if truth.size else float("nan"),
-                         "r": float(np.corrcoef(values, truth)[0, 1]) if truth.size > 1 else float("nan"),
-                         **agreement, "steps": models.get(name, (None, None))[1]}
-    return summary
 
 
 # In-plane matrix sizes of the spacing check: the simulator's field of view over 160, 256 and 512 pixels gives
@@ -274,9 +229,10 @@ def evaluate(args: argparse.Namespace) -> dict:
     robustness = (robustness_rows(raw, truth, models, device=device, batch_size=args.batch_size, seed=args.seed,
                                   ddpm_max_images=args.ddpm_max_images, unperturbed=unperturbed)
                   if args.robustness else [])
-    rois = None
-    if args.rois:
-        rois = roi_agreement(cache, args.split, models, device=device, batch_size=args.batch_size, seed=args.seed)
+    checks = {"rois": None, "tissues": None}
+    if args.rois or args.tissues:
+        checks = volume_checks(cache, args.split, models, device=device, batch_size=args.batch_size,
+                               rois=args.rois, tissues=args.tissues, seed=args.seed)
     spacing = []
     if args.spacing_check:
         spacing = spacing_rows(models, cases=args.spacing_check, device=device, batch_size=args.batch_size,
@@ -292,7 +248,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         "cpu_count": os.cpu_count(),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "models": rows, "ddim_ablation": ablation, "paired_tests": tests, "robustness": robustness,
-        "robustness_ddim_steps": check_steps if args.ddpm else None, "rois": rois,
+        "robustness_ddim_steps": check_steps if args.ddpm else None, **checks,
         "spacing_check": {"cases_per_size": args.spacing_check, "seed": args.spacing_seed, "rows": spacing},
         "samples_ablation": samples_ablation,
     }
@@ -372,6 +328,8 @@ def markdown(report: dict) -> str:
                 label = names[key] + (f", {row['steps']} steps" if key == "ddpm" else "")
                 lines.append(f"| {label} | {row['mae']:.3f} | {row['r']:.3f} | {row['bias']:+.3f} | "
                              f"{row['loa_low']:+.3f} to {row['loa_high']:+.3f} |")
+    if report.get("tissues"):
+        lines += ["", *tissue_markdown(report["tissues"], names, split)]
     spacing = report.get("spacing_check", {}).get("rows")
     if spacing:
         check = report["spacing_check"]
@@ -418,6 +376,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--rois", action="store_true",
                         help="compare mean SFF per labelled ROI over whole test volumes (needs <case>_labels files)")
+    parser.add_argument("--tissues", action="store_true",
+                        help="break the voxel error of whole test volumes down by tissue class (needs "
+                             "<case>_tissues files, as python -m training.phantoms writes)")
     parser.add_argument("--check-ddim-steps", type=int, help="DDIM steps of the DDPM in --rois and --robustness (default: --ddim-steps)")
     parser.add_argument("--robustness", action="store_true",
                         help="also score every model on perturbed copies (orientation, noise, bias, 8-bit)")

@@ -146,6 +146,18 @@ def layer_kind(layer: Any) -> str | None:
     return info.get("kind") or layer.metadata.get(io.LAYER_KIND_KEY)
 
 
+def is_predicted_sff(layer: Any) -> bool:
+    """A predicted SFF map: not its SD, |error| or difference, nor a measured (Dixon) map. Layers that carry a
+    model but no kind (made before kinds were recorded) count when named as the Predict widget names its map."""
+    info = layer.metadata.get("napari_sff") or {}
+    if not (is_image(layer) and info.get("model")):
+        return False
+    if "kind" in info:
+        return info["kind"] == "sff"
+    source = info.get("source_layer")
+    return source is None or layer.name == output_name("sff", info["model"], source)
+
+
 def style_layer(layer: Any) -> None:
     """Reading-view defaults napari's layer data cannot carry: a colour bar on fat-fraction (and derived) maps,
     outlines for muscle labels. Called by the widgets when a layer is added."""

@@ -52,7 +52,7 @@ from napari_sff.roi import (  # noqa: F401  (plain geometry and computation, sha
     world_box,
 )
 from napari_sff.widgets import _layers
-from napari_sff.widgets._layers import SCOPES, output_name
+from napari_sff.widgets._layers import SCOPES
 
 DEBOUNCE_MS = 300
 #: RoiRow attribute of each table column, in the order of :func:`stats.table_header`.
@@ -68,15 +68,6 @@ def label_names(layer: Any) -> dict[int, str]:
         return {}
     index = features["index"] if "index" in features else range(len(features))
     return {int(i): str(name) for i, name in zip(index, features["name"], strict=True)}
-
-
-def is_prediction(layer: Any) -> bool:
-    """A predicted SFF map (not the SD, error or difference layers that come with it)."""
-    info = layer.metadata.get("napari_sff") or {}
-    if not (_layers.is_image(layer) and info.get("model")):
-        return False
-    source = info.get("source_layer")
-    return source is None or layer.name == output_name("sff", info["model"], source)
 
 
 def _stacked(header: str) -> str:
@@ -198,7 +189,7 @@ class RoiStatsWidget(Container):
             _layers.style_layer(layer)
         self._on_layers_changed()
         self.values.value = [layer for _, layer in self._choices(_layers.is_map)()
-                             if is_prediction(layer) or layer is self.reference.value]
+                             if _layers.is_predicted_sff(layer) or layer is self.reference.value]
         self._draw_plots()
 
     # --------------------------------------------------------------------------------------- choices
@@ -220,7 +211,7 @@ class RoiStatsWidget(Container):
         added = getattr(event, "value", None) if getattr(event, "type", "") in ("inserted", "changed") else None
         if added is not None and getattr(event, "type", "") == "inserted":
             _layers.style_layer(added)  # colour bar on maps, outlines on labels, as with the Predict widget docked
-        if added is not None and (is_prediction(added) or added is self.reference.value):
+        if added is not None and (_layers.is_predicted_sff(added) or added is self.reference.value):
             self.values.value = [*self.values.value, added]
         self._on_settings_changed()
 
@@ -427,7 +418,7 @@ class RoiStatsWidget(Container):
         """Column names of the summary and the report: "GT", "U-Net", "DDPM"... (:func:`report.short_map_names`)."""
         sources = list(dict.fromkeys(row.source for row in self.rows))
         models = {layer.name: layer.metadata["napari_sff"]["model"] for layer in self.viewer.layers
-                  if layer.name in sources and is_prediction(layer)}
+                  if layer.name in sources and _layers.is_predicted_sff(layer)}
         return report.short_map_names(sources, self.reference_name, models)
 
     def compact(self) -> stats.CompactTable:

@@ -18,7 +18,8 @@ How it differs from the simulator
 * Truth: SFF = fat PD / total PD per voxel (2x2 fine pixels), 0 where the mean PD is below 0.2 (air, cortex).
 
 ``python -m training.phantoms --out DIR --cases N --seed S [--size 256] [--slices 12]`` writes
-``<case>_t2w/_sff/_labels.nii.gz``, ``<case>_labels.json`` (label names) and ``phantoms.json`` (every drawn
+``<case>_t2w/_sff/_labels/_tissues.nii.gz``, ``<case>_labels.json`` (label names), ``<case>_tissues.json``
+(tissue class names: the per-tissue error breakdown of ``training.evaluate --tissues``) and ``phantoms.json`` (every drawn
 number), readable by ``python -m training.data`` and ``python -m training.evaluate --rois``.
 
 Ranges (per case; "guess" = plausible, not looked up; T1 at 3 T / 1.5 T, water component)

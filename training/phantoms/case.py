@@ -20,7 +20,10 @@ GENERATOR = "training.phantoms"
 
 @dataclass
 class PhantomCase:
-    """Display-order arrays (slice, row, column), their spacing (mm), label names and every drawn number."""
+    """Display-order arrays (slice, row, column), their spacing (mm), label names and every drawn number.
+
+    ``tissues`` holds the tissue class of each pixel (:data:`TISSUE_CLASS_NAMES`: 0 = air, ``EDGE`` where the
+    pixel's fine pixels are not all one tissue) so that errors can be broken down by tissue."""
 
     t2w: np.ndarray
     sff: np.ndarray
@@ -28,6 +31,13 @@ class PhantomCase:
     spacing: tuple[float, float, float]
     label_names: dict[int, str]
     params: dict
+    tissues: np.ndarray
+
+
+#: Tissue class map values: :data:`TISSUE_IDS` (air = 0, the background) and one more for mixed pixels.
+EDGE = len(TISSUE_IDS)
+TISSUE_CLASS_NAMES: dict[int, str] = {**{index: name for name, index in TISSUE_IDS.items() if index},
+                                      EDGE: "edge (mixed tissues)"}
 
 
 def _blocks(image: np.ndarray) -> np.ndarray:
@@ -41,6 +51,13 @@ def _mode_of_blocks(labels: np.ndarray) -> np.ndarray:
     blocks = _blocks(labels)
     counts = (blocks[:, None] == blocks[None, :]).sum(axis=1)
     return np.take_along_axis(blocks, counts.argmax(axis=0)[None], 0)[0]
+
+
+def _tissue_classes(tissue: np.ndarray) -> np.ndarray:
+    """Tissue class of each output pixel: the tissue of its four fine pixels, or ``EDGE`` if they differ."""
+    blocks = _blocks(tissue)
+    uniform = (blocks == blocks[:1]).all(0)
+    return np.where(uniform, blocks[0], EDGE)
 
 
 def make_case(seed: int | np.random.SeedSequence, *, size: int = 256, n_slices: int = 12,
@@ -73,7 +90,7 @@ def make_case(seed: int | np.random.SeedSequence, *, size: int = 256, n_slices: 
     ff_of = np.array([tissues[n]["fat_fraction"] for n in order], np.float32)
     scale_of = np.array([tissues[n]["tse_scale"] for n in order], np.float32)
     pd_adipose = tissues["adipose"]["pd"]
-    images, sff, labels, muscle = [], [], [], []
+    images, sff, labels, muscle, classes = [], [], [], [], []
     for k in range(n_slices):
         scene = render_slice(params, x, y, (k + 0.5) / n_slices, label_ids)
         tissue = scene.tissue.astype(np.int32)
@@ -86,6 +103,7 @@ def make_case(seed: int | np.random.SeedSequence, *, size: int = 256, n_slices: 
         sff.append(fraction.astype(np.float32))
         labels.append(_mode_of_blocks(scene.labels))
         muscle.append(_blocks(tissue == TISSUE_IDS["muscle"]).all(0))
+        classes.append(_tissue_classes(tissue))
         signal = pd * scale_of[tissue]
         index = tissue * tse.B1_BINS + b1_bin
         args = (signal * (1 - ff), signal * ff, index, bias, b1_bin)
@@ -104,7 +122,8 @@ def make_case(seed: int | np.random.SeedSequence, *, size: int = 256, n_slices: 
     stored = np.clip(np.rint(noisy * (protocol["stored_max"] / top)), 0, np.iinfo(np.int16).max).astype(np.int16)
     spacing = (params["slice_mm"] * (1 + params["gap_fraction"]), params["fov_mm"] / size, params["fov_mm"] / size)
     params = {**params, "protocol": protocol, "tissues": tissues, "noise_sd_stored": sigma * protocol["stored_max"] / top}
-    return PhantomCase(stored, np.stack(sff), np.stack(labels).astype(np.int16), spacing, names, params)
+    return PhantomCase(stored, np.stack(sff), np.stack(labels).astype(np.int16), spacing, names, params,
+                       np.stack(classes).astype(np.int16))
 
 
 def case_seed(seed: int, index: int) -> np.random.SeedSequence:
@@ -143,13 +162,17 @@ def write_cases(out_dir: str | os.PathLike, n_cases: int, *, seed: int = 0, size
             seconds = time.perf_counter() - started
             case_id = f"ph{index:04d}_{case.params['anatomy']}"
             files = {}
-            for suffix, array in (("t2w", case.t2w), ("sff", case.sff), ("labels", case.labels)):
+            for suffix, array in (("t2w", case.t2w), ("sff", case.sff), ("labels", case.labels),
+                                  ("tissues", case.tissues)):
                 path = tmp / f"{case_id}_{suffix}.nii.gz"
                 io.write_nifti(io.Volume.from_array(array, case.spacing), path)
                 files[suffix] = path.name
             names = {str(k): v for k, v in case.label_names.items()}
             io.atomic_write_text(tmp / f"{case_id}_labels.json", json.dumps(names, indent=1))
             files["label_names"] = f"{case_id}_labels.json"
+            io.atomic_write_text(tmp / f"{case_id}_tissues.json",
+                                 json.dumps({str(k): v for k, v in TISSUE_CLASS_NAMES.items()}, indent=1))
+            files["tissue_names"] = f"{case_id}_tissues.json"
             entries.append({"case": case_id, "seed": [seed, index], "files": files, "spacing": list(case.spacing),
                             "shape": list(case.t2w.shape), "label_names": names, "render_seconds": round(seconds, 3),
                             "params": case.params})

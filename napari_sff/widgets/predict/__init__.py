@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch  # noqa: F401  (before Qt where we control the order; this module loads only when docked)
 
-from napari_sff.widgets._layers import SCOPES, output_name
+from napari_sff.widgets._layers import SCOPES, is_predicted_sff, output_name
 from napari_sff.widgets.predict.comparison import ANATOMY_SUFFIX, COMPARISON_CELLS, GRID_SPACING
 from napari_sff.widgets.predict.layers import (
     DIFFERENCE_COLORMAP,
@@ -27,7 +27,6 @@ from napari_sff.widgets.predict.layers import (
     ERROR_COLORMAP,
     ERROR_LIMITS,
     MIN_STD_LIMIT,
-    is_predicted_sff,
 )
 from napari_sff.widgets.predict.preload import PRELOAD_MODULES, PRELOADED, start_preload
 from napari_sff.widgets.predict.readout import READOUT

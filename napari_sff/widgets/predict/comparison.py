@@ -14,7 +14,7 @@ import numpy as np
 from napari_sff import io
 from napari_sff.inference import ARCH_LABELS
 from napari_sff.widgets import _layers
-from napari_sff.widgets.predict.layers import is_predicted_sff
+from napari_sff.widgets._layers import is_predicted_sff
 
 #: Grid cells of the comparison, in reading order: (title, kind, arch, shown at once). The others are on demand:
 #: ticking a hidden map's eye in the layer list shows it in its own cell with its anatomy.

@@ -58,12 +58,6 @@ def difference_colormap() -> str:
     return DIFFERENCE_COLORMAP
 
 
-def is_predicted_sff(layer: Any) -> bool:
-    """A predicted SFF map (not its SD, |error| or difference, nor a measured map)."""
-    info = layer.metadata.get("napari_sff") or {}
-    return info.get("kind") == "sff" and bool(info.get("model"))
-
-
 class OutputLayersMixin:
     """The widget's output layers. Uses the widget's ``viewer``, ``side_by_side``, ``_source`` (the T2w layer
     of the last run), ``_adding`` and ``_style_pending``, and the comparison grid's ``show_comparison``."""

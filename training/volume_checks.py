@@ -1,0 +1,151 @@
+"""Checks on whole test volumes, predicted as ``napari-sff predict`` would: ROI means and errors by tissue.
+
+Each model predicts every volume once (:func:`napari_sff.inference.predict_volume`, native grid); then
+
+* ``rois`` compares every labelled muscle's mean SFF with the truth (``<case>_labels``): MAE of ROI means,
+  Pearson r, Bland-Altman bias and limits of agreement;
+* ``tissues`` breaks the voxel error down by tissue class (``<case>_tissues`` + ``<case>_tissues.json``, which
+  the independent phantoms write): per class its share of the body, true mean SFF, each model's MAE and bias and
+  its share of that model's total absolute error. Muscle is split further by its true SFF, so that fatty
+  infiltration that is missed shows apart from healthy muscle. Pooled over voxels of all volumes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from napari_sff import io
+from napari_sff.inference import choose_slice_axis, load_model, predict_volume
+from napari_sff.io.label_names import read_label_names
+from napari_sff.preprocess import normalise_t2w
+from napari_sff.stats import bland_altman, roi_table
+from training.data import CACHE_INFO
+
+#: Muscle voxels are split at these true SFF values in the tissue breakdown.
+MUSCLE_SFF_BINS = (0.1, 0.3)
+MUSCLE = "muscle"
+
+
+def identity_prediction(raw: np.ndarray) -> np.ndarray:
+    """The baseline: normalised T2w read directly as a fat fraction."""
+    return np.clip(normalise_t2w(raw), 0, 1)
+
+
+def _muscle_bin_names() -> list[str]:
+    """Names of the bins ``np.digitize(sff, MUSCLE_SFF_BINS)`` numbers 0, 1, ...: "muscle, true SFF 0-10 %"."""
+    lows = [0.0, *MUSCLE_SFF_BINS]
+    names = [f"{MUSCLE}, true SFF {100 * low:.0f}–{100 * high:.0f} %"
+             for low, high in zip(lows[:-1], MUSCLE_SFF_BINS, strict=True)]
+    return [*names, f"{MUSCLE}, true SFF ≥ {100 * lows[-1]:.0f} %"]
+
+
+def _tissue_labels(tissues: np.ndarray, names: dict[int, str], truth: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
+    """The tissue map with muscle voxels relabelled by their true SFF bin (new ids above the largest)."""
+    labels = tissues.astype(np.int32)
+    muscle = [label for label, name in names.items() if name == MUSCLE]
+    if not muscle:
+        return labels, dict(names)
+    first = max(names) + 1
+    in_muscle = labels == muscle[0]
+    labels = np.where(in_muscle, first + np.digitize(truth, MUSCLE_SFF_BINS), labels)
+    names = {k: v for k, v in names.items() if k != muscle[0]}
+    return labels, {**names, **{first + i: name for i, name in enumerate(_muscle_bin_names())}}
+
+
+def _roi_summary(means: dict[str, list[float]], cases: int, steps: dict[str, int | None]) -> dict:
+    truth = np.array(means.pop("truth"))
+    summary = {"cases": cases, "rois": int(truth.size), "truth_mean": float(truth.mean()) if truth.size else None,
+               "means": {"truth": truth.tolist(), **{name: list(values) for name, values in means.items()}}}
+    for name, values in means.items():
+        values = np.array(values)
+        summary[name] = {"mae": float(np.abs(values - truth).mean()) if truth.size else float("nan"),
+                         "r": float(np.corrcoef(values, truth)[0, 1]) if truth.size > 1 else float("nan"),
+                         **bland_altman(values, truth), "steps": steps.get(name)}
+    return summary
+
+
+def _tissue_summary(sums: dict[str, dict[str, float]], cases: int, sources: list[str]) -> dict:
+    """Voxel-pooled rows from per-tissue sums of n, truth, signed and absolute error."""
+    body = sum(row["n"] for row in sums.values())
+    total_abs = {name: sum(row[f"abs_{name}"] for row in sums.values()) for name in sources}
+    rows = []
+    for tissue, row in sorted(sums.items(), key=lambda item: -item[1]["n"]):
+        n = row["n"]
+        entry = {"tissue": tissue, "voxels": int(n), "share_of_body": n / body, "truth_mean": row["truth"] / n}
+        for name in sources:
+            entry[name] = {"mae": row[f"abs_{name}"] / n, "bias": row[f"signed_{name}"] / n,
+                           "share_of_error": row[f"abs_{name}"] / total_abs[name] if total_abs[name] else float("nan")}
+        rows.append(entry)
+    overall = {name: {"mae": total_abs[name] / body,
+                      "bias": sum(row[f"signed_{name}"] for row in sums.values()) / body} for name in sources}
+    return {"cases": cases, "voxels": int(body), "rows": rows, "body": overall,
+            "truth_mean": sum(row["truth"] for row in sums.values()) / body,
+            "muscle_sff_bins": list(MUSCLE_SFF_BINS)}
+
+
+def volume_checks(cache: Path, split: str, models: dict[str, tuple[str, int]], *, device, batch_size: int,
+                  rois: bool = True, tissues: bool = False, seed: int = 0) -> dict:
+    """``{"rois": ..., "tissues": ...}`` over the whole volumes of ``split`` (None for a check not asked for).
+
+    ``models`` maps a model name to (weights, DDIM steps). Volumes come from the NIfTI folder the cache was
+    built from; a case lacking the check's files (``<case>_labels``, ``<case>_tissues``) is left out of it.
+    """
+    loaded = {name: load_model(name, weights, device)[0] for name, (weights, _) in models.items()}
+    sources = ["identity", *models]
+    kinds = tuple(kind for kind, wanted in (("labels", rois), ("tissues", tissues)) if wanted)
+    means: dict[str, list[float]] = {"truth": [], **{name: [] for name in sources}}
+    sums: dict[str, dict[str, float]] = {}
+    roi_cases = tissue_cases = 0
+    info = json.loads((cache / CACHE_INFO).read_text())
+    folder = Path(info["data_dir"])
+    for case in info["splits"][split]["cases"]:
+        found = {kind: sorted(folder.glob(f"{case}_{kind}.nii*")) for kind in ("t2w", "sff", *kinds)}
+        if not (found["t2w"] and found["sff"]) or not any(found[kind] for kind in kinds):
+            continue
+        t2w, sff = io.read_nifti(found["t2w"][0]), io.read_nifti(found["sff"][0])
+        axis = choose_slice_axis(t2w.spacing)
+        maps = {"truth": np.clip(sff.array, 0, 1),
+                "identity": np.moveaxis(identity_prediction(np.moveaxis(t2w.array, axis, 0)), 0, axis)}
+        for name, model in loaded.items():
+            maps[name] = predict_volume(t2w.array, t2w.spacing, name, model=model, device=str(device),
+                                        batch_size=batch_size, ddim_steps=models[name][1], seed=seed).sff
+        if rois and found.get("labels"):
+            labels = io.read_nifti(found["labels"][0]).array.astype(np.int32)
+            for row in roi_table(maps, labels, t2w.spacing):
+                means[row.source].append(row.mean)
+            roi_cases += 1
+        names_file = folder / f"{case}_tissues.json"
+        if tissues and found.get("tissues") and names_file.exists():
+            labels, names = _tissue_labels(io.read_nifti(found["tissues"][0]).array,
+                                           read_label_names(names_file), maps["truth"])
+            for row in roi_table(maps, labels, t2w.spacing, reference="truth", label_names=names):
+                tissue = sums.setdefault(row.name, {"n": 0.0, "truth": 0.0})
+                if row.source == "truth":
+                    tissue["n"] += row.n_voxels
+                    tissue["truth"] += row.mean * row.n_voxels
+                else:
+                    tissue[f"abs_{row.source}"] = tissue.get(f"abs_{row.source}", 0.0) + row.mae * row.n_voxels
+                    tissue[f"signed_{row.source}"] = (tissue.get(f"signed_{row.source}", 0.0)
+                                                      + row.diff_mean * row.n_voxels)
+            tissue_cases += 1
+    steps = {name: steps for name, (_, steps) in models.items()}
+    return {"rois": _roi_summary(means, roi_cases, steps) if rois else None,
+            "tissues": _tissue_summary(sums, tissue_cases, sources) if tissues and sums else None}
+
+
+def tissue_markdown(summary: dict, labels: dict[str, str], split: str) -> list[str]:
+    """The per-tissue table: share of body, true mean, then MAE / bias / share of error per source."""
+    sources = [name for name in labels if name in summary["body"]]
+    lines = [f"Error by tissue ({summary['voxels']:,} body voxels of {summary['cases']} whole {split} volumes, "
+             "pooled; bias = prediction − truth; share = of that model's total absolute error):", "",
+             "| tissue | % of body | true SFF | " + " | ".join(f"{labels[s]} MAE / bias / share" for s in sources) + " |",
+             "|---|---|---|" + "---|" * len(sources)]
+    for row in [*summary["rows"], {"tissue": "**body**", "share_of_body": 1.0, "truth_mean": summary["truth_mean"],
+                                   **{s: {**summary["body"][s], "share_of_error": 1.0} for s in sources}}]:
+        cells = " | ".join(f"{row[s]['mae']:.3f} / {row[s]['bias']:+.3f} / {100 * row[s]['share_of_error']:.0f} %"
+                           for s in sources)
+        lines.append(f"| {row['tissue']} | {100 * row['share_of_body']:.1f} | {row['truth_mean']:.3f} | {cells} |")
+    return lines
