@@ -38,6 +38,14 @@ def test_dry_run_reports_every_phase_and_writes_loadable_weights(tmp_path):
         assert {k: header["config"][k] for k in expected} == {k: list(v) if isinstance(v, tuple) else v
                                                               for k, v in expected.items()}
         assert phases["evaluate"]["models"][arch]["mae"] >= 0
+    # The independent check: the phantoms scored like the test split, plus ROI means, tissues and the targets.
+    phantoms = phases["phantoms"]
+    assert phantoms["cases"] == 2 and phantoms["images"] == 4
+    assert {"identity", "unet", "ddpm"} <= set(phantoms["models"]) and phantoms["models"]["unet"]["mae"] >= 0
+    assert phantoms["rois"]["rois"] > 0 and {"identity", "unet", "ddpm"} <= set(phantoms["tissues"]["body"])
+    assert set(phantoms["targets"]["met"]) == {"unet_r", "unet_mae_vs_identity", "unet_roi_mae", "ddpm_r",
+                                                "ddpm_better_than_identity"}
+    assert "targets met:" in (out / "gpu_job.md").read_text()
     bench = phases["benchmark"]
     for row in bench["unet"] + bench["ddpm"]:
         assert row.get("ms_per_slice", 0) > 0 or row["error"], row

@@ -210,3 +210,15 @@ def test_docstring_table_lists_every_tissue():
 
     for name in TISSUE_IDS:
         assert f"\n{name} " in phantoms.__doc__
+
+
+def test_cases_rendered_in_worker_processes_are_those_of_their_seeds(tmp_path):
+    from napari_sff import io
+    from training.phantoms import write_cases
+
+    manifest = json.loads(write_cases(tmp_path / "p", 2, seed=5, size=32, n_slices=2, workers=2).read_text())
+    for index, entry in enumerate(manifest["cases"]):
+        expected = make_case(case_seed(5, index), size=32, n_slices=2)
+        for kind in ("t2w", "sff", "tissues"):
+            np.testing.assert_array_equal(io.read_nifti(tmp_path / "p" / entry["files"][kind]).array,
+                                          getattr(expected, kind))

@@ -1,6 +1,6 @@
 """One prepared command for a single H100/H200 lent for a few minutes: data, both models, evaluation, speed.
 
-    python -m training.gpu_job --out DIR [--work DIR] [--domain randomized] [--total-s 530]
+    python -m training.gpu_job --out DIR [--work DIR] [--domain randomized] [--total-s 555]
     python -m training.gpu_job --out DIR --dry-run      # every phase, tiny, on the CPU, in well under a minute
 
 Phases, in order, each in a process of its own (a hung or crashed phase is killed at its budget and the next
@@ -8,7 +8,9 @@ one starts; CUDA memory starts clean): ``environment`` (versions, the GPU, a bf1
 ``simulate`` (cases from ``napari_sff.simulate.simulate_cases`` on every core until the case count or the
 budget is reached), ``cache`` (``training.data.build_slice_cache``), ``unet`` and ``ddpm`` (``training.train``
 with bf16 autocast, channels-last, large batches and ``--time-budget-s``; the U-Net also torch.compile'd, and a
-compile failure falls back to eager), ``evaluate`` (test split, ``training.evaluate``'s functions),
+compile failure falls back to eager), ``evaluate`` (test split, ``training.evaluate``'s functions), ``phantoms``
+(the model card's independent phantoms rendered on every core, scored the same way, with ROI means, the error by
+tissue and issue #11's targets),
 ``benchmark`` (ms per 256² slice: U-Net at batch 1 and 64, DDPM at 50 DDIM steps batched, fp16 and bf16,
 eager, CUDA graphs and torch.compile mode="reduce-overhead", against the targets) and, with the time left,
 ``ablation`` (``training.ddpm_ablation`` at a small equal budget per configuration).
@@ -20,7 +22,7 @@ goes to ``--work``. Progress lines carry the wall clock and the seconds since th
 how to launch it through the device tool.
 
 Parts: ``profiles`` (phase order, targets, every budget), ``runner`` (processes, budgets, error capture,
-``run_job``), ``phases`` (environment, simulate, cache, unet/ddpm training, evaluate, ablation), ``benchmark``
+``run_job``), ``phases`` (environment, simulate, cache, unet/ddpm training, evaluate, phantoms, ablation), ``benchmark``
 (the speed variants and their timing), ``report`` (progress lines, strict JSON, ``gpu_job.md``) and ``cli`` (the
 command line; ``__main__`` runs it).
 """

@@ -1,6 +1,6 @@
 """The job's phases, each a function ``(ctx, plan) -> result dict`` run in a process of its own by the runner:
 versions and the GEMM peak, simulated cases, the slice cache, U-Net and DDPM training, scoring on the test split
-and the fair-DDPM ablation (the speed benchmark has a module of its own). Heavy imports stay inside the functions,
+and on independent phantoms, and the fair-DDPM ablation (the speed benchmark has a module of its own). Heavy imports stay inside the functions,
 so a phase process imports only what its phase needs.
 """
 
@@ -183,13 +183,13 @@ def phase_ddpm(ctx: dict, plan: dict) -> dict:
     return _train_phase("ddpm", ctx, plan)
 
 
-def phase_evaluate(ctx: dict, plan: dict) -> dict:
-    """Identity, U-Net and DDPM on the test split, with ``training.evaluate``'s scoring."""
+def _score_models(ctx: dict, plan: dict, cache: Path) -> dict:
+    """Identity, and the U-Net and DDPM this job trained, on the test split of ``cache`` (evaluate's scoring)."""
     from napari_sff.inference import resolve_device
     from training.evaluate import identity_prediction, load_split, run_model, score
 
     device = resolve_device(ctx["device"])
-    raw, truth = load_split(str(Path(ctx["work"]) / "cache"), "test", plan["max_images"])
+    raw, truth = load_split(str(cache), "test", plan["max_images"])
     rows = {"identity": {**score(identity_prediction(raw), truth, raw)[0], "ms_per_image": 0.0}}
     for arch in ("unet", "ddpm"):
         weights = Path(ctx["out"]) / f"{arch}.safetensors"
@@ -203,6 +203,60 @@ def phase_evaluate(ctx: dict, plan: dict) -> dict:
         if arch == "ddpm":
             rows[arch]["ddim_steps"] = plan["ddim_steps"]
     return {"split": "test", "images": int(len(raw)), "batch_size": plan["batch_size"], "models": rows}
+
+
+def phase_evaluate(ctx: dict, plan: dict) -> dict:
+    """Identity, U-Net and DDPM on the test split, with ``training.evaluate``'s scoring."""
+    return _score_models(ctx, plan, Path(ctx["work"]) / "cache")
+
+
+#: Issue #11's generalisation targets on phantoms of another family (body MAE per slice image, pooled r).
+PHANTOM_TARGETS = {"unet_r": 0.97, "unet_mae_vs_identity": 0.5, "unet_roi_mae": 0.02, "ddpm_r": 0.95}
+
+
+def phase_phantoms(ctx: dict, plan: dict) -> dict:
+    """The independent check: phantoms of another family (``training.phantoms``), rendered on every core, scored
+    like the test split, plus ROI means and the error by tissue over whole volumes, against issue #11's targets."""
+    from napari_sff.inference import resolve_device
+    from napari_sff.models import load_checkpoint
+    from training.data import build_slice_cache
+    from training.phantoms import write_cases
+    from training.volume_checks import volume_checks
+
+    work = Path(ctx["work"])
+    folder, cache = work / "phantoms", work / "phantom_cache"
+    for path in (folder, cache):
+        if path.exists():
+            shutil.rmtree(path)
+    workers = plan.get("workers") or os.cpu_count() or 1
+    started = time.perf_counter()
+    write_cases(folder, plan["cases"], seed=plan["seed"], size=plan["size"], n_slices=plan["slices"],
+                workers=min(workers, plan["cases"]))
+    render_s = time.perf_counter() - started
+    unet = Path(ctx["out"]) / "unet.safetensors"
+    spacing = load_checkpoint(unet)[1]["metadata"].get("input_spacing_mm") if unet.exists() else None
+    build_slice_cache(folder, cache, size=plan["size"], val_fraction=0.0, test_fraction=1.0,
+                      spacing_range=spacing, workers=min(workers, plan["cases"]))
+    result = {"cases": plan["cases"], "seed": plan["seed"], "render_seconds": render_s, "spacing_range": spacing,
+              **_score_models(ctx, plan, cache)}
+    models = {arch: (str(Path(ctx["out"]) / f"{arch}.safetensors"), plan["ddim_steps"]) for arch in ("unet", "ddpm")
+              if (Path(ctx["out"]) / f"{arch}.safetensors").exists()}
+    checks = volume_checks(cache, "test", models, device=resolve_device(ctx["device"]),
+                           batch_size=plan["batch_size"], rois=True, tissues=True)
+    result["rois"] = {k: v for k, v in checks["rois"].items() if k != "means"}
+    result["tissues"] = checks["tissues"]
+    rows, rois = result["models"], result["rois"]
+    met = {}
+    if "r" in rows.get("unet", {}):
+        met["unet_r"] = rows["unet"]["r"] >= PHANTOM_TARGETS["unet_r"]
+        met["unet_mae_vs_identity"] = (rows["unet"]["mae"]
+                                       <= PHANTOM_TARGETS["unet_mae_vs_identity"] * rows["identity"]["mae"])
+        met["unet_roi_mae"] = rois.get("unet", {}).get("mae", float("inf")) <= PHANTOM_TARGETS["unet_roi_mae"]
+    if "r" in rows.get("ddpm", {}):
+        met["ddpm_r"] = rows["ddpm"]["r"] >= PHANTOM_TARGETS["ddpm_r"]
+        met["ddpm_better_than_identity"] = rows["ddpm"]["mae"] < rows["identity"]["mae"]
+    result["targets"] = {"targets": PHANTOM_TARGETS, "met": met}
+    return result
 
 
 def phase_ablation(ctx: dict, plan: dict) -> dict:
@@ -231,4 +285,5 @@ def phase_ablation(ctx: dict, plan: dict) -> dict:
 
 PHASE_FUNCTIONS: dict[str, Callable[[dict, dict], dict]] = {
     "environment": phase_environment, "simulate": phase_simulate, "cache": phase_cache, "unet": phase_unet,
-    "ddpm": phase_ddpm, "evaluate": phase_evaluate, "benchmark": phase_benchmark, "ablation": phase_ablation}
+    "ddpm": phase_ddpm, "evaluate": phase_evaluate, "phantoms": phase_phantoms, "benchmark": phase_benchmark,
+    "ablation": phase_ablation}

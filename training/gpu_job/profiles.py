@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-PHASES = ("environment", "simulate", "cache", "unet", "ddpm", "evaluate", "benchmark", "ablation")
+PHASES = ("environment", "simulate", "cache", "unet", "ddpm", "evaluate", "phantoms", "benchmark", "ablation")
 #: What the issue asks of one H100/H200 (ms per 256² slice, batched).
 TARGETS_MS_PER_SLICE = {"unet": 0.25, "ddpm_50_steps": 25.0}
 
@@ -27,17 +27,20 @@ _TINY_DDPM = {"channels": [8, 8, 8, 8], "attention_levels": [False, False, False
 #: at ``train_s`` and use the rest for start-up, the final validation and checkpoints.
 PROFILES: dict[str, dict] = {
     "gpu": {
-        "total_s": 530, "grace_s": 10, "start_method": "spawn", "device": "auto",
+        "total_s": 555, "grace_s": 10, "start_method": "spawn", "device": "auto",
         "environment": {"budget_s": 20, "gemm_size": 8192},
         "simulate": {"budget_s": 45, "cases": 192, "size": 256, "slices": 24, "seed": 2026},
         "cache": {"budget_s": 50, "size": 256},
-        "unet": {"budget_s": 100, "train_s": 75, "model_config": {"base_channels": 16, "depth": 4},
+        "unet": {"budget_s": 95, "train_s": 70, "model_config": {"base_channels": 16, "depth": 4},
                  "train": {**_GPU_TRAIN, "batch_size": 64, "lr": 2e-3, "steps_per_epoch": 300, "val_slices": 64,
                            "compile": True}},
-        "ddpm": {"budget_s": 135, "train_s": 105, "model_config": _DDPM_ARCH,
+        "ddpm": {"budget_s": 125, "train_s": 95, "model_config": _DDPM_ARCH,
                  "train": {**_GPU_TRAIN, "batch_size": 64, "lr": 3e-4, "ema": 0.999, "steps_per_epoch": 300,
                            "val_slices": 32, "val_ddim_steps": 10}},
         "evaluate": {"budget_s": 40, "max_images": 256, "ddpm_max_images": 64, "ddim_steps": 50, "batch_size": 64},
+        # The model card's phantoms (seed 4242, 12 cases of 12 slices); the DDPM at 10 steps, as in the card.
+        "phantoms": {"budget_s": 30, "cases": 12, "seed": 4242, "size": 256, "slices": 12, "max_images": 144,
+                     "ddpm_max_images": 144, "ddim_steps": 10, "batch_size": 64},
         "benchmark": {"budget_s": 70, "size": 256, "batches": [1, 64], "ddpm_batch": 64, "ddim_steps": 50,
                       "dtypes": ["float16", "bfloat16"], "repeats": 5, "compile_backend": "inductor"},
         "ablation": {"min_config_s": 15, "overhead_s": 12, "configs": ["v-linear", "eps-linear", "v-cosine",
@@ -56,6 +59,8 @@ PROFILES: dict[str, dict] = {
                  "train": {**_TINY_TRAIN, "compile": True, "compile_backend": "eager"}},
         "ddpm": {"budget_s": 20, "train_s": 1.0, "model_config": _TINY_DDPM, "train": _TINY_TRAIN},
         "evaluate": {"budget_s": 20, "max_images": 4, "ddpm_max_images": 2, "ddim_steps": 2, "batch_size": 2},
+        "phantoms": {"budget_s": 30, "cases": 2, "seed": 4242, "size": 32, "slices": 2, "max_images": 4,
+                     "ddpm_max_images": 2, "ddim_steps": 2, "batch_size": 2, "workers": 2},
         "benchmark": {"budget_s": 30, "size": 16, "batches": [1, 4], "ddpm_batch": 2, "ddim_steps": 2,
                       "dtypes": ["float16"], "repeats": 1, "compile_backend": "eager"},
         "ablation": {"min_config_s": 0.5, "overhead_s": 4, "configs": ["v-linear", "eps-linear"], "max_images": 2,

@@ -46,6 +46,10 @@ def _headline(name: str, result: dict) -> str:
                 f"best val MAE {result['best_validation'].get('mae')}")
     if name == "evaluate":
         return "; ".join(f"{k} MAE {v.get('mae')}, r {v.get('r')}" for k, v in result["models"].items())
+    if name == "phantoms":
+        met = result.get("targets", {}).get("met", {})
+        return ("; ".join(f"{k} MAE {v.get('mae')}, r {v.get('r')}" for k, v in result["models"].items())
+                + f"; targets met: {', '.join(k for k, ok in met.items() if ok) or 'none'} of {len(met)}")
     if name == "benchmark":
         return "; ".join(f"{k} {v['variant']} batch {v['batch']}: {v['ms_per_slice']:.3f} ms/slice "
                          f"(target {v['target_ms_per_slice']})" for k, v in result.get("best", {}).items())

@@ -19,11 +19,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=256, help="in-plane matrix (even)")
     parser.add_argument("--slices", type=int, default=12)
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier phantom folder")
+    parser.add_argument("--workers", type=int, default=1, help="render cases in this many processes")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
         manifest = write_cases(args.out, args.cases, seed=args.seed, size=args.size, n_slices=args.slices,
-                               overwrite=args.overwrite)
+                               overwrite=args.overwrite, workers=args.workers)
     except (ValueError, FileExistsError) as exc:
         print(f"python -m training.phantoms: error: {exc}", file=sys.stderr)
         return 2

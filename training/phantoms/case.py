@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,9 +133,17 @@ def case_seed(seed: int, index: int) -> np.random.SeedSequence:
     return np.random.SeedSequence([seed, index])
 
 
+def _timed_case(seed: int, index: int, size: int, n_slices: int) -> tuple[PhantomCase, float]:
+    started = time.perf_counter()
+    case = make_case(case_seed(seed, index), size=size, n_slices=n_slices)
+    return case, time.perf_counter() - started
+
+
 def write_cases(out_dir: str | os.PathLike, n_cases: int, *, seed: int = 0, size: int = 256, n_slices: int = 12,
-                overwrite: bool = False) -> Path:
+                overwrite: bool = False, workers: int = 1) -> Path:
     """Write ``<case>_t2w/_sff/_labels.nii.gz`` + ``<case>_labels.json`` per case and ``phantoms.json``.
+
+    ``workers`` > 1 renders cases in that many processes (the same arrays: each case has its own seed).
 
     The folder is assembled beside ``out_dir`` and published at once (:func:`napari_sff.io.atomic_directory`): a
     crash leaves no half-written folder. An existing folder is replaced only with ``overwrite`` and only if it
@@ -155,11 +165,12 @@ def write_cases(out_dir: str | os.PathLike, n_cases: int, *, seed: int = 0, size
                 raise ValueError(f"{out_dir} already holds phantoms; choose another folder or pass --overwrite")
         replace = True
     entries = []
-    with io.atomic_directory(out_dir, overwrite=replace) as tmp:
-        for index in range(n_cases):
-            started = time.perf_counter()
-            case = make_case(case_seed(seed, index), size=size, n_slices=n_slices)
-            seconds = time.perf_counter() - started
+    indices = range(n_cases)
+    pool_context = ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext()
+    with io.atomic_directory(out_dir, overwrite=replace) as tmp, pool_context as pool:
+        rendered = (pool.map(_timed_case, [seed] * n_cases, indices, [size] * n_cases, [n_slices] * n_cases)
+                    if pool else (_timed_case(seed, index, size, n_slices) for index in indices))
+        for index, (case, seconds) in zip(indices, rendered, strict=True):
             case_id = f"ph{index:04d}_{case.params['anatomy']}"
             files = {}
             for suffix, array in (("t2w", case.t2w), ("sff", case.sff), ("labels", case.labels),
