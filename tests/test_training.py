@@ -206,6 +206,36 @@ def test_evaluate_reports_table_ablation_and_paired_tests(paired_dir, tmp_path, 
     assert "no labelled ROIs" in evaluate.markdown(no_rois)
 
 
+def test_ddpm_subset_is_spread_evenly_and_paired_tests_pair_the_same_images(paired_dir, tmp_path, constant_weights,
+                                                                           monkeypatch):
+    from training import evaluate
+    from training.metrics import image_metrics
+
+    np.testing.assert_array_equal(evaluate.evenly_spaced(10, 4), [0, 3, 6, 9])
+    np.testing.assert_array_equal(evaluate.evenly_spaced(3, None), [0, 1, 2])
+    assert evaluate.evenly_spaced(0, 5).size == 0
+    cache = training_data.build_slice_cache(paired_dir, tmp_path / "cache", size=32, seed=1)
+    paired = {}
+    real_test = evaluate.paired_test
+    monkeypatch.setattr(evaluate, "paired_test", lambda a, b: paired.setdefault(len(paired), (a, b)) and real_test(a, b))
+    out = tmp_path / "report.json"
+    evaluate.main(["--data", str(cache), "--split", "train", "--ddpm", str(constant_weights["ddpm"]),
+                   "--ddim-steps", "1", "--ddpm-max-images", "3", "--device", "cpu", "--out", str(out)])
+    report = json.loads(out.read_text())
+    raw, truth = evaluate.load_split(str(cache), "train", None)
+    assert report["images"] == len(raw) > 6 and report["models"]["ddpm"]["images"] == 3
+    # The DDPM scored images 0, middle, last; its test against the identity uses the identity's MAEs of exactly
+    # those images (the first three would differ), and the constant DDPM's own (~0.5 everywhere).
+    chosen = evaluate.evenly_spaced(len(raw), 3)
+    assert chosen.tolist() != [0, 1, 2]
+    identity = [image_metrics(evaluate.identity_prediction(raw[i]), truth[i], raw[i])["mae"] for i in chosen]
+    ddpm = [image_metrics(np.full_like(truth[i], 0.5), truth[i], raw[i])["mae"] for i in chosen]
+    (ddpm_maes, identity_maes), = paired.values()
+    np.testing.assert_allclose(identity_maes, identity, rtol=1e-6)
+    np.testing.assert_allclose(ddpm_maes, ddpm, atol=0.03)
+    assert report["paired_tests"]["ddpm_vs_identity"]["n"] == 3
+
+
 def test_roi_agreement_compares_each_labelled_roi_mean_with_the_truth(paired_dir, tmp_path, tiny_weights):
     from napari_sff import io
     from napari_sff.preprocess import normalise_t2w

@@ -45,11 +45,17 @@ def as_cache(data: str, size: int = 256) -> Path:
     return path
 
 
+def evenly_spaced(total: int, most: int | None) -> np.ndarray:
+    """Indices of at most ``most`` of ``total`` images spread evenly (all when ``most`` is None): every case of a
+    split is represented, not only the first ones."""
+    count = total if most is None else min(total, most)
+    return np.linspace(0, total - 1, count).astype(int) if count else np.array([], int)
+
+
 def load_split(data: str, split: str, max_images: int | None, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Raw T2w and true SFF slices of one split (a cache, or a NIfTI folder cached on the fly)."""
     dataset = SliceDataset(as_cache(data, size), split)
-    count = len(dataset) if max_images is None else min(len(dataset), max_images)
-    indices = np.linspace(0, len(dataset) - 1, count).astype(int) if count else np.array([], int)
+    indices = evenly_spaced(len(dataset), max_images)
     return np.asarray(dataset.t2w[indices]), np.asarray(dataset.sff[indices])
 
 
@@ -127,10 +133,10 @@ def robustness_rows(raw: np.ndarray, truth: np.ndarray, models: dict[str, tuple[
             if name == "none" and arch in unperturbed:
                 row[arch] = unperturbed[arch]
                 continue
-            count = ddpm_max_images if arch == "ddpm" else None
-            predicted, _ = run_model(arch, weights, changed_raw[:count], device=device, batch_size=batch_size,
+            index = evenly_spaced(len(raw), ddpm_max_images if arch == "ddpm" else None)
+            predicted, _ = run_model(arch, weights, changed_raw[index], device=device, batch_size=batch_size,
                                      ddim_steps=steps, seed=seed)
-            row[arch] = score(predicted, changed_truth[:count], changed_raw[:count])[0]
+            row[arch] = score(predicted, changed_truth[index], changed_raw[index])[0]
         rows.append(row)
     return rows
 
@@ -191,17 +197,24 @@ def evaluate(args: argparse.Namespace) -> dict:
     cache = as_cache(args.data)
     raw, truth = load_split(str(cache), args.split, args.max_images)
     rows, maes = {}, {}
-    examples = {"t2w": raw[: EXAMPLE_IMAGES], "truth": truth[: EXAMPLE_IMAGES]}
-    summary, maes["identity"] = score(identity_prediction(raw), truth, raw)
+    # The DDPM (slow) may score an evenly spread subset; per-image MAEs are kept with their image indices so that
+    # paired tests pair the same images. The example panels show images every model scored.
+    every = np.arange(len(raw))
+    ddpm_index = evenly_spaced(len(raw), args.ddpm_max_images) if args.ddpm else every
+    example_index = ddpm_index[:EXAMPLE_IMAGES]
+    examples = {"t2w": raw[example_index], "truth": truth[example_index]}
+    summary, image_maes = score(identity_prediction(raw), truth, raw)
+    maes["identity"] = (every, image_maes)
     rows["identity"] = {**summary, "ms_per_image": 0.0}
     if args.unet:
         predicted, ms = run_model("unet", args.unet, raw, device=device, batch_size=args.batch_size)
-        summary, maes["unet"] = score(predicted, truth, raw)
-        examples["unet"] = predicted[: EXAMPLE_IMAGES]
+        summary, image_maes = score(predicted, truth, raw)
+        maes["unet"] = (every, image_maes)
+        examples["unet"] = predicted[example_index]
         rows["unet"] = {**summary, "ms_per_image": ms}
     ablation = []
     if args.ddpm:
-        ddpm_raw, ddpm_truth = raw[: args.ddpm_max_images], truth[: args.ddpm_max_images]
+        ddpm_raw, ddpm_truth = raw[ddpm_index], truth[ddpm_index]
         for steps in sorted(set(args.ablation) | {args.ddim_steps}):
             predicted, ms = run_model("ddpm", args.ddpm, ddpm_raw, device=device, batch_size=args.batch_size,
                                       ddim_steps=steps, samples=args.samples, seed=args.seed)
@@ -209,7 +222,7 @@ def evaluate(args: argparse.Namespace) -> dict:
             ablation.append({"ddim_steps": steps, **summary, "ms_per_image": ms})
             if steps == args.ddim_steps:
                 rows["ddpm"] = {**summary, "ms_per_image": ms, "ddim_steps": steps}
-                maes["ddpm"] = step_maes
+                maes["ddpm"] = (ddpm_index, step_maes)
                 examples["ddpm"] = predicted[: EXAMPLE_IMAGES]
     samples_ablation = []
     if args.ddpm:
@@ -240,8 +253,9 @@ def evaluate(args: argparse.Namespace) -> dict:
     tests = {}
     for first, second in (("unet", "ddpm"), ("unet", "identity"), ("ddpm", "identity")):
         if first in maes and second in maes:
-            n = min(len(maes[first]), len(maes[second]))
-            tests[f"{first}_vs_{second}"] = paired_test(maes[first][:n], maes[second][:n])
+            (index_a, a), (index_b, b) = maes[first], maes[second]
+            _, in_a, in_b = np.intersect1d(index_a, index_b, return_indices=True)
+            tests[f"{first}_vs_{second}"] = paired_test(a[in_a], b[in_b])
     report = {
         "data": str(args.data), "split": args.split, "images": int(len(raw)), "device": str(device),
         "batch_size": args.batch_size, "torch": torch.__version__, "machine": platform.platform(),
@@ -372,7 +386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                           "Bland-Altman of ROI means (with --rois), example panels")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-images", type=int)
-    parser.add_argument("--ddpm-max-images", type=int, help="evaluate the DDPM on the first N images only")
+    parser.add_argument("--ddpm-max-images", type=int, help="evaluate the DDPM on N of the images only, spread "
+                                                            "evenly (the slow model, every case still represented)")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--rois", action="store_true",
                         help="compare mean SFF per labelled ROI over whole test volumes (needs <case>_labels files)")

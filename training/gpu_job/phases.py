@@ -186,7 +186,7 @@ def phase_ddpm(ctx: dict, plan: dict) -> dict:
 def _score_models(ctx: dict, plan: dict, cache: Path) -> dict:
     """Identity, and the U-Net and DDPM this job trained, on the test split of ``cache`` (evaluate's scoring)."""
     from napari_sff.inference import resolve_device
-    from training.evaluate import identity_prediction, load_split, run_model, score
+    from training.evaluate import evenly_spaced, identity_prediction, load_split, run_model, score
 
     device = resolve_device(ctx["device"])
     raw, truth = load_split(str(cache), "test", plan["max_images"])
@@ -196,10 +196,10 @@ def _score_models(ctx: dict, plan: dict, cache: Path) -> dict:
         if not weights.exists():
             rows[arch] = {"error": f"no {weights.name}: its training phase failed"}
             continue
-        count = plan["ddpm_max_images"] if arch == "ddpm" else None
-        predicted, ms = run_model(arch, str(weights), raw[:count], device=device, batch_size=plan["batch_size"],
+        index = evenly_spaced(len(raw), plan["ddpm_max_images"] if arch == "ddpm" else None)
+        predicted, ms = run_model(arch, str(weights), raw[index], device=device, batch_size=plan["batch_size"],
                                   ddim_steps=plan["ddim_steps"])
-        rows[arch] = {**score(predicted, truth[:count], raw[:count])[0], "ms_per_image": ms}
+        rows[arch] = {**score(predicted, truth[index], raw[index])[0], "ms_per_image": ms}
         if arch == "ddpm":
             rows[arch]["ddim_steps"] = plan["ddim_steps"]
     return {"split": "test", "images": int(len(raw)), "batch_size": plan["batch_size"], "models": rows}
