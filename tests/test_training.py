@@ -236,6 +236,26 @@ def test_ddpm_subset_is_spread_evenly_and_paired_tests_pair_the_same_images(pair
     assert report["paired_tests"]["ddpm_vs_identity"]["n"] == 3
 
 
+def test_a_reference_unet_is_scored_on_the_same_images_with_a_paired_test(paired_dir, tmp_path, constant_weights,
+                                                                         tiny_weights):
+    from training import evaluate
+
+    cache = training_data.build_slice_cache(paired_dir, tmp_path / "cache", size=32, seed=1)
+    out = tmp_path / "report.json"
+    evaluate.main(["--data", str(cache), "--split", "train", "--unet", str(tiny_weights["unet"]), "--unet-reference",
+                   str(constant_weights["unet"]), "--device", "cpu", "--out", str(out),
+                   "--markdown", str(tmp_path / "report.md")])
+    report = json.loads(out.read_text())
+    reference = report["models"]["unet_reference"]
+    assert reference["images"] == report["images"] and reference["weights"] == str(constant_weights["unet"])
+    # Known answer: the reference predicts 0.3 everywhere, SFF = T2w / 1000 is uniform on 0.05-1 in the body.
+    raw, truth = evaluate.load_split(str(cache), "train", None)
+    expected, _ = evaluate.score(np.full_like(truth, 0.3), truth, raw)
+    assert reference["mae"] == pytest.approx(expected["mae"], rel=1e-4)
+    assert report["paired_tests"]["unet_vs_unet_reference"]["n"] == report["images"]
+    assert "| U-Net, reference weights |" in (tmp_path / "report.md").read_text()
+
+
 def test_roi_agreement_compares_each_labelled_roi_mean_with_the_truth(paired_dir, tmp_path, tiny_weights):
     from napari_sff import io
     from napari_sff.preprocess import normalise_t2w

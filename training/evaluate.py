@@ -212,6 +212,11 @@ def evaluate(args: argparse.Namespace) -> dict:
         maes["unet"] = (every, image_maes)
         examples["unet"] = predicted[example_index]
         rows["unet"] = {**summary, "ms_per_image": ms}
+    if args.unet_reference:  # other U-Net weights on the same images: is the new checkpoint better, paired?
+        predicted, ms = run_model("unet", args.unet_reference, raw, device=device, batch_size=args.batch_size)
+        summary, image_maes = score(predicted, truth, raw)
+        maes["unet_reference"] = (every, image_maes)
+        rows["unet_reference"] = {**summary, "ms_per_image": ms, "weights": str(args.unet_reference)}
     ablation = []
     if args.ddpm:
         ddpm_raw, ddpm_truth = raw[ddpm_index], truth[ddpm_index]
@@ -251,7 +256,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         spacing = spacing_rows(models, cases=args.spacing_check, device=device, batch_size=args.batch_size,
                                seed=args.spacing_seed)
     tests = {}
-    for first, second in (("unet", "ddpm"), ("unet", "identity"), ("ddpm", "identity")):
+    for first, second in (("unet", "unet_reference"), ("unet", "ddpm"), ("unet", "identity"), ("ddpm", "identity")):
         if first in maes and second in maes:
             (index_a, a), (index_b, b) = maes[first], maes[second]
             _, in_a, in_b = np.intersect1d(index_a, index_b, return_indices=True)
@@ -290,7 +295,8 @@ def _mae_r_cell(summary: dict) -> str:
 
 def markdown(report: dict) -> str:
     """The paper's table for this run, plus the ablation and the paired tests."""
-    names = {"identity": "Identity (normalised T2w)", "unet": "U-Net", "ddpm": "DDPM (DDIM)"}
+    names = {"identity": "Identity (normalised T2w)", "unet": "U-Net", "unet_reference": "U-Net, reference weights",
+             "ddpm": "DDPM (DDIM)"}
     split = report["split"]
     lines = [f"{split.capitalize()} split: {report['images']} images, device {report['gpu'] or report['device']}, "
              f"batch size {report['batch_size']}.", "",
@@ -375,6 +381,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="slice cache or folder of <case>_t2w/_sff NIfTI pairs")
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--unet", help="U-Net checkpoint")
+    parser.add_argument("--unet-reference", help="other U-Net weights scored on the same images, with a paired test "
+                                                 "against --unet (e.g. the shipped ones against a retrained one)")
     parser.add_argument("--ddpm", help="DDPM checkpoint")
     parser.add_argument("--ddim-steps", type=int, default=50)
     parser.add_argument("--ablation", type=lambda s: [int(v) for v in s.split(",") if v], default=[],
