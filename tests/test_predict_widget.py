@@ -379,9 +379,10 @@ def test_cursor_readout_in_percent(docked, qtbot):
 def test_shipped_unet_on_the_sample(docked, qtbot):
     """The default (empty) weights field runs the shipped U-Net; its map tracks the sample's ground truth.
 
-    Measured on this sample (voxels with SFF > 0): r 0.88, MAE 9.1 pp, against 0.82 / 11.7 pp for the identity
-    baseline (an untrained network gives r ~0), so the bounds below separate the two. A third of its error is
-    the case's edema, which T2w alone cannot tell from fat (see the README's model card).
+    Measured on this sample (voxels with SFF > 0, ``predict_volume`` with the shipped weights): r 0.904, MAE
+    10.0 pp, against 0.817 / 11.7 pp for the identity baseline (an untrained network gives r ~0); the weights
+    shipped before gave 0.879 / 9.1 pp. The bounds below separate a trained model from the identity. Much of the
+    error is the case's edema, which T2w alone cannot tell from fat (see the README's model card).
     """
     viewer, widget = docked
     widget.unet_weights.value = ""
@@ -391,8 +392,8 @@ def test_shipped_unet_on_the_sample(docked, qtbot):
     assert predicted.metadata["napari_sff"]["weights"] == "shipped"
     truth = viewer.layers["synthetic_thigh_sff"].data
     body = truth > 0
-    assert np.corrcoef(predicted.data[body], truth[body])[0, 1] > 0.85
-    assert np.abs(predicted.data[body] - truth[body]).mean() < 10.0  # both layers in percent
+    assert np.corrcoef(predicted.data[body], truth[body])[0, 1] > 0.86
+    assert np.abs(predicted.data[body] - truth[body]).mean() < 11.0  # both layers in percent
 
 
 # ------------------------------------------------------------------------------------ ground truth on another grid
