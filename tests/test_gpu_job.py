@@ -58,6 +58,21 @@ def test_dry_run_reports_every_phase_and_writes_loadable_weights(tmp_path):
     assert len(files) <= 8 and {"gpu_job.json", "gpu_job.md", "ablation.md"} <= set(files)  # the device tool's limit
 
 
+def test_init_shipped_fine_tunes_the_shipped_weights_in_their_own_architecture(tmp_path):
+    from napari_sff.models import default_weights_path, load_checkpoint, read_metadata
+
+    out = tmp_path / "out"
+    report = gpu_job.run_job(out, work=tmp_path / "work", dry_run=True, init="shipped",
+                             phases=["simulate", "cache", "unet"])
+    trained = report["phases"]["unet"]
+    assert trained["status"] == "ok", trained.get("error")
+    assert report["init"] == "shipped" and trained["init"] == str(default_weights_path("unet"))
+    _, header = load_checkpoint(out / "unet.safetensors", expected_arch="unet")
+    assert header["config"] == read_metadata(default_weights_path("unet"))["config"]  # not the dry run's tiny one
+    with pytest.raises(ValueError, match="init must be"):
+        gpu_job.run_job(out, work=tmp_path / "work", dry_run=True, init="imagenet", phases=[])
+
+
 def test_a_failing_phase_is_recorded_and_the_next_one_runs(tmp_path):
     report = gpu_job.run_job(tmp_path / "out", work=tmp_path / "work", dry_run=True, phases=["cache", "environment"])
     assert report["phases"]["cache"]["status"] == "error"

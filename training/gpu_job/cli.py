@@ -20,6 +20,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="every phase with tiny settings on the CPU")
     parser.add_argument("--domain", choices=("default", "randomized"), default="default",
                         help="simulator domain of the training cases (napari_sff.simulate.simulate_case)")
+    parser.add_argument("--init", choices=("scratch", "shipped"), default="scratch",
+                        help="'shipped': fine-tune the weights in napari_sff/weights (their architecture) instead "
+                             "of training from scratch (what carried over best on the CPU: docs/model_card.md, "
+                             "section 0)")
     parser.add_argument("--total-s", type=float, help="seconds for the whole job (default: the profile's)")
     parser.add_argument("--phases", type=lambda s: [v for v in s.split(",") if v], default=list(PHASES),
                         help=f"comma-separated subset of {', '.join(PHASES)}")
@@ -30,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown phase(s) {', '.join(unknown)}; choose from {', '.join(PHASES)}")
     report = run_job(args.out, work=args.work, dry_run=args.dry_run, domain=args.domain, total_s=args.total_s,
-                     phases=args.phases, start_method=args.start_method)
+                     phases=args.phases, start_method=args.start_method, init=args.init)
     failed = [name for name, result in report["phases"].items() if result["status"] != "ok"]
     return 1 if len(failed) == len(report["phases"]) else 0
 

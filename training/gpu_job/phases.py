@@ -140,8 +140,14 @@ def _train_phase(arch: str, ctx: dict, plan: dict) -> dict:
     runs = Path(ctx["work"]) / "runs"
     deadline = time.time() + plan["budget_s"]
     settings = {**TrainConfig.defaults_for(arch), **plan["train"], "device": ctx["device"]}
+    model_config = plan["model_config"]
+    if ctx.get("init") == "shipped":  # fine-tune the shipped weights (their own architecture), not from scratch
+        from napari_sff.models import default_weights_path
+
+        settings["init_weights"] = str(default_weights_path(arch))
+        model_config = None
     config = TrainConfig(model=arch, data=str(Path(ctx["work"]) / "cache"), out=str(runs / arch),
-                         model_config=plan["model_config"], time_budget_s=plan["train_s"], **settings)
+                         model_config=model_config, time_budget_s=plan["train_s"], **settings)
     if Path(config.out).exists():
         shutil.rmtree(config.out)
     result: dict = {}
@@ -168,7 +174,8 @@ def _train_phase(arch: str, ctx: dict, plan: dict) -> dict:
     with (run / "metrics.csv").open() as stream:
         log_rows = list(csv.DictReader(stream))
     slices = (summary["steps"] or 0) * config.batch_size
-    return {**result, "weights": weights.name, "best_validation": best, "steps": summary["steps"],
+    return {**result, "weights": weights.name, "init": config.init_weights or "scratch",
+            "best_validation": best, "steps": summary["steps"],
             "train_step_seconds": summary["train_step_seconds"], "stopped_by": summary["stopped_by"],
             "slices_per_s": slices / max(1e-9, summary["train_step_seconds"] or 0.0),
             "training": {k: v for k, v in vars(config).items() if k not in ("data", "out")},
