@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from napari_sff import io
+from napari_sff.io.label_names import write_label_names
 from napari_sff.simulate import SimulatedCase, simulate_case, simulate_cases
 from napari_sff.simulate.tissues import MIXED_TISSUE, TISSUE_IDS
 
@@ -87,9 +88,7 @@ def write_cases(
             io.write_nifti(volume, path, overwrite=overwrite)
             files[suffix] = path.name
         if tissues:
-            path = out_dir / f"{case_id}_tissues.json"
-            io.atomic_write_text(path, json.dumps({str(k): v for k, v in TISSUE_CLASS_NAMES.items()}, indent=1))
-            files["tissue_names"] = path.name
+            files["tissue_names"] = write_label_names(out_dir / f"{case_id}_tissues.json", TISSUE_CLASS_NAMES).name
         entries.append({
             "case": case_id, "files": files, "spacing": list(case.spacing),
             "label_names": {str(k): v for k, v in case.label_names.items()}, "params": case.params,

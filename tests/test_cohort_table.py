@@ -146,6 +146,14 @@ def test_label_name_sidecars(tmp_path, name, text):
     assert names[2] == "gracilis" and names[1].replace("_", " ") == "vastus lateralis" and 0 not in names
 
 
+def test_written_sidecar_is_the_json_the_reader_reads(tmp_path):
+    from napari_sff.io.label_names import write_label_names
+
+    path = write_label_names(tmp_path / "names.json", {1: "vastus lateralis", 12: "edge (mixed tissues)"})
+    assert json.loads(path.read_text()) == {"1": "vastus lateralis", "12": "edge (mixed tissues)"}
+    assert read_label_names(path) == {1: "vastus lateralis", 12: "edge (mixed tissues)"}
+
+
 def test_unreadable_sidecar_is_one_line(tmp_path):
     path = tmp_path / "bad.txt"
     path.write_text("vastus 1\n")

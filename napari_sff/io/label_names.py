@@ -44,6 +44,15 @@ def read_label_names(path: str | os.PathLike) -> dict[int, str]:
     return names
 
 
+def write_label_names(path: str | os.PathLike, names: dict[int, str]) -> Path:
+    """Write ``{id: name}`` as the JSON sidecar :func:`read_label_names` reads (``{"1": "name", ...}``), atomically."""
+    from napari_sff.io.atomic import atomic_write_text
+
+    path = Path(path)
+    atomic_write_text(path, json.dumps({str(k): v for k, v in names.items()}, indent=1))
+    return path
+
+
 def _from_json(path: Path, text: str) -> dict[int, str]:
     try:
         data = json.loads(text)

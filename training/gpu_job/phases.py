@@ -225,7 +225,7 @@ def phase_phantoms(ctx: dict, plan: dict) -> dict:
     """The independent check: phantoms of another family (``training.phantoms``), rendered on every core, scored
     like the test split, plus ROI means and the error by tissue over whole volumes, against issue #11's targets."""
     from napari_sff.inference import resolve_device
-    from napari_sff.models import load_checkpoint
+    from napari_sff.models import read_metadata
     from training.data import build_slice_cache
     from training.phantoms import write_cases
     from training.volume_checks import volume_checks
@@ -241,7 +241,7 @@ def phase_phantoms(ctx: dict, plan: dict) -> dict:
                 workers=min(workers, plan["cases"]))
     render_s = time.perf_counter() - started
     unet = Path(ctx["out"]) / "unet.safetensors"
-    spacing = load_checkpoint(unet)[1]["metadata"].get("input_spacing_mm") if unet.exists() else None
+    spacing = read_metadata(unet)["metadata"].get("input_spacing_mm") if unet.exists() else None
     build_slice_cache(folder, cache, size=plan["size"], val_fraction=0.0, test_fraction=1.0,
                       spacing_range=spacing, workers=min(workers, plan["cases"]))
     result = {"cases": plan["cases"], "seed": plan["seed"], "render_seconds": render_s, "spacing_range": spacing,

@@ -150,6 +150,7 @@ def write_cases(out_dir: str | os.PathLike, n_cases: int, *, seed: int = 0, size
     is a phantom folder (holds ``phantoms.json``); an empty one is simply filled.
     """
     from napari_sff import io
+    from napari_sff.io.label_names import write_label_names
 
     out_dir = Path(out_dir)
     if n_cases < 1:
@@ -179,11 +180,8 @@ def write_cases(out_dir: str | os.PathLike, n_cases: int, *, seed: int = 0, size
                 io.write_nifti(io.Volume.from_array(array, case.spacing), path)
                 files[suffix] = path.name
             names = {str(k): v for k, v in case.label_names.items()}
-            io.atomic_write_text(tmp / f"{case_id}_labels.json", json.dumps(names, indent=1))
-            files["label_names"] = f"{case_id}_labels.json"
-            io.atomic_write_text(tmp / f"{case_id}_tissues.json",
-                                 json.dumps({str(k): v for k, v in TISSUE_CLASS_NAMES.items()}, indent=1))
-            files["tissue_names"] = f"{case_id}_tissues.json"
+            files["label_names"] = write_label_names(tmp / f"{case_id}_labels.json", case.label_names).name
+            files["tissue_names"] = write_label_names(tmp / f"{case_id}_tissues.json", TISSUE_CLASS_NAMES).name
             entries.append({"case": case_id, "seed": [seed, index], "files": files, "spacing": list(case.spacing),
                             "shape": list(case.t2w.shape), "label_names": names, "render_seconds": round(seconds, 3),
                             "params": case.params})
