@@ -60,3 +60,87 @@ def test_predict_warns_on_one_line_when_the_scan_is_outside(tmp_path, tiny_confi
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 0 and len(err) == 1
     assert err[0].startswith("napari-sff predict: warning: ") and "outside what the model was trained on" in err[0]
+
+
+# --- the U-Net's own view: bottleneck-feature distance -------------------------------------------------------
+
+
+def test_feature_distance_is_the_mahalanobis_distance_when_every_axis_is_kept():
+    """With all but one principal axis kept, the leftover axis is the residual term: the distance is then the
+    full Mahalanobis distance of the standardised features (scipy's, computed independently), over sqrt(D)."""
+    from scipy.spatial.distance import mahalanobis
+
+    rng = np.random.default_rng(3)
+    mixing = rng.normal(size=(4, 4))
+    features = rng.normal(size=(500, 4)) @ mixing + [1.0, -2.0, 0.5, 3.0]
+    recorded = domain.feature_statistics(features, components=3)
+    z = (features - features.mean(0)) / (features.std(0) + 1e-6)
+    inverse = np.linalg.inv(np.cov(z, rowvar=False))
+    probes = features[:5] + rng.normal(scale=2.0, size=(5, 4))
+    expected = [mahalanobis((p - features.mean(0)) / (features.std(0) + 1e-6), np.zeros(4), inverse) / 2.0
+                for p in probes]
+    np.testing.assert_allclose(domain.feature_distance(probes, recorded), expected, rtol=1e-6)
+    # The recorded threshold is the training slices' own 99th percentile.
+    assert np.mean(domain.feature_distance(features, recorded) > recorded["threshold"]) == pytest.approx(0.01, abs=0.003)
+    with pytest.raises(ValueError, match="at least 4 slices"):
+        domain.feature_statistics(features[:3])
+
+
+def test_unlike_training_names_slices_only_when_many_lie_beyond():
+    recorded = {"threshold": 2.0, "percentile": 99.0}
+    assert domain.unlike_training(np.array([1.0] * 19 + [5.0]), range(20), recorded) is None  # 5 %: like training
+    message = domain.unlike_training(np.array([1.0] * 16 + [5.0] * 4), range(10, 30), recorded)
+    assert message.startswith("to the model, 4 of 20 slices look unlike its training slices (slices 26, 27, 28, 29;")
+    assert domain.unlike_training(np.array([5.0] * 3), range(3), recorded).startswith(
+        "to the model, all 3 slices look unlike its training slices (feature distance above their 99th percentile)")
+    assert domain.unlike_training(np.array([5.0]), [0], None) is None  # checkpoints without features
+
+
+def test_feature_recorder_keeps_each_batch_once_and_equals_the_bottleneck(tiny_configs):
+    import torch
+
+    from napari_sff.models import build_model
+
+    model = build_model("unet", tiny_configs["unet"]).eval()
+    x = torch.rand(3, 1, 32, 32)
+    with torch.no_grad():  # the encoder by hand: the last level's output before any decoder
+        h = x
+        for i, encoder in enumerate(model.encoders):
+            h = encoder(h if i == 0 else model.pool(h))
+    expected = np.concatenate([h.mean((2, 3)).numpy(), h.flatten(2).std(2).numpy()], axis=1)
+    with domain.FeatureRecorder(model) as recorder, torch.no_grad():
+        model(x[:2])  # a batch that "ran out of memory" and is not kept
+        model(x[:2])
+        recorder.keep()
+        model(x[2:])
+        recorder.keep()
+    np.testing.assert_allclose(recorder.features(), expected, rtol=1e-5, atol=1e-6)
+    model(x)  # the hook is gone after the block
+    assert len(recorder.features()) == 3
+    assert domain.FeatureRecorder(object()).features() is None  # the DDPM has no U-Net encoder
+
+
+def test_predict_reports_each_slices_feature_distance_and_names_unlike_ones(tmp_path, tiny_configs):
+    import torch
+
+    from napari_sff.inference import predict_volume
+    from napari_sff.models import build_model, save_checkpoint
+
+    model = build_model("unet", tiny_configs["unet"])
+    t2w = simulate_case("thigh", size=32, n_slices=6, seed=2).t2w
+    with domain.FeatureRecorder(model.eval()) as recorder, torch.no_grad():
+        from napari_sff.preprocess import normalise_t2w
+
+        model(torch.from_numpy(normalise_t2w(t2w)[:, None]))
+        recorder.keep()
+    noise = np.random.default_rng(0).normal(size=(40, recorder.features().shape[1]))
+    recorded = domain.feature_statistics(recorder.features()[[0] * 40] + 0.01 * noise)  # a tight cloud at slice 0
+    weights = save_checkpoint(model, tmp_path / "features.safetensors", metadata={"feature_statistics": recorded})
+    prediction = predict_volume(t2w, (5.0, 1.5, 1.5), "unet", weights=weights, device="cpu")
+    assert prediction.feature_distance.shape == (6,)
+    expected = domain.feature_distance(recorder.features(), recorded)
+    np.testing.assert_allclose(prediction.feature_distance, expected, rtol=1e-3)
+    assert prediction.feature_distance[0] < recorded["threshold"] < prediction.feature_distance[1:].min()
+    assert "5 of 6 slices look unlike its training slices (slices 1, 2, 3, 4, 5;" in prediction.out_of_distribution
+    only_one = predict_volume(t2w, (5.0, 1.5, 1.5), "unet", weights=weights, device="cpu", slice_indices=[0])
+    assert only_one.feature_distance.shape == (1,) and only_one.out_of_distribution is None

@@ -112,6 +112,15 @@ def test_train_save_resume_and_predict(paired_dir, tmp_path, model, config):
     statistics = meta["metadata"]["input_statistics"]
     assert set(statistics) == set(STATISTICS) and all(low <= high for low, high in statistics.values())
     assert 0 < statistics["body_fraction"][0] <= statistics["body_fraction"][1] <= 1
+    # The U-Net's bottleneck features over its training slices, stamped at the end of the run (weights unchanged).
+    features = meta["metadata"].get("feature_statistics")
+    if model == "unet":
+        cfg = json.loads(config)  # mean and SD of each bottleneck channel
+        width = 2 * cfg["base_channels"] * 2 ** (cfg["depth"] - 1)
+        assert len(features["mean"]) == width and len(features["axes"][0]) == width and features["threshold"] > 0
+        assert features["slices"] == meta["metadata"]["training_data"]["splits"]["train"]["slices"]
+    else:
+        assert features is None
     volume = np.random.default_rng(1).uniform(0, 500, (3, 20, 20)).astype(np.float32)
     prediction = predict_volume(volume, (5.0, 1.5, 1.5), model, weights=run / "last.safetensors", device="cpu",
                                 ddim_steps=2, samples=2, batch_size=len(volume))  # one batch, as by hand below
@@ -202,6 +211,13 @@ def test_evaluate_reports_table_ablation_and_paired_tests(paired_dir, tmp_path, 
     assert "8-bit storage" in (tmp_path / "report.md").read_text()
     assert report["rois"]["rois"] > 0 and {"identity", "unet", "ddpm"} <= set(report["rois"])
     assert "| DDPM (DDIM), 1 steps |" in (tmp_path / "report.md").read_text()
+    # The U-Net's feature distance per image (its checkpoint was stamped with its training slices' features,
+    # here the same train split) and the cases predict would flag, one entry per case of the split.
+    check = report["feature_distance"]
+    info = json.loads((tmp_path / "unet" / "cache" / "cache.json").read_text())["splits"]["train"]
+    assert check["images"] == check["training_slices"] == report["images"] and check["cases"] == len(info["cases"])
+    assert set(check["cases_flagged"]) <= set(info["cases"]) and check["threshold"] > 0
+    assert "U-Net feature distance" in (tmp_path / "report.md").read_text()
     no_rois = {**report, "rois": {**report["rois"], "rois": 0, "cases": 0, "truth_mean": None}}
     assert "no labelled ROIs" in evaluate.markdown(no_rois)
 
@@ -494,13 +510,19 @@ def test_reproduce_builds_flags_for_every_setting(tmp_path):
     assert parsed.augmentation == {"noise": [0, 0.05]} and parsed.seed == 7 and parsed.epochs == 3
 
 
-def test_reproduce_chains_refinements_and_logs_every_run(tmp_path, monkeypatch):
-    from training import reproduce
-
+def reproduce_work(tmp_path: Path) -> Path:
+    """A reproduce work folder whose simulated data and cache are already there (those steps are skipped)."""
     work = tmp_path / "work"
     for ready in (work / "data" / "manifest.json", work / "cache" / "cache.json"):
         ready.parent.mkdir(parents=True, exist_ok=True)
         ready.write_text("{}")
+    return work
+
+
+def test_reproduce_chains_refinements_and_logs_every_run(tmp_path, monkeypatch):
+    from training import reproduce
+
+    work = reproduce_work(tmp_path)
     commands = []
 
     def fake_run(command):  # record the step and leave what it would leave
@@ -529,10 +551,68 @@ def test_reproduce_chains_refinements_and_logs_every_run(tmp_path, monkeypatch):
     assert flag(trains[2], "--lr") == "1e-05" and flag(trains[2], "--crop") == "64"
     evaluate = next(c for c in commands if "training.evaluate" in c)
     assert flag(evaluate, "--unet") == str(work / "unet_refine2" / "best.safetensors")
-    card = json.loads((tmp_path / "docs" / "model_card.json").read_text())
+    assert not (tmp_path / "docs").exists()  # the hand-edited card is left alone
+    card = json.loads((work / "model_card.json").read_text())
     assert list(card["training_logs"]) == ["unet", "unet_refine", "unet_refine2"]
     assert card["training_seconds"] == {"unet": 40.0, "unet_refine": 110.0, "unet_refine2": 120.0}
     assert reproduce.training_seconds("epoch,seconds\n") is None
+
+
+def test_reproduce_ends_the_unet_with_the_randomized_finetune(tmp_path, monkeypatch):
+    """The shipped U-Net is the first runs' best fine-tuned on its own simulated folders (model card section 0)."""
+    from training import reproduce
+
+    work = reproduce_work(tmp_path)
+    commands = []
+
+    def fake_run(command):
+        commands.append(command)
+        if "simulate" in command:
+            folder = Path(command[command.index("simulate") + 1])
+            folder.mkdir(parents=True)
+            (folder / "case0000_thigh_t2w.nii.gz").write_text("t2w")
+            (folder / "manifest.json").write_text("{}")
+        elif "training.data" in command:
+            cache = Path(command[command.index("training.data") + 2])
+            cache.mkdir(parents=True)
+            (cache / "cache.json").write_text("{}")
+        elif "training.train" in command:
+            out = Path(command[command.index("--out") + 1])
+            out.mkdir(parents=True)
+            (out / "metrics.csv").write_text("epoch,seconds\n1,5\n")
+        else:
+            Path(command[command.index("--out") + 1]).write_text("{}")
+            (work / "evaluation.md").write_text("table\n")
+        return 1.0
+
+    profile = {"cases": 2, "seed": 1, "evaluate": {"max_images": 4, "ddpm_max_images": None},
+               "unet": {"stages": [1], "lr": 1e-3},
+               "unet_randomized": {"data": {"r": {"cases": 3, "seed": 5, "domain": "randomized"},
+                                            "d": {"cases": 1, "seed": 6, "domain": "default"}},
+                                   "simulate": {"size": 64, "slices": 4},
+                                   "cache": {"seed": 12, "spacing_range": [0.9, 2.3]},
+                                   "train": {"lr": 5e-4, "seed": 2027, "time_budget_s": 60}}}
+    monkeypatch.setattr(reproduce, "run", fake_run)
+    monkeypatch.setitem(reproduce.PROFILES, "test", profile)
+    assert reproduce.main(["--profile", "test", "--work", str(work), "--skip-ddpm", "--no-install"]) == 0
+
+    flag = lambda command, name: command[command.index(name) + 1]  # noqa: E731
+    simulated = [c for c in commands if "simulate" in c]
+    assert [(flag(c, "--seed"), flag(c, "--domain"), flag(c, "--size")) for c in simulated] == [
+        ("5", "randomized", "64"), ("6", "default", "64")]
+    mix = work / "data_randomized"
+    assert sorted(p.name for p in mix.iterdir()) == ["dcase0000_thigh_t2w.nii.gz", "rcase0000_thigh_t2w.nii.gz"]
+    assert (mix / "rcase0000_thigh_t2w.nii.gz").read_text() == "t2w"
+    cache_command = next(c for c in commands if "training.data" in c)
+    assert cache_command[cache_command.index("training.data") + 1:] == [
+        str(mix), str(work / "cache_randomized"), "--seed", "12", "--spacing-range", "0.9", "2.3"]
+    finetune = [c for c in commands if "training.train" in c][-1]
+    assert flag(finetune, "--init-weights") == str(work / "unet" / "best.safetensors")
+    assert flag(finetune, "--data") == str(work / "cache_randomized") and flag(finetune, "--seed") == "2027"
+    assert flag(finetune, "--time-budget-s") == "60"
+    evaluate = next(c for c in commands if "training.evaluate" in c)
+    assert flag(evaluate, "--unet") == str(work / "unet_randomized" / "best.safetensors")
+    assert list(json.loads((work / "model_card.json").read_text())["training_logs"]) == ["unet", "unet_randomized"]
 
 
 def test_intensity_ceiling_per_case_fits_never_lose_to_one_shared_fit():
@@ -625,3 +705,18 @@ def test_a_held_out_folder_goes_wholly_into_the_test_split(paired_dir, tmp_path,
     assert len(info["splits"]["test"]["cases"]) == 6
     assert info["splits"]["train"]["cases"] == info["splits"]["val"]["cases"] == []
     assert "train: 0 slices" in capsys.readouterr().out
+
+
+def test_reproduce_recipe_is_what_the_shipped_unet_header_says_it_was_trained_with():
+    """The CPU profile's last U-Net stage must replay the run that made the shipped weights: every training
+    setting in the recipe equals the one the shipped checkpoint recorded, and so does the number of cases."""
+    from napari_sff.models import default_weights_path, read_metadata
+    from training import reproduce
+
+    recipe = reproduce.PROFILES["cpu"]["unet_randomized"]
+    header = read_metadata(default_weights_path("unet"))["metadata"]
+    trained = header["training"]
+    assert {key: trained[key] for key in recipe["train"]} == recipe["train"]
+    cases = sum(source["cases"] for source in recipe["data"].values())
+    splits = header["training_data"]["splits"]
+    assert cases == sum(split["cases"] for split in splits.values())  # train + val + test cases of its cache

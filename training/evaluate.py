@@ -59,6 +59,12 @@ def load_split(data: str, split: str, max_images: int | None, size: int = 256) -
     return np.asarray(dataset.t2w[indices]), np.asarray(dataset.sff[indices])
 
 
+def split_cases(cache: Path, split: str, max_images: int | None) -> list[str]:
+    """The case of each image :func:`load_split` returns, in its order."""
+    index = json.loads((cache / CACHE_INFO).read_text())["splits"][split]["index"]
+    return [index[i][0] for i in evenly_spaced(len(index), max_images)]
+
+
 def score(predicted: np.ndarray, truth: np.ndarray, raw: np.ndarray) -> tuple[dict, np.ndarray]:
     per_image = [image_metrics(p, t, r) for p, t, r in zip(predicted, truth, raw, strict=True)]
     return summarise(per_image), np.array([m["mae"] for m in per_image])
@@ -81,6 +87,37 @@ def run_model(arch: str, weights: str, raw: np.ndarray, *, device, batch_size: i
     if device.type == "cuda":
         torch.cuda.synchronize()
     return predicted, 1000.0 * (time.perf_counter() - started) / max(1, len(raw))
+
+
+def feature_check(weights: str, raw: np.ndarray, image_maes: np.ndarray, cases: Sequence[str], *, device,
+                  batch_size: int) -> dict | None:
+    """How the U-Net's per-slice feature distance (:mod:`napari_sff.domain`, what predict warns with) relates to
+    each image's MAE, and which cases predict would flag; None for weights that record no training features."""
+    from napari_sff.domain import FeatureRecorder, feature_distance, unlike_training
+
+    model, _ = load_model("unet", weights, device)
+    recorded = getattr(model, "feature_statistics", None)
+    if not recorded:
+        return None
+    with FeatureRecorder(model) as recorder:
+        predict_slices(model, raw, device=device, batch_size=batch_size, features=recorder)
+    distances = feature_distance(recorder.features(), recorded)
+    cases = np.asarray(cases)
+    flagged = sorted(str(case) for case in np.unique(cases)
+                     if unlike_training(distances[cases == case], np.flatnonzero(cases == case), recorded))
+    near = distances <= np.median(distances)
+    rho, p = stats.spearmanr(distances, image_maes)
+    case_names = list(dict.fromkeys(cases))
+    case_rho = (stats.spearmanr([np.median(distances[cases == c]) for c in case_names],
+                                [np.mean(image_maes[cases == c]) for c in case_names])[0]
+                if len(case_names) > 2 else None)
+    return {"threshold": recorded["threshold"], "training_slices": recorded["slices"], "images": int(len(raw)),
+            "median_distance": float(np.median(distances)),
+            "images_beyond_threshold": float(np.mean(distances > recorded["threshold"])),
+            "cases": len(case_names), "cases_flagged": flagged,
+            "spearman_distance_vs_image_mae": float(rho), "spearman_p": float(p),
+            "spearman_case_median_distance_vs_case_mae": None if case_rho is None else float(case_rho),
+            "mae_nearer_half": float(image_maes[near].mean()), "mae_farther_half": float(image_maes[~near].mean())}
 
 
 def _other_orientation(raw: np.ndarray, truth: np.ndarray, rng: np.random.Generator):
@@ -197,6 +234,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     cache = as_cache(args.data)
     raw, truth = load_split(str(cache), args.split, args.max_images)
     rows, maes = {}, {}
+    feature_distance = None
     # The DDPM (slow) may score an evenly spread subset; per-image MAEs are kept with their image indices so that
     # paired tests pair the same images. The example panels show images every model scored.
     every = np.arange(len(raw))
@@ -212,6 +250,8 @@ def evaluate(args: argparse.Namespace) -> dict:
         maes["unet"] = (every, image_maes)
         examples["unet"] = predicted[example_index]
         rows["unet"] = {**summary, "ms_per_image": ms}
+        feature_distance = feature_check(args.unet, raw, image_maes, split_cases(cache, args.split, args.max_images),
+                                         device=device, batch_size=args.batch_size)
     if args.unet_reference:  # other U-Net weights on the same images: is the new checkpoint better, paired?
         predicted, ms = run_model("unet", args.unet_reference, raw, device=device, batch_size=args.batch_size)
         summary, image_maes = score(predicted, truth, raw)
@@ -269,7 +309,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         "models": rows, "ddim_ablation": ablation, "paired_tests": tests, "robustness": robustness,
         "robustness_ddim_steps": check_steps if args.ddpm else None, **checks,
         "spacing_check": {"cases_per_size": args.spacing_check, "seed": args.spacing_seed, "rows": spacing},
-        "samples_ablation": samples_ablation,
+        "samples_ablation": samples_ablation, "feature_distance": feature_distance,
     }
     if args.figures:
         from training.figures import evaluation_figures
@@ -365,6 +405,15 @@ def markdown(report: dict) -> str:
             cells = " | ".join(_mae_r_cell(row[k]) for k in present)
             low, high = row["spacing_mm"]
             lines.append(f"| {row['size']}² ({low:.2f}–{high:.2f} mm) | {cells} |")
+    check = report.get("feature_distance")
+    if check:
+        flagged = ", ".join(check["cases_flagged"]) or "none"
+        lines += ["", f"U-Net feature distance (napari_sff.domain; training slices' 99th percentile "
+                  f"{check['threshold']:.2f}): median {check['median_distance']:.2f}, "
+                  f"{100 * check['images_beyond_threshold']:.0f} % of images beyond; cases predict flags: "
+                  f"{len(check['cases_flagged'])} of {check['cases']} ({flagged}); Spearman with image MAE "
+                  f"{check['spearman_distance_vs_image_mae']:.2f} (p = {check['spearman_p']:.2g}); MAE of the "
+                  f"nearer / farther half {check['mae_nearer_half']:.3f} / {check['mae_farther_half']:.3f}."]
     for figure in report.get("figures", []):
         lines += ["", f"![{Path(figure).stem.replace('_', ' ')}]({figure})"]
     if report["paired_tests"]:

@@ -4,10 +4,13 @@
     python -m training.reproduce --profile gpu      # the same recipe, longer and wider, for one GPU
 
 Steps: simulate paired cases -> slice cache (split by case) -> train U-Net -> train DDPM (each optionally
-refined by further runs, each starting from the previous run's best weights) -> copy the best
-checkpoints (fp16) into ``napari_sff/weights/`` -> evaluate on the held-out test cases -> write
-``docs/model_card.json`` / ``docs/model_card.md``. Each step is skipped when its output exists, so an
-interrupted run continues where it stopped. Needs torch, MONAI, einops, nibabel (``pip install -e .``).
+refined by further runs, each starting from the previous run's best weights) -> for the U-Net, the fine-tune
+on the randomized simulator that made the shipped weights (model card section 0: its own simulated folders,
+linked into one with a prefix per folder, and its own cache) -> copy the best checkpoints (fp16) into
+``napari_sff/weights/`` -> evaluate on the held-out test cases -> write ``model_card.json`` / ``model_card.md``
+into the work folder (``docs/model_card.*`` is edited by hand from such outputs; ``--card-dir docs`` replaces
+it). Each step is skipped when its output exists, so an interrupted run continues where it stopped. Needs
+torch, MONAI, einops, nibabel (``pip install -e .``).
 """
 
 from __future__ import annotations
@@ -53,6 +56,16 @@ PROFILES = {
                  "model_config": {"channels": [16, 32, 64, 64], "attention_levels": [False, False, False, True],
                                   "num_head_channels": 32, "norm_num_groups": 16}, **FIRST_CPU_RUN,
                  "refine": [{"epochs": 20, "lr": 2e-4, "amp": True, "augmentation": {}}]},
+        # The shipped U-Net: the above fine-tuned on the randomized simulator (docs/model_card.md section 0).
+        # Its time budget makes the number of steps depend on the machine (2,222 steps on the 2-core CPU).
+        "unet_randomized": {
+            "data": {"r": {"cases": 320, "seed": 3031, "domain": "randomized"},
+                     "d": {"cases": 96, "seed": 3032, "domain": "default"}},
+            "simulate": {"size": 256, "slices": 16},
+            "cache": {"seed": 12, "spacing_range": [0.9077, 2.2812]},
+            "train": {"epochs": 40, "steps_per_epoch": 100, "batch_size": 8, "crop": 256, "lr": 5e-4, "seed": 2027,
+                      "val_slices": 64, "time_budget_s": 2700, "amp": True, "augmentation": {}},
+        },
         "evaluate": {"max_images": 120, "ddpm_max_images": 24, "ablation": "1,5,10,25,50", "check_ddim_steps": 10,
                      "spacing_check": 6},
     },
@@ -92,12 +105,13 @@ def train_command(arch: str, cache: Path, out: Path, seed: int, settings: dict) 
     return command
 
 
-def evaluate_command(evaluation: dict, cache: Path, work: Path, final_runs: dict[str, Path]) -> list[str]:
+def evaluate_command(evaluation: dict, cache: Path, work: Path, final_runs: dict[str, Path],
+                     figures: Path) -> list[str]:
     """``python -m training.evaluate`` on the test split for the final run of each model in ``final_runs``."""
     command = [sys.executable, "-m", "training.evaluate", "--data", str(cache), "--split", "test",
                "--unet", str(final_runs["unet"] / "best.safetensors"), "--out", str(work / "evaluation.json"),
                "--markdown", str(work / "evaluation.md"), "--robustness", "--rois",
-               "--spacing-check", str(evaluation.get("spacing_check", 0)), "--figures", str(ROOT / "docs" / "figures")]
+               "--spacing-check", str(evaluation.get("spacing_check", 0)), "--figures", str(figures)]
     if "ddpm" in final_runs:
         command += ["--ddpm", str(final_runs["ddpm"] / "best.safetensors"), "--ablation", evaluation["ablation"],
                     "--check-ddim-steps", str(evaluation["check_ddim_steps"]),
@@ -120,6 +134,43 @@ def refine_name(arch: str, number: int) -> str:
     return f"{arch}_refine" if number == 1 else f"{arch}_refine{number}"
 
 
+def link_cases(folders: dict[str, Path], out: Path) -> None:
+    """One folder of pairs from several simulated ones: each file linked as ``<prefix><name>`` (case names of
+    different simulator runs repeat; the prefix keeps them apart and says where a case came from)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for prefix, folder in folders.items():
+        for source in sorted(folder.glob("*.nii.gz")):
+            link = out / f"{prefix}{source.name}"
+            if not link.exists():
+                link.symlink_to(os.path.relpath(source, out))
+
+
+def randomized_finetune(recipe: dict, work: Path, previous: Path, seconds: dict[str, float]) -> Path:
+    """The shipped U-Net's last run: simulate its folders (``recipe["simulate"]`` settings unless a folder has
+    its own), link and cache them, fine-tune ``previous``'s best."""
+    folders = {}
+    for prefix, source in recipe["data"].items():
+        folder = folders[prefix] = work / f"data_randomized_{prefix}"
+        if not (folder / "manifest.json").exists():
+            seconds[f"simulate_{prefix}"] = run([
+                sys.executable, "-m", "napari_sff.cli", "simulate", str(folder), "--cases", str(source["cases"]),
+                "--seed", str(source["seed"]), "--domain", source["domain"],
+                "--size", str(source.get("size", recipe["simulate"]["size"])),
+                "--slices", str(source.get("slices", recipe["simulate"]["slices"]))])
+    mix, cache = work / "data_randomized", work / "cache_randomized"
+    link_cases(folders, mix)
+    if not (cache / "cache.json").exists():
+        low, high = recipe["cache"]["spacing_range"]
+        seconds["cache_randomized"] = run([sys.executable, "-m", "training.data", str(mix), str(cache), "--seed",
+                                           str(recipe["cache"]["seed"]), "--spacing-range", str(low), str(high)])
+    settings = dict(recipe["train"])
+    seed = settings.pop("seed")
+    out = work / "unet_randomized"
+    seconds["finetune_unet_randomized"] = run(train_command(
+        "unet", cache, out, seed, {**settings, "init_weights": str(previous / "best.safetensors")}))
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.reproduce", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -127,9 +178,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--work", default="runs/reproduce", help="folder for data, cache and runs")
     parser.add_argument("--skip-ddpm", action="store_true")
     parser.add_argument("--no-install", action="store_true", help="leave napari_sff/weights untouched")
+    parser.add_argument("--card-dir", default=None,
+                        help="where model_card.json / .md go (default: the work folder; 'docs' replaces the "
+                             "hand-edited card)")
     args = parser.parse_args(argv)
     profile = PROFILES[args.profile]
-    work = Path(args.work)
+    work = Path(args.work).resolve()  # the steps run from the checkout's root
+    card_dir = work if args.card_dir is None else Path(args.card_dir).resolve()
     data, cache = work / "data", work / "cache"
     seconds: dict[str, float] = {}
 
@@ -157,12 +212,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 arch, cache, out, profile["seed"],
                 {**settings, **refine, "init_weights": str(previous / "best.safetensors")}))
             run_dirs.append(out)
+        if arch == "unet" and "unet_randomized" in profile:
+            out = randomized_finetune(profile["unet_randomized"], work, out, seconds)
+            run_dirs.append(out)
         final_runs[arch] = out
         if not args.no_install:
             WEIGHTS.mkdir(exist_ok=True)
             shutil.copyfile(out / "best.safetensors", WEIGHTS / f"{arch}.safetensors")
 
-    seconds["evaluate"] = run(evaluate_command(profile["evaluate"], cache, work, final_runs))
+    seconds["evaluate"] = run(evaluate_command(profile["evaluate"], cache, work, final_runs, card_dir / "figures"))
 
     logs = {run_dir.name: (run_dir / "metrics.csv").read_text() for run_dir in run_dirs
             if (run_dir / "metrics.csv").exists()}
@@ -176,10 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "evaluation": json.loads((work / "evaluation.json").read_text()),
         "training_logs": logs,
     }
-    docs = ROOT / "docs"
-    docs.mkdir(exist_ok=True)
-    atomic_write_text(docs / "model_card.json", json.dumps(card, indent=1))
-    atomic_write_text(docs / "model_card.md", (work / "evaluation.md").read_text())
+    card_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(card_dir / "model_card.json", json.dumps(card, indent=1))
+    atomic_write_text(card_dir / "model_card.md", (work / "evaluation.md").read_text())
     print(json.dumps(seconds, indent=1))
     return 0
 

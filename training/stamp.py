@@ -4,9 +4,11 @@
 
 Each checkpoint gets ``input_statistics`` (:func:`training.train.input_statistics`: the ranges of
 :mod:`napari_sff.domain`'s statistics over its training slices, augmented with the run's own recorded
-augmentation) computed from ``CACHE``, which must be the cache the model was trained on: its training split must
-have the cases and slices the checkpoint's header records, or the file is left alone. The weights are
-re-written bit for bit (checked) in the dtype they were stored in; only the JSON header changes.
+augmentation) and, for the U-Net, ``feature_statistics`` (:func:`training.train.feature_statistics`: its
+bottleneck features over those slices) computed from ``CACHE``, which must be the cache the model was trained
+on: its training split must have the cases and slices the checkpoint's header records, or the file is left
+alone. The weights are re-written bit for bit (checked) in the dtype they were stored in; only the JSON header
+changes.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from safetensors.torch import load_file
 
 from napari_sff.models import load_checkpoint, read_metadata, save_checkpoint
 from training.data import CACHE_INFO, Augmentation
-from training.train import input_statistics
+from training.train import feature_statistics, input_statistics
 
 
 def stamp(weights: Path, cache: Path) -> dict:
@@ -40,6 +42,28 @@ def stamp(weights: Path, cache: Path) -> dict:
     metadata["input_statistics"] = input_statistics(cache, augmentation)
     metadata["input_statistics_added"] = (f"{_dt.date.today().isoformat()} by training.stamp from the training "
                                           "cache; weights unchanged")
+    if header["arch"] == "unet":
+        metadata["feature_statistics"] = _features_of(weights, header, cache, augmentation)
+    _rewrite_header(weights, header, metadata)
+    return metadata["input_statistics"]
+
+
+def stamp_features(weights: Path, cache: Path, augmentation: Augmentation | None) -> None:
+    """Add a U-Net checkpoint's ``feature_statistics`` over the training slices of ``cache`` (the end of every
+    U-Net training run calls this on its checkpoints)."""
+    header = read_metadata(weights)
+    metadata = dict(header.get("metadata", {}))
+    metadata["feature_statistics"] = _features_of(weights, header, cache, augmentation)
+    _rewrite_header(weights, header, metadata)
+
+
+def _features_of(weights: Path, header: dict, cache: Path, augmentation: Augmentation | None) -> dict | None:
+    model, _ = load_checkpoint(weights, expected_arch=header["arch"])
+    return feature_statistics(model.float(), cache, augmentation)  # what predict computes: float32 on the CPU
+
+
+def _rewrite_header(weights: Path, header: dict, metadata: dict) -> None:
+    """Save ``weights`` again with ``metadata`` as its JSON header; the tensors must come out bit for bit."""
     before = load_file(str(weights))
     model, _ = load_checkpoint(weights, expected_arch=header["arch"])
     dtype = getattr(torch, header.get("weights_dtype", "float32"))
@@ -47,7 +71,6 @@ def stamp(weights: Path, cache: Path) -> dict:
     after = load_file(str(weights))
     if before.keys() != after.keys() or any(not torch.equal(before[k], after[k]) for k in before):
         raise RuntimeError(f"{weights}: the weights changed while re-writing the header; restore it from git")
-    return metadata["input_statistics"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

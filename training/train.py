@@ -25,7 +25,7 @@ import math
 import os
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -444,6 +444,12 @@ def train(config: TrainConfig) -> dict:
     if stopped_by and rank == 0:
         print(json.dumps({"stopped": stopped_by, "time_budget_s": budget, "train_seconds": round(clock["seconds"], 1),
                           "steps": global_step}), flush=True)
+    if rank == 0 and config.model == "unet":  # what predict measures each slice's features against
+        from training.stamp import stamp_features
+
+        for name in ("last.safetensors", "best.safetensors"):
+            if (out / name).exists():
+                stamp_features(out / name, cache, augmentation)
     if world > 1:  # evidence that DDP kept the replicas in lock-step
         atomic_write_text(out / f"weights_rank{rank}.sha256", weights_digest(model))
     if dist.is_initialized():
@@ -489,27 +495,57 @@ STATISTICS_SLICES = 2000
 def input_statistics(cache: Path, augmentation: Augmentation | None, *, max_slices: int = STATISTICS_SLICES,
                      seed: int = 0) -> dict[str, list[float]] | None:
     """The ranges of :mod:`napari_sff.domain`'s statistics over (augmented) training slices: what predict
-    compares a scan with to warn that it lies outside what the model saw. Augmented as in training, but whole
-    slices (a crop would change the share of body)."""
+    compares a scan with to warn that it lies outside what the model saw."""
+    from napari_sff.domain import slice_statistics, training_ranges
+
+    parts = [slice_statistics(slices) for slices in training_slices(cache, augmentation, max_slices, seed)]
+    return training_ranges(parts) if parts else None
+
+
+#: Training slices whose U-Net features make a checkpoint's ``feature_statistics``.
+FEATURE_SLICES = 1000
+
+
+def training_slices(cache: Path, augmentation: Augmentation | None, max_slices: int, seed: int = 0,
+                    chunk: int = 64) -> Iterator[np.ndarray]:
+    """Raw training slices in chunks, evenly spaced over the split and augmented as in training but whole (a crop
+    would change the share of body): what a checkpoint's records of its training data are computed from."""
     from dataclasses import replace
 
-    from napari_sff.domain import slice_statistics, training_ranges
     from training.data import open_split
 
     raw, truth = open_split(cache, "train")
     if not len(raw):
-        return None
+        return
     indices = np.unique(np.linspace(0, len(raw) - 1, min(max_slices, len(raw))).round().astype(int))
     whole_slices = None if augmentation is None else replace(augmentation, crop=None)
-    parts = []
-    for start in range(0, len(indices), 64):
-        chunk = indices[start:start + 64]
-        slices = raw[chunk]
+    for start in range(0, len(indices), chunk):
+        part = indices[start:start + chunk]
+        slices = raw[part]
         if whole_slices is not None:
             rng = np.random.default_rng((seed, start))
-            slices = np.stack([whole_slices(image, sff, rng)[0] for image, sff in zip(slices, truth[chunk], strict=True)])
-        parts.append(slice_statistics(slices))
-    return training_ranges(parts)
+            slices = np.stack([whole_slices(image, sff, rng)[0] for image, sff in zip(slices, truth[part], strict=True)])
+        yield np.asarray(slices, dtype=np.float32)
+
+
+def feature_statistics(model: torch.nn.Module, cache: Path, augmentation: Augmentation | None, *,
+                       max_slices: int = FEATURE_SLICES, seed: int = 0) -> dict | None:
+    """The U-Net's bottleneck features over its training slices (:func:`napari_sff.domain.feature_statistics`):
+    what predict measures each slice's distance from. None for a model without a U-Net encoder."""
+    from napari_sff.domain import FeatureRecorder
+    from napari_sff.domain import feature_statistics as describe_features
+    from napari_sff.preprocess import normalise_t2w
+
+    if getattr(model, "encoders", None) is None:
+        return None
+    device = next(model.parameters()).device
+    model = model.eval()
+    with FeatureRecorder(model) as recorder, torch.inference_mode():
+        for slices in training_slices(cache, augmentation, max_slices, seed, chunk=16):
+            model(torch.from_numpy(normalise_t2w(slices)[:, None]).to(device).float())
+            recorder.keep()
+    features = recorder.features()
+    return None if features is None or len(features) < 4 else describe_features(features)
 
 
 def seen_spacing_range(data_range: Sequence[float] | None, augmentation: Augmentation | None) -> list[float] | None:

@@ -19,7 +19,7 @@ class PredictionCancelled(Exception):
 
 
 def _predict_batches(model, normalised, sff, std, device, settings, is_ddpm, ddim_steps, samples, eta, seed,
-                     progress, cancel, steps_per_slice, total) -> None:
+                     progress, cancel, steps_per_slice, total, features=None) -> None:
     import torch
 
     batch_size = max(1, settings.batch_size)
@@ -40,6 +40,8 @@ def _predict_batches(model, normalised, sff, std, device, settings, is_ddpm, ddi
                 torch.cuda.empty_cache()
             continue
         sff[start:stop] = mean
+        if features is not None:  # napari_sff.domain.FeatureRecorder: this batch's features count now
+            features.keep()
         if std is not None:
             std[start:stop] = spread
         start = stop

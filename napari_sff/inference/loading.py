@@ -39,6 +39,7 @@ def load_model(arch: str, weights: str | Path | None = None, device: str | torch
         seen = metadata.get("metadata", {}).get("input_spacing_mm")
         model.input_spacing_mm = (float(seen[0]), float(seen[1])) if seen else None
         model.input_statistics = metadata.get("metadata", {}).get("input_statistics")  # see napari_sff.domain
+        model.feature_statistics = metadata.get("metadata", {}).get("feature_statistics")  # the U-Net's, ditto
         _MODEL_CACHE.clear()  # keep one model resident: weights can be large on small GPUs
         _MODEL_CACHE[key] = (model, metadata)
     return _MODEL_CACHE[key]

@@ -6,6 +6,7 @@ shares batches between volumes. Everything else in the package serves these.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_sff.domain import FeatureRecorder, feature_distance, outside_training_range, unlike_training
 from napari_sff.inference.batches import CancelCallback, ProgressCallback, _predict_batches
 from napari_sff.inference.devices import resolve_device
 from napari_sff.inference.geometry import SlicePlan, finish_slices, plan_slices
@@ -41,6 +43,9 @@ class Prediction:
     model_spacing: tuple[float, float] | None = None
     # Why the scan lies outside what the model was trained on (napari_sff.domain), or None.
     out_of_distribution: str | None = None
+    # Per predicted slice (in slice_indices' order): how unlike the training slices the U-Net finds it (about 1
+    # for a training slice; napari_sff.domain.feature_distance); None for the DDPM or checkpoints without it.
+    feature_distance: np.ndarray | None = None
 
     @property
     def ms_per_slice(self) -> float:
@@ -50,13 +55,14 @@ class Prediction:
 def predict_slices(
     model: Any, slices: np.ndarray, *, device: torch.device, batch_size: int | None = None, ddim_steps: int = 50,
     samples: int = 1, eta: float = 0.0, seed: int = 0, progress: ProgressCallback | None = None,
-    cancel: CancelCallback | None = None, settings: RunSettings | None = None,
+    cancel: CancelCallback | None = None, settings: RunSettings | None = None, features: Any = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Raw T2w slices (N, H, W) -> SFF (N, H, W) in [0, 1], and the DDPM SD when ``samples`` > 1.
 
     Batches back off (halve) on out-of-memory; ``progress(done, total)`` counts slices for the U-Net and
     slice-steps for the DDPM; ``cancel()`` is checked between batches and DDIM steps. ``settings`` (batch size,
     memory format, threads) default to :func:`run_settings`; an explicit ``batch_size`` overrides theirs.
+    ``features`` (a :class:`napari_sff.domain.FeatureRecorder` on the model) collects the slices' features.
     """
     is_ddpm = getattr(model, "arch", "unet") == "ddpm"
     steps_per_slice = ddim_steps if is_ddpm else 1
@@ -70,7 +76,7 @@ def predict_slices(
         settings = dataclasses.replace(settings, batch_size=max(1, int(batch_size)), source="caller")
     with _settings_applied(model, settings):
         _predict_batches(model, normalised, sff, std, device, settings, is_ddpm, ddim_steps, samples, eta, seed,
-                         progress, cancel, steps_per_slice, total)
+                         progress, cancel, steps_per_slice, total, features)
     return sff, std
 
 
@@ -101,24 +107,38 @@ def predict_volume(
     settings = run_settings(model, torch_device, batch_size)  # a first calibration is not the scan's time
     started = time.perf_counter()
     plan = plan_slices(array, spacing, model, slice_axis=slice_axis, slice_indices=slice_indices, resample=resample)
-    sff_slices, std_slices = predict_slices(
-        model, plan.slices, device=torch_device, ddim_steps=ddim_steps, samples=samples,
-        eta=eta, seed=seed, progress=progress, cancel=cancel, settings=settings,
-    )
+    with _feature_recorder(model) as recorder:
+        sff_slices, std_slices = predict_slices(
+            model, plan.slices, device=torch_device, ddim_steps=ddim_steps, samples=samples,
+            eta=eta, seed=seed, progress=progress, cancel=cancel, settings=settings, features=recorder,
+        )
     sff, std = finish_slices(plan, sff_slices, std_slices)
     seconds = time.perf_counter() - started
+    distances = _feature_distances(recorder, model)
     return Prediction(
         sff=sff, std=std, slice_axis=plan.axis, slice_indices=plan.indices, seconds=seconds,
         device=str(torch_device), arch=getattr(model, "arch", arch), model_spacing=plan.target,
-        out_of_distribution=_out_of_distribution(plan, model),
+        out_of_distribution=_out_of_distribution(plan, model, distances), feature_distance=distances,
     )
 
 
-def _out_of_distribution(plan: SlicePlan, model: Any) -> str | None:
-    """The scan's slices, as the model sees them, against the ranges its checkpoint recorded."""
-    from napari_sff.domain import outside_training_range
+def _feature_recorder(model: Any):
+    """A :class:`napari_sff.domain.FeatureRecorder` when the checkpoint recorded its training features."""
+    return FeatureRecorder(model) if getattr(model, "feature_statistics", None) else contextlib.nullcontext()
 
-    return outside_training_range(plan.slices, getattr(model, "input_statistics", None))
+
+def _feature_distances(recorder: Any, model: Any) -> np.ndarray | None:
+    features = recorder.features() if recorder is not None else None
+    return None if features is None else feature_distance(features, model.feature_statistics)
+
+
+def _out_of_distribution(plan: SlicePlan, model: Any, distances: np.ndarray | None = None) -> str | None:
+    """The scan's slices, as the model sees them, against the ranges its checkpoint recorded, and (U-Net) the
+    slices whose features lie beyond the training slices'."""
+    found = [outside_training_range(plan.slices, getattr(model, "input_statistics", None)),
+             unlike_training(distances, plan.indices, getattr(model, "feature_statistics", None))]
+    found = [message for message in found if message]
+    return "; ".join(found) if found else None
 
 
 def predict_volumes(
@@ -145,20 +165,23 @@ def predict_volumes(
             stop += 1
         group = plans[start:stop]
         started = time.perf_counter()
-        sff_all, std_all = predict_slices(model, np.concatenate([plan.slices for plan in group]), device=torch_device,
-                                          ddim_steps=ddim_steps, samples=samples, eta=eta, seed=seed,
-                                          settings=settings)
+        with _feature_recorder(model) as recorder:
+            sff_all, std_all = predict_slices(model, np.concatenate([plan.slices for plan in group]),
+                                              device=torch_device, ddim_steps=ddim_steps, samples=samples, eta=eta,
+                                              seed=seed, settings=settings, features=recorder)
         seconds = time.perf_counter() - started
+        distances_all = _feature_distances(recorder, model)
         total = sum(len(plan.slices) for plan in group)
         offset = 0
         for plan in group:
             n = len(plan.slices)
             sff, std = finish_slices(plan, sff_all[offset:offset + n],
                                      None if std_all is None else std_all[offset:offset + n])
+            distances = None if distances_all is None else distances_all[offset:offset + n]
             predictions.append(Prediction(
                 sff=sff, std=std, slice_axis=plan.axis, slice_indices=plan.indices, seconds=seconds * n / total,
                 device=str(torch_device), arch=getattr(model, "arch", arch), model_spacing=plan.target,
-                out_of_distribution=_out_of_distribution(plan, model)))
+                out_of_distribution=_out_of_distribution(plan, model, distances), feature_distance=distances))
             offset += n
         start = stop
     return predictions
