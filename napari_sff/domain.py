@@ -13,7 +13,7 @@ slice (mean and SD of each channel over the slice) lie from those of the trainin
 distance in their leading principal components plus the rest as one residual term, scaled so that a typical
 training slice scores about 1. When more than a tenth of a scan's slices lie beyond the training slices' 99th
 percentile, the warning names them. On the card's independent phantoms this distance followed each slice's
-error (Spearman 0.78, model card section 1c) far better than any of the four image statistics (at most 0.48)
+error (Spearman 0.82, model card section 1c) far better than any of the four image statistics (at most 0.48)
 and flagged 2 of the 12 phantoms, where those statistics flagged none; on the simulator's own test cases it
 flagged none.
 """
