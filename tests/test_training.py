@@ -720,3 +720,16 @@ def test_reproduce_recipe_is_what_the_shipped_unet_header_says_it_was_trained_wi
     cases = sum(source["cases"] for source in recipe["data"].values())
     splits = header["training_data"]["splits"]
     assert cases == sum(split["cases"] for split in splits.values())  # train + val + test cases of its cache
+
+
+def test_receptive_field_known_answers():
+    """Without normalisation a one-level U-Net is two 3x3 convolutions: it sees a 5x5 window. GroupNorm makes
+    every output pixel depend on the whole slice."""
+    from napari_sff.models import build_model
+    from training.receptive_field import receptive_field
+
+    torch.manual_seed(0)  # the weights, so that no ReLU happens to cut the window's edge
+    local = receptive_field(build_model("unet", {"base_channels": 4, "depth": 1, "norm": "none"}), size=32)
+    assert local["support_px"] == [5, 5] and local["radius_99pct_px"] <= 2 * 2 ** 0.5
+    wide = receptive_field(build_model("unet", {"base_channels": 8, "depth": 2, "norm": "group"}), size=32)
+    assert wide["support_px"] == [32, 32]
