@@ -141,7 +141,7 @@ def link_cases(folders: dict[str, Path], out: Path) -> None:
     for prefix, folder in folders.items():
         for source in sorted(folder.glob("*.nii.gz")):
             link = out / f"{prefix}{source.name}"
-            if not link.exists():
+            if not (link.is_symlink() or link.exists()):
                 link.symlink_to(os.path.relpath(source, out))
 
 
