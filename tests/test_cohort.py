@@ -90,6 +90,28 @@ def test_run_skips_finished_records_failures_and_goes_on(tmp_path):
     assert lines[1] == "failed: " + str(tmp_path / "in/bad_t2w.nii.gz") + ": bad_t2w.nii.gz: not a readable NIfTI file"
     again = cohort.run_cohort(items, tmp_path / "out", read=read, predict=predict, write=write, overwrite=True)
     assert len(again.done) == 3 and not again.skipped  # --overwrite redoes the finished ones
+    assert not again.flagged and len(again.lines()) == 2
+
+
+def test_the_summary_ends_with_the_inputs_the_model_found_unlike_its_training_data(tmp_path):
+    from types import SimpleNamespace
+
+    _touch(tmp_path / "in", "a_t2w.nii.gz", "odd_t2w.nii.gz")
+    items = cohort.collect_inputs([tmp_path / "in"])
+
+    def predict(path: Path):  # what predict_volume returns: a warning for the odd one
+        return SimpleNamespace(out_of_distribution="unlike" if path.name.startswith("odd") else None)
+
+    def write(volume, prediction, output: Path) -> list[Path]:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text("x")
+        return [output]
+
+    summary = cohort.run_cohort(items, tmp_path / "out", read=lambda path: path, predict=predict, write=write)
+    assert summary.flagged == [tmp_path / "in" / "odd_t2w.nii.gz"]
+    assert summary.lines()[1:] == [
+        "1 predicted volume(s) lie outside what the model was trained on (the warnings above say how); read their "
+        "maps with caution:", f"flagged: {tmp_path / 'in' / 'odd_t2w.nii.gz'}"]
 
 
 # ----------------------------------------------------------------------------------- the command over a cohort

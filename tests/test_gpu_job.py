@@ -130,3 +130,19 @@ def test_ablation_trains_each_config_for_the_same_budget_and_scores_it(tiny_cach
 def test_ablation_refuses_an_unknown_config(tiny_cache, tmp_path):
     with pytest.raises(ValueError, match="unknown configuration.*x-linear"):
         ddpm_ablation.run_ablation(str(tiny_cache), tmp_path, 1.0, ["x-linear"])
+
+
+def test_unet_config_trains_another_architecture_from_scratch(tmp_path):
+    from napari_sff.models import load_checkpoint
+
+    out = tmp_path / "out"
+    wider = {"base_channels": 6, "depth": 2}  # not the dry run's tiny 4 / 3
+    report = gpu_job.run_job(out, work=tmp_path / "work", dry_run=True, unet_config=wider,
+                             phases=["simulate", "cache", "unet"])
+    trained = report["phases"]["unet"]
+    assert trained["status"] == "ok", trained.get("error")
+    assert report["unet_config"] == wider and trained["init"] == "scratch"
+    _, header = load_checkpoint(out / "unet.safetensors", expected_arch="unet")
+    assert {key: header["config"][key] for key in wider} == wider
+    with pytest.raises(ValueError, match="cannot fine-tune the shipped"):
+        gpu_job.run_job(out, work=tmp_path / "work", dry_run=True, init="shipped", unet_config=wider, phases=[])

@@ -46,14 +46,22 @@ class CohortSummary:
     done: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    # Inputs whose prediction carried an out-of-distribution warning (napari_sff.domain), in input order.
+    flagged: list[Path] = field(default_factory=list)
     seconds: float = 0.0
 
     def lines(self) -> list[str]:
-        """The closing summary: counts, then one line per failure with its reason."""
+        """The closing summary: counts, one line per failure with its reason, then the inputs the model found
+        unlike its training data (their reasons were warned as they ran), so a long run's log ends with both."""
         rate = 60.0 * len(self.done) / self.seconds if self.seconds > 0 and self.done else 0.0
         head = (f"{len(self.done)} done, {len(self.skipped)} skipped (already there), {len(self.failed)} failed "
                 f"in {self.seconds:.1f} s ({rate:.1f} volumes/min)")
-        return [head, *(f"failed: {path}: {reason}" for path, reason in self.failed)]
+        lines = [head, *(f"failed: {path}: {reason}" for path, reason in self.failed)]
+        if self.flagged:
+            lines.append(f"{len(self.flagged)} predicted volume(s) lie outside what the model was trained on "
+                         "(the warnings above say how); read their maps with caution:")
+            lines += [f"flagged: {path}" for path in self.flagged]
+        return lines
 
 
 def _is_input_file(path: Path) -> bool:
@@ -249,6 +257,8 @@ def run_cohort(
                 except Exception as exc:  # noqa: BLE001
                     fail(item, exc)
             for item, volume, prediction in predict_group(loaded):
+                if getattr(prediction, "out_of_distribution", None):
+                    summary.flagged.append(item.path)
                 future = writers.submit(write, volume, prediction, item.output(out_dir, suffix))
                 future.add_done_callback(lambda f, item=item: finish(item, f))
                 writes.append(future)

@@ -4,6 +4,7 @@ the exact device call)."""
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Sequence
 
 from . import __doc__ as _overview
@@ -24,6 +25,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="'shipped': fine-tune the weights in napari_sff/weights (their architecture) instead "
                              "of training from scratch (what carried over best on the CPU: docs/model_card.md, "
                              "section 0)")
+    parser.add_argument("--unet-config", type=json.loads, default=None,
+                        help="JSON U-Net width / depth trained from scratch, e.g. '{\"base_channels\": 32, "
+                             "\"depth\": 5}' (on the CPU more cases no longer helped the shipped 16 / 4: "
+                             "docs/model_card.md section 0)")
     parser.add_argument("--total-s", type=float, help="seconds for the whole job (default: the profile's)")
     parser.add_argument("--phases", type=lambda s: [v for v in s.split(",") if v], default=list(PHASES),
                         help=f"comma-separated subset of {', '.join(PHASES)}")
@@ -34,7 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown phase(s) {', '.join(unknown)}; choose from {', '.join(PHASES)}")
     report = run_job(args.out, work=args.work, dry_run=args.dry_run, domain=args.domain, total_s=args.total_s,
-                     phases=args.phases, start_method=args.start_method, init=args.init)
+                     phases=args.phases, start_method=args.start_method, init=args.init,
+                     unet_config=args.unet_config)
     failed = [name for name, result in report["phases"].items() if result["status"] != "ok"]
     return 1 if len(failed) == len(report["phases"]) else 0
 

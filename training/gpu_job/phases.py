@@ -146,6 +146,8 @@ def _train_phase(arch: str, ctx: dict, plan: dict) -> dict:
 
         settings["init_weights"] = str(default_weights_path(arch))
         model_config = None
+    elif arch == "unet" and ctx.get("unet_config"):  # another width / depth, trained from scratch
+        model_config = ctx["unet_config"]
     config = TrainConfig(model=arch, data=str(Path(ctx["work"]) / "cache"), out=str(runs / arch),
                          model_config=model_config, time_budget_s=plan["train_s"], **settings)
     if Path(config.out).exists():
@@ -175,6 +177,7 @@ def _train_phase(arch: str, ctx: dict, plan: dict) -> dict:
         log_rows = list(csv.DictReader(stream))
     slices = (summary["steps"] or 0) * config.batch_size
     return {**result, "weights": weights.name, "init": config.init_weights or "scratch",
+            "model_config": config.model_config,
             "best_validation": best, "steps": summary["steps"],
             "train_step_seconds": summary["train_step_seconds"], "stopped_by": summary["stopped_by"],
             "slices_per_s": slices / max(1e-9, summary["train_step_seconds"] or 0.0),
