@@ -354,6 +354,7 @@ def test_spacing_check_scores_each_model_native_and_resampled_per_matrix_size(tm
     from training import evaluate
 
     # Trained, says its header, on 2.5-5.5 mm pixels: the 32² cases (8-16 mm) are resampled, not the 96² (2.7-5.2 mm).
+    torch.manual_seed(0)  # unseeded, an untrained net could come out constant (dead ReLUs): both maps alike
     weights = save_checkpoint(build_model("unet", TINY_CONFIGS["unet"]), tmp_path / "unet.safetensors",
                               metadata={"input_spacing_mm": [2.5, 5.5]})
     rows = evaluate.spacing_rows({"unet": (str(weights), 1)}, cases=2, device=torch.device("cpu"),

@@ -71,8 +71,9 @@ def score(predicted: np.ndarray, truth: np.ndarray, raw: np.ndarray) -> tuple[di
 
 
 def run_model(arch: str, weights: str, raw: np.ndarray, *, device, batch_size: int, ddim_steps: int = 50,
-              samples: int = 1, seed: int = 0) -> tuple[np.ndarray, float]:
-    """Predictions and ms/image (one warm-up batch excluded from the timing)."""
+              samples: int = 1, seed: int = 0, features=None) -> tuple[np.ndarray, float]:
+    """Predictions and ms/image (one warm-up batch excluded from the timing); ``features`` (a
+    :class:`napari_sff.domain.FeatureRecorder` on the loaded model) keeps the timed pass's features."""
     import time
 
     import torch
@@ -83,25 +84,21 @@ def run_model(arch: str, weights: str, raw: np.ndarray, *, device, batch_size: i
         torch.cuda.synchronize()
     started = time.perf_counter()
     predicted, _ = predict_slices(model, raw, device=device, batch_size=batch_size, ddim_steps=ddim_steps,
-                                  samples=samples, seed=seed)
+                                  samples=samples, seed=seed, features=features)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return predicted, 1000.0 * (time.perf_counter() - started) / max(1, len(raw))
 
 
-def feature_check(weights: str, raw: np.ndarray, image_maes: np.ndarray, cases: Sequence[str], *, device,
-                  batch_size: int) -> dict | None:
+def feature_check(model, features: np.ndarray | None, image_maes: np.ndarray, cases: Sequence[str]) -> dict | None:
     """How the U-Net's per-slice feature distance (:mod:`napari_sff.domain`, what predict warns with) relates to
     each image's MAE, and which cases predict would flag; None for weights that record no training features."""
-    from napari_sff.domain import FeatureRecorder, feature_distance, unlike_training
+    from napari_sff.domain import feature_distance, unlike_training
 
-    model, _ = load_model("unet", weights, device)
     recorded = getattr(model, "feature_statistics", None)
-    if not recorded:
+    if not recorded or features is None:
         return None
-    with FeatureRecorder(model) as recorder:
-        predict_slices(model, raw, device=device, batch_size=batch_size, features=recorder)
-    distances = feature_distance(recorder.features(), recorded)
+    distances = feature_distance(features, recorded)
     cases = np.asarray(cases)
     flagged = sorted(str(case) for case in np.unique(cases)
                      if unlike_training(distances[cases == case], np.flatnonzero(cases == case), recorded))
@@ -111,7 +108,7 @@ def feature_check(weights: str, raw: np.ndarray, image_maes: np.ndarray, cases: 
     case_rho = (stats.spearmanr([np.median(distances[cases == c]) for c in case_names],
                                 [np.mean(image_maes[cases == c]) for c in case_names])[0]
                 if len(case_names) > 2 else None)
-    return {"threshold": recorded["threshold"], "training_slices": recorded["slices"], "images": int(len(raw)),
+    return {"threshold": recorded["threshold"], "training_slices": recorded["slices"], "images": int(len(distances)),
             "median_distance": float(np.median(distances)),
             "images_beyond_threshold": float(np.mean(distances > recorded["threshold"])),
             "cases": len(case_names), "cases_flagged": flagged,
@@ -245,13 +242,18 @@ def evaluate(args: argparse.Namespace) -> dict:
     maes["identity"] = (every, image_maes)
     rows["identity"] = {**summary, "ms_per_image": 0.0}
     if args.unet:
-        predicted, ms = run_model("unet", args.unet, raw, device=device, batch_size=args.batch_size)
+        from napari_sff.domain import FeatureRecorder
+
+        unet, _ = load_model("unet", args.unet, device)  # the one run_model gets (loading is cached)
+        with FeatureRecorder(unet) as recorder:
+            predicted, ms = run_model("unet", args.unet, raw, device=device, batch_size=args.batch_size,
+                                      features=recorder)
         summary, image_maes = score(predicted, truth, raw)
         maes["unet"] = (every, image_maes)
         examples["unet"] = predicted[example_index]
         rows["unet"] = {**summary, "ms_per_image": ms}
-        feature_distance = feature_check(args.unet, raw, image_maes, split_cases(cache, args.split, args.max_images),
-                                         device=device, batch_size=args.batch_size)
+        feature_distance = feature_check(unet, recorder.features(), image_maes,
+                                         split_cases(cache, args.split, args.max_images))
     if args.unet_reference:  # other U-Net weights on the same images: is the new checkpoint better, paired?
         predicted, ms = run_model("unet", args.unet_reference, raw, device=device, batch_size=args.batch_size)
         summary, image_maes = score(predicted, truth, raw)

@@ -42,30 +42,27 @@ def stamp(weights: Path, cache: Path) -> dict:
     metadata["input_statistics"] = input_statistics(cache, augmentation)
     metadata["input_statistics_added"] = (f"{_dt.date.today().isoformat()} by training.stamp from the training "
                                           "cache; weights unchanged")
+    model, _ = load_checkpoint(weights, expected_arch=header["arch"])
     if header["arch"] == "unet":
-        metadata["feature_statistics"] = _features_of(weights, header, cache, augmentation)
-    _rewrite_header(weights, header, metadata)
+        metadata["feature_statistics"] = feature_statistics(model, cache, augmentation)
+    _rewrite_header(weights, header, metadata, model)
     return metadata["input_statistics"]
 
 
-def stamp_features(weights: Path, cache: Path, augmentation: Augmentation | None) -> None:
-    """Add a U-Net checkpoint's ``feature_statistics`` over the training slices of ``cache`` (the end of every
-    U-Net training run calls this on its checkpoints)."""
+def stamp_features(weights: Path, cache: Path, augmentation: Augmentation | None,
+                   device: str | torch.device = "cpu") -> None:
+    """Add a U-Net checkpoint's ``feature_statistics`` over the training slices of ``cache``, computed on
+    ``device`` (the end of every U-Net training run calls this on its checkpoints, on the training device)."""
     header = read_metadata(weights)
-    metadata = dict(header.get("metadata", {}))
-    metadata["feature_statistics"] = _features_of(weights, header, cache, augmentation)
-    _rewrite_header(weights, header, metadata)
+    model, _ = load_checkpoint(weights, expected_arch=header["arch"], device=device)
+    metadata = {**header.get("metadata", {}), "feature_statistics": feature_statistics(model, cache, augmentation)}
+    _rewrite_header(weights, header, metadata, model)
 
 
-def _features_of(weights: Path, header: dict, cache: Path, augmentation: Augmentation | None) -> dict | None:
-    model, _ = load_checkpoint(weights, expected_arch=header["arch"])
-    return feature_statistics(model.float(), cache, augmentation)  # what predict computes: float32 on the CPU
-
-
-def _rewrite_header(weights: Path, header: dict, metadata: dict) -> None:
-    """Save ``weights`` again with ``metadata`` as its JSON header; the tensors must come out bit for bit."""
+def _rewrite_header(weights: Path, header: dict, metadata: dict, model: torch.nn.Module) -> None:
+    """Save ``model`` (loaded from ``weights``) again with ``metadata`` as its JSON header; the tensors must come
+    out bit for bit."""
     before = load_file(str(weights))
-    model, _ = load_checkpoint(weights, expected_arch=header["arch"])
     dtype = getattr(torch, header.get("weights_dtype", "float32"))
     save_checkpoint(model, weights, config=header.get("config"), metadata=metadata, dtype=dtype)
     after = load_file(str(weights))

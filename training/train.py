@@ -449,7 +449,7 @@ def train(config: TrainConfig) -> dict:
 
         for name in ("last.safetensors", "best.safetensors"):
             if (out / name).exists():
-                stamp_features(out / name, cache, augmentation)
+                stamp_features(out / name, cache, augmentation, device)
     if world > 1:  # evidence that DDP kept the replicas in lock-step
         atomic_write_text(out / f"weights_rank{rank}.sha256", weights_digest(model))
     if dist.is_initialized():
