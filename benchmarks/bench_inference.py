@@ -35,7 +35,7 @@ def main() -> int:
 
     unet, _ = load_model("unet", None, device)
     for batch in (1, args.batch):
-        seconds = time_call(lambda b=batch: predict_slices(unet, slices[:b], device=device, batch_size=b),
+        seconds = time_call(lambda b=batch: predict_slices(unet, slices[:b], device=device, batch_size=b, mirror=False),
                             args.repeats)
         results["unet"][f"batch{batch}_ms_per_slice"] = 1000 * seconds / batch
     ddpm, _ = load_model("ddpm", None, device)

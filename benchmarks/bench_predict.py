@@ -6,9 +6,12 @@ In one run: the float32 GEMM peak (2048² matmul, best of several rounds: a shar
 the shipped U-Net's FLOPs per slice (counted with ``torch.utils.flop_counter``, on the padded grid the model
 really sees), and for (a) a 256² volume at a pixel size inside the model's range and (b) a 512² volume at 0.7 mm
 (resampled into the model's range and back): resample-in, model and resample-back ms/slice for every setting
-tried (batch 1/2/4/8, channels-last or not, threads), each end to end as a fraction of the GEMM peak. Also the
+tried (batch 1/2/4/8, channels-last or not, threads), each end to end as a fraction of the GEMM peak, and
+``predict_volume`` with the setting its calibration chose for that slice size. Also the
 pipeline as it was before (skimage resize in and cubic out, batch 1 contiguous on CPUs, batch 8 channels-last
-on CUDA), timed in the same run, and the largest SFF difference between the two. Compare ratios, not absolute
+on CUDA), timed in the same run, and the largest SFF difference between the two. Every U-Net pass is one per
+slice (``mirror=False``) except ``predict_volume_mirrored``, predict's default (each slice and its mirror image:
+twice the FLOPs, counted so in its fraction). Compare ratios, not absolute
 times: the machine here is shared. Timing, FLOP count and GEMM rate are ``napari_sff.timing``'s (via _common).
 """
 
@@ -58,7 +61,7 @@ def legacy_predict(array, spacing, model, device):
         slices = sk(slices, grid, 1)
     times["resample_in"] = time.perf_counter() - started
     started = time.perf_counter()
-    sff, _ = inference.predict_slices(model, slices, device=device, settings=settings)
+    sff, _ = inference.predict_slices(model, slices, device=device, settings=settings, mirror=False)
     times["model"] = time.perf_counter() - started
     started = time.perf_counter()
     if target is not None:
@@ -75,8 +78,8 @@ def add_fractions(result: dict, peak: float) -> None:
         config["end_to_end_fraction_of_peak"] = flops / (config["end_to_end_ms_per_slice"] / 1000) / 1e9 / peak
         config["end_to_end_fraction_of_peak_beside"] = (flops / (config["end_to_end_ms_per_slice"] / 1000) / 1e9
                                                         / config["gemm_peak_beside_gflops"])
-    for key in ("predict_volume", "before"):
-        result[key]["fraction_of_peak"] = flops / (result[key]["ms_per_slice"] / 1000) / 1e9 / peak
+    for key, passes in (("predict_volume", 1), ("predict_volume_mirrored", 2), ("before", 1)):
+        result[key]["fraction_of_peak"] = passes * flops / (result[key]["ms_per_slice"] / 1000) / 1e9 / peak
 
 
 def bench_volume(array, spacing, model, device, peaks: list[float], repeats, candidates) -> dict:
@@ -88,13 +91,13 @@ def bench_volume(array, spacing, model, device, peaks: list[float], repeats, can
 
     flops = forward_flops(model, torch.zeros(1, 1, *shape, device=device))
     per_slice = {"resample_in": time_call(lambda: inference.plan_slices(array, spacing, model), repeats) / n}
-    sff, _ = inference.predict_slices(model, plan.slices, device=device, settings=candidates[0])
+    sff, _ = inference.predict_slices(model, plan.slices, device=device, settings=candidates[0], mirror=False)
     per_slice["resample_back"] = time_call(lambda: inference.finish_slices(plan, sff, None), repeats) / n
     resample = per_slice["resample_in"] + per_slice["resample_back"]
     configs = {}
     for settings in candidates:
         seconds = time_call(lambda s=settings: inference.predict_slices(model, plan.slices, device=device,
-                                                                          settings=s), repeats) / n
+                                                                          settings=s, mirror=False), repeats) / n
         total = seconds + resample
         peaks.append(gemm_peak(device, rounds=1))  # the peak beside it: the load on a shared machine drifts
         configs[inference._candidate_name(settings)] = {
@@ -103,11 +106,13 @@ def bench_volume(array, spacing, model, device, peaks: list[float], repeats, can
     best_name = min(configs, key=lambda k: configs[k]["end_to_end_ms_per_slice"])
 
     # predict_volume as `napari-sff predict` runs it (its own ms/slice), with the calibrated settings.
-    def run_new():
-        return inference.predict_volume(array, spacing, model=model, device=str(device))
+    def run_new(mirror=False):
+        return inference.predict_volume(array, spacing, model=model, device=str(device), mirror=mirror)
 
-    new = run_new()
+    new = run_new()  # a first call calibrates for this slice size (not timed)
+    chosen = inference._candidate_name(inference.run_settings(model, device, shape=shape))
     new_ms = 1000 * time_call(lambda: run_new(), repeats) / n
+    mirrored_ms = 1000 * time_call(lambda: run_new(mirror=True), repeats) / n
     # The old pipeline, timed and compared in the same run.
     old_sff, _ = legacy_predict(array, spacing, model, device)
     stages = [legacy_predict(array, spacing, model, device)[1] for _ in range(repeats)]
@@ -121,7 +126,8 @@ def bench_volume(array, spacing, model, device, peaks: list[float], repeats, can
         "resample_in_ms_per_slice": 1000 * per_slice["resample_in"],
         "resample_back_ms_per_slice": 1000 * per_slice["resample_back"],
         "configs": configs, "fastest_config": best_name,
-        "predict_volume": {"ms_per_slice": new_ms},
+        "predict_volume": {"ms_per_slice": new_ms, "settings": chosen},
+        "predict_volume_mirrored": {"ms_per_slice": mirrored_ms},
         "before": {"stages_ms_per_slice": old, "ms_per_slice": old_total},
         "speedup_over_before": old_total / new_ms,
         "sff_difference_to_before": {"max": float(difference.max()), "mean_in_body": float(difference[body].mean())},

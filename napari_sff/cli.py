@@ -27,6 +27,7 @@ def _settings(args: argparse.Namespace):
     return PredictSettings(arch=args.model, weights=args.weights, device=_rank_device(args.device),
                            ddim_steps=args.ddim_steps, samples=args.samples, seed=args.seed,
                            batch_size=args.batch_size, slice_axis=args.slice_axis, resample=not args.no_resample,
+                           mirror=not args.no_mirror,
                            series=args.series, volume=args.volume, dicom_storage=args.dicom_storage,
                            new_study=args.new_study)
 
@@ -88,7 +89,8 @@ def _predict(args: argparse.Namespace) -> int:
     resampled = (f", predicted at {prediction.model_spacing[0]:.2f} × {prediction.model_spacing[1]:.2f} mm "
                  "(the model's training pixel size) and resampled back" if prediction.model_spacing else "")
     print(f"{ARCH_LABELS[args.model]} on {prediction.device}: {len(prediction.slice_indices)} slices along axis "
-          f"{prediction.slice_axis}, {prediction.ms_per_slice:.1f} ms/slice{resampled} -> "
+          f"{prediction.slice_axis}, {prediction.ms_per_slice:.1f} ms/slice"
+          f"{' (mean with the mirrored slices)' if prediction.mirrored else ''}{resampled} -> "
           f"{', '.join(map(str, written))}")
     return 0
 
@@ -128,8 +130,11 @@ def _predict_cohort(args: argparse.Namespace) -> int:
         group=args.group_volumes or jobs.default_group(settings.device),
     )
     bar.close()
+    from napari_sff.cohort import qc
+
+    table = qc.write_qc_table(qc.qc_rows(share, out_dir, suffix, summary), qc.qc_table_path(out_dir, rank, world))
     prefix = f"rank {rank}/{world}: " if world > 1 else ""
-    for line in summary.lines():
+    for line in [*summary.lines(), f"QC table (one row per input, from each map's .json sidecar): {table}"]:
         print(prefix + line, file=sys.stderr if line.startswith("failed") else sys.stdout)
     return 1 if summary.failed else 0
 
@@ -306,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--volume", type=int, help="which volume of a 4D input")
     predict.add_argument("--no-resample", action="store_true",
                          help="predict on the input grid even where its pixel size is outside the model's training range")
+    predict.add_argument("--no-mirror", action="store_true",
+                         help="U-Net: one pass per slice instead of the mean of the slice's and its left-right mirror "
+                              "image's maps (half the time, higher error: see the model card)")
     predict.add_argument("--overwrite", action="store_true", help="replace an existing output (never the input)")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.set_defaults(run=_predict)

@@ -32,6 +32,7 @@ class PredictSettings:
     batch_size: int | None = None  # None: inference.default_batch_size of the device
     slice_axis: int | str = "auto"
     resample: bool = True
+    mirror: bool = True  # U-Net: average with the left-right mirrored slices (napari_sff.inference.predict_slices)
     series: str | None = None  # DICOM series of an input holding several
     volume: int | None = None  # which volume of a 4D input
     dicom_storage: str = "mr"
@@ -107,6 +108,7 @@ def predict_job(job: Job, settings: PredictSettings, *,
         job.array, job.geometry.spacing, settings.arch, weights=settings.weights, device=settings.device,
         slice_axis=settings.slice_axis, batch_size=settings.batch_size, ddim_steps=settings.ddim_steps,
         samples=settings.samples, seed=settings.seed, progress=progress, resample=settings.resample,
+        mirror=settings.mirror,
     )
     _warn_if_outside(job, prediction)
     return prediction
@@ -126,6 +128,7 @@ def predict_jobs(jobs: list[Job], settings: PredictSettings) -> list[Prediction]
         [(job.array, job.geometry.spacing) for job in jobs], settings.arch, weights=settings.weights,
         device=settings.device, slice_axis=settings.slice_axis, batch_size=settings.batch_size,
         ddim_steps=settings.ddim_steps, samples=settings.samples, seed=settings.seed, resample=settings.resample,
+        mirror=settings.mirror,
     )
     for job, prediction in zip(jobs, predictions, strict=True):
         _warn_if_outside(job, prediction)
@@ -143,7 +146,10 @@ def default_group(device: str) -> int:
 
 def write_job(job: Job, prediction: Prediction, output: str | os.PathLike, settings: PredictSettings, *,
               overwrite: bool = False) -> list[Path]:
-    """Write the SFF map (and the SD map) on the input's grid: NIfTI, or a DICOM series in the source study."""
+    """Write the SFF map (and the SD map) on the input's grid: NIfTI, or a DICOM series in the source study; then
+    the JSON sidecar that says how it was made (:mod:`napari_sff.provenance`; returned last)."""
+    from napari_sff import provenance
+
     maps = [("sff", prediction.sff)]
     if settings.writes_std and prediction.std is not None:
         maps.append(("sd", prediction.std))
@@ -156,4 +162,7 @@ def write_job(job: Job, prediction: Prediction, output: str | os.PathLike, setti
                 storage=settings.dicom_storage, new_study=settings.new_study, overwrite=overwrite))
         else:
             written.append(io.write_nifti(volume, target, overwrite=overwrite))
-    return written
+    info = provenance.describe(prediction, arch=settings.arch, weights=settings.weights,
+                               ddim_steps=settings.ddim_steps, samples=settings.samples, seed=settings.seed,
+                               outputs=written)
+    return [*written, provenance.write_sidecar(written[0], info)]

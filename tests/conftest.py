@@ -48,12 +48,18 @@ def tiny_configs() -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> dict:
-    """Untrained tiny checkpoints for both architectures (fast stand-ins for the shipped weights)."""
+    """Untrained tiny checkpoints for both architectures (fast stand-ins for the shipped weights), seeded: unseeded,
+    their weights depended on which tests ran first, and an untrained net can come out (nearly) constant, which
+    tests that tell two maps apart (the mirror's) cannot use."""
+    import torch
+
     from napari_sff.models import build_model, save_checkpoint
 
     folder = tmp_path_factory.mktemp("tiny_weights")
-    return {arch: save_checkpoint(build_model(arch, config), folder / f"{arch}.safetensors", metadata={})
-            for arch, config in TINY_CONFIGS.items()}
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return {arch: save_checkpoint(build_model(arch, config), folder / f"{arch}.safetensors", metadata={})
+                for arch, config in TINY_CONFIGS.items()}
 
 
 @pytest.fixture(scope="session")

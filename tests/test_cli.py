@@ -121,6 +121,23 @@ def test_predict_resamples_pixels_outside_the_training_range_and_says_so(t2w_fil
     assert "predicted at" not in capsys.readouterr().out
 
 
+def test_predict_means_each_slice_with_its_mirror_image_unless_told_not_to(t2w_file, tiny_weights, tmp_path, capsys):
+    from napari_sff import io
+    from napari_sff.inference import predict_volume
+
+    source = io.read_nifti(t2w_file)
+    args = ["predict", str(t2w_file), "--weights", str(tiny_weights["unet"]), "--device", "cpu", "--quiet"]
+    for extra, mirror in (([], True), (["--no-mirror"], False)):
+        out = tmp_path / f"mirror_{mirror}.nii.gz"
+        assert cli.main([*args, "-o", str(out), *extra]) == 0
+        assert ("mean with the mirrored slices" in capsys.readouterr().out) is mirror
+        expected = predict_volume(source.array, source.spacing, "unet", weights=tiny_weights["unet"], device="cpu",
+                                  mirror=mirror).sff
+        np.testing.assert_allclose(io.read_nifti(out).array, expected, atol=1e-5)
+    maps = [io.read_nifti(tmp_path / f"mirror_{mirror}.nii.gz").array for mirror in (True, False)]
+    assert np.abs(maps[0] - maps[1]).max() > 1e-3  # the two really differ: the flag reached the model
+
+
 def test_predict_never_writes_over_its_input(t2w_file, tiny_weights, capsys):
     before = t2w_file.read_bytes()
     code = cli.main(["predict", str(t2w_file), "-o", str(t2w_file), "--weights", str(tiny_weights["unet"]),

@@ -115,6 +115,8 @@ def test_the_summary_ends_with_the_inputs_the_model_found_unlike_its_training_da
 
 
 # ----------------------------------------------------------------------------------- the command over a cohort
+import csv  # noqa: E402
+import json  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
@@ -159,9 +161,25 @@ def test_a_tree_with_a_corrupt_file_predicts_the_rest_and_exits_1(tmp_path, cons
         assert image.shape == (12, 10, 3) and np.allclose(image.get_fdata(), 0.3, atol=1e-6)
         np.testing.assert_allclose(image.affine, np.diag([0.9, 0.9, 5.0, 1.0]))
     assert not (tmp_path / "out" / "b" / "bad_t2w_sff.nii.gz").exists()
+    # Each map's sidecar says how it was made, and nothing of where it came from (no input path).
+    sidecar = (tmp_path / "out" / "a" / "s1_t2w_sff.json").read_text()
+    info = json.loads(sidecar)
+    assert (info["model"], info["slices"], info["mirrored"], info["outputs"]) == (
+        "unet", 3, True, ["s1_t2w_sff.nii.gz"])
+    assert len(info["weights_sha256"]) == 64 and str(tmp_path / "in") not in sidecar and "s1_t2w.nii" not in sidecar
+    # One QC row per input: the failure with its reason, the maps with what their sidecars say.
+    assert f"QC table (one row per input, from each map's .json sidecar): {tmp_path / 'out' / 'qc.csv'}" in out
+    rows = {row["output"]: row for row in csv.DictReader((tmp_path / "out" / "qc.csv").open())}
+    assert set(rows) == {"a/s1_t2w_sff.nii.gz", "b/s2_t2w_sff.nii.gz", "b/bad_t2w_sff.nii.gz"}
+    assert rows["b/bad_t2w_sff.nii.gz"]["status"] == "failed" and "not a readable NIfTI" in rows[
+        "b/bad_t2w_sff.nii.gz"]["reason"]
+    assert [(rows[k]["status"], rows[k]["slices"], rows[k]["mirrored"]) for k in sorted(rows)[:1]] == [
+        ("done", "3", "True")]
     assert cli.main(_args([tmp_path / "in" / "a" / "s1_t2w.nii.gz", tmp_path / "in" / "b" / "s2_t2w.nii.gz"],
                           tmp_path / "out", constant_weights["unet"])) == 0
     assert "0 done, 2 skipped" in capsys.readouterr().out
+    rows = list(csv.DictReader((tmp_path / "out" / "qc.csv").open()))  # the rerun's share: made earlier, still read
+    assert [(row["status"], row["model"]) for row in rows] == [("skipped (made earlier)", "unet")] * 2
 
 
 def test_two_shards_write_every_file_exactly_once(tmp_path, constant_weights, capsys):
@@ -173,6 +191,10 @@ def test_two_shards_write_every_file_exactly_once(tmp_path, constant_weights, ca
                               "--shard", shard)) == 0
         written.append(set((tmp_path / "out").glob("*.nii.gz")) - before)
         assert "0 skipped" in capsys.readouterr().out
+        rank, world = shard.split("/")
+        table = tmp_path / "out" / f"qc.rank{rank}of{world}.csv"  # each share its own table: no two writers
+        assert {row["output"] for row in csv.DictReader(table.open())} == {p.name for p in written[-1]}
+    assert not (tmp_path / "out" / "qc.csv").exists()
     assert not written[0] & written[1]
     assert {p.name for p in written[0] | written[1]} == {f"{p.name[:-7]}_sff.nii.gz" for p in inputs}
     assert len(written[0]) == 3 and len(written[1]) == 2

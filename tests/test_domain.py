@@ -137,9 +137,12 @@ def test_predict_reports_each_slices_feature_distance_and_names_unlike_ones(tmp_
     recorded = domain.feature_statistics(recorder.features()[[0] * 40] + 0.01 * noise)  # a tight cloud at slice 0
     weights = save_checkpoint(model, tmp_path / "features.safetensors", metadata={"feature_statistics": recorded})
     prediction = predict_volume(t2w, (5.0, 1.5, 1.5), "unet", weights=weights, device="cpu")
-    assert prediction.feature_distance.shape == (6,)
+    assert prediction.feature_distance.shape == (6,) and prediction.mirrored
     expected = domain.feature_distance(recorder.features(), recorded)
+    # The slices' own features, not their mirror images' (the mirrored pass runs too, and first).
     np.testing.assert_allclose(prediction.feature_distance, expected, rtol=1e-3)
+    one_pass = predict_volume(t2w, (5.0, 1.5, 1.5), "unet", weights=weights, device="cpu", mirror=False)
+    np.testing.assert_array_equal(one_pass.feature_distance, prediction.feature_distance)
     assert prediction.feature_distance[0] < recorded["threshold"] < prediction.feature_distance[1:].min()
     assert "5 of 6 slices look unlike its training slices (slices 1, 2, 3, 4, 5;" in prediction.out_of_distribution
     only_one = predict_volume(t2w, (5.0, 1.5, 1.5), "unet", weights=weights, device="cpu", slice_indices=[0])

@@ -35,7 +35,7 @@ class ScaleModel(torch.nn.Module):
 def test_batch_size_backs_off_on_out_of_memory():
     model = ScaleModel(max_batch=2)
     slices = np.random.default_rng(0).uniform(0, 100, (7, 16, 16)).astype(np.float32)
-    sff, _ = inference.predict_slices(model, slices, device=torch.device("cpu"), batch_size=8)
+    sff, _ = inference.predict_slices(model, slices, device=torch.device("cpu"), batch_size=8, mirror=False)
     assert max(model.batches) == 2 and sum(model.batches) == 7
     # Known answer: the model echoes its normalised input, so each slice comes back in its place, clipped to 1.
     np.testing.assert_array_equal(sff, np.clip(normalise_t2w(slices), 0, 1))
@@ -46,7 +46,7 @@ def test_default_batch_size_is_the_measured_one_per_device():
     assert inference.default_batch_size("cpu") == 1 and inference.default_batch_size(torch.device("cpu")) == 1
     assert inference.default_batch_size("cuda:1") == 8
     model = ScaleModel()
-    inference.predict_slices(model, np.ones((3, 8, 8), np.float32), device=torch.device("cpu"))
+    inference.predict_slices(model, np.ones((3, 8, 8), np.float32), device=torch.device("cpu"), mirror=False)
     assert model.batches == [1, 1, 1]  # no batch size given: the CPU's default
 
 
@@ -170,12 +170,43 @@ def test_calibration_picks_the_fastest_per_slice_and_caches_it(scratch_cache):
     # The cache round trip: run_settings reads it, and no second calibration runs.
     assert inference.run_settings(model, cpu) == cached and len(calls) == 8
     model.batches.clear()
-    inference.predict_slices(model, np.ones((9, 8, 8), np.float32), device=cpu)
+    inference.predict_slices(model, np.ones((9, 8, 8), np.float32), device=cpu, mirror=False)
     assert model.batches == [4, 4, 1]
     mode = (scratch_cache / inference.CALIBRATION_FILE).stat().st_mode & 0o777
     umask = os.umask(0)
     os.umask(umask)
     assert mode == 0o666 & ~umask
+
+
+def test_large_slices_get_their_own_calibration(scratch_cache, monkeypatch):
+    """A 395² slice (a 512² scan at 0.7 mm, resampled) is calibrated at 512², apart from 256² slices: on 2 cores
+    the 256² winner ran large slices 1.4x slower than batch 1 (benchmarks/bench_predict.py)."""
+    assert [inference.size_class(s) for s in ((256, 256), (300, 300), (395, 395), (512, 512), (8, 8), None)] == [
+        256, 256, 512, 512, 256, 256]
+    model, cpu = ConvModel(), torch.device("cpu")
+    timed_sides: list[int] = []
+
+    def timer(candidate, run):  # batch 4 wins at 256², batch 1 at 512²
+        run()
+        side = model.shapes[-1][0]
+        timed_sides.append(side)
+        return candidate.batch_size * (0.1 if candidate.batch_size == (4 if side == 256 else 1) else 1.0)
+
+    monkeypatch.setattr(inference_settings, "_time_once", timer)
+    model.batches.clear()
+    inference.predict_volume(np.ones((2, 395, 395), np.float32), (3, 1, 1), model=model, device="cpu",
+                             resample=False, mirror=False)
+    assert set(timed_sides) == {512} and model.batches[-2:] == [1, 1]
+    inference.predict_volume(np.ones((5, 64, 64), np.float32), (3, 1, 1), model=model, device="cpu",
+                             resample=False, mirror=False)
+    assert set(timed_sides) == {512, 256} and model.batches[-2:] == [4, 1]
+    count = len(timed_sides)
+    inference.predict_volumes([(np.ones((2, 395, 395), np.float32), (3, 1, 1))] * 2, model=model, device="cpu",
+                              resample=False, mirror=False)
+    assert len(timed_sides) == count and model.batches[-4:] == [1, 1, 1, 1]  # both cached now
+    assert inference.read_calibration(model, cpu, 512).batch_size == 1
+    assert inference.read_calibration(model, cpu).batch_size == 4  # the 256² entry keeps its old key
+    assert inference.calibration_key(model, cpu, 512) == inference.calibration_key(model, cpu) + "|512x512"
 
 
 def test_ties_go_to_the_smaller_batch_and_an_empty_table_is_refused():
@@ -191,13 +222,13 @@ def test_an_explicit_batch_size_always_wins(scratch_cache):
     calls: list = []
     inference.calibrate(model, cpu, shape=(8, 8), candidates=[inference.RunSettings(4, True)],
                         timer=_fake_timer({(4, True): 1.0}, calls))
-    inference.predict_slices(model, np.ones((5, 8, 8), np.float32), device=cpu, batch_size=2)
+    inference.predict_slices(model, np.ones((5, 8, 8), np.float32), device=cpu, batch_size=2, mirror=False)
     assert model.batches[-3:] == [2, 2, 1]
     chosen = inference.run_settings(model, cpu, 3)
     assert (chosen.batch_size, chosen.channels_last, chosen.source) == (3, True, "caller")
     model.batches.clear()
     volume = np.ones((5, 8, 8), np.float32)
-    inference.predict_volume(volume, (3, 1, 1), model=model, device="cpu", batch_size=5)
+    inference.predict_volume(volume, (3, 1, 1), model=model, device="cpu", batch_size=5, mirror=False)
     assert model.batches == [5] and len(calls) == 1  # and no calibration ran for it
 
 
@@ -274,17 +305,62 @@ def _pinned_volume() -> np.ndarray:
 
 
 @pytest.mark.parametrize(("resample", "total", "squares", "voxel"), [
-    # Recorded with the single-module napari_sff/inference.py (commit f582ece) before it became a package.
+    # Recorded with the single-module napari_sff/inference.py (commit f582ece) before it became a package (one
+    # pass per slice: the mirror came later, and is pinned by its own test).
     (True, 697.8125124573708, 340.0894049787382, 0.4739360511302948),
     (False, 726.4927845299244, 371.9416107740685, 0.5139731764793396),
 ])
 def test_predict_volume_of_a_seeded_model_is_unchanged(resample, total, squares, voxel):
     prediction = inference.predict_volume(_pinned_volume(), (4.0, 0.5, 3.0), model=SeededModel(), device="cpu",
-                                          resample=resample)
+                                          resample=resample, mirror=False)
     sff = prediction.sff.astype(np.float64)
     assert prediction.slice_axis == 0 and prediction.model_spacing == ((1.0, 2.0) if resample else None)
     assert sff.sum() == pytest.approx(total, rel=1e-6) and (sff ** 2).sum() == pytest.approx(squares, rel=1e-6)
     assert sff[1, 7, 9] == pytest.approx(voxel, rel=1e-6)
+
+
+class RampModel(torch.nn.Module):
+    """Its normalised input times a ramp that rises along the last axis: not mirror-symmetric, so the mirror
+    image's map differs from the slice's and the mean of the two can be told from either."""
+
+    arch = "unet"
+
+    def forward(self, x):
+        return x * torch.linspace(0.2, 1.0, x.shape[-1])
+
+
+def test_the_mirror_averages_each_slice_with_its_mirror_images_map():
+    slices = np.random.default_rng(3).uniform(0, 100, (5, 12, 10)).astype(np.float32)
+    x = normalise_t2w(slices)
+    ramp = np.linspace(0.2, 1.0, 10, dtype=np.float32)
+    one_pass = np.clip(x * ramp, 0, 1)
+    # By hand: the map of the mirrored slice, mirrored back, is the slice times the falling ramp.
+    expected = (one_pass + np.clip(x * ramp[::-1], 0, 1)) / 2
+    cpu = torch.device("cpu")
+    for channels_last in (False, True):
+        settings = inference.RunSettings(2, channels_last)
+        mirrored, _ = inference.predict_slices(RampModel(), slices, device=cpu, settings=settings)
+        np.testing.assert_allclose(mirrored, expected, rtol=1e-6, atol=1e-7)
+        single, _ = inference.predict_slices(RampModel(), slices, device=cpu, settings=settings, mirror=False)
+        np.testing.assert_allclose(single, one_pass, rtol=1e-6, atol=1e-7)
+    assert np.abs(expected - one_pass).max() > 0.1
+    volume = inference.predict_volume(slices, (3.0, 1.0, 1.0), model=RampModel(), device="cpu", resample=False)
+    assert volume.mirrored and not inference.predict_volume(slices, (3.0, 1.0, 1.0), model=RampModel(), device="cpu",
+                                                            resample=False, mirror=False).mirrored
+    np.testing.assert_allclose(volume.sff, expected, rtol=1e-6, atol=1e-7)
+    twice = inference.predict_volumes([(slices, (3.0, 1.0, 1.0))] * 2, model=RampModel(), device="cpu",
+                                      resample=False)
+    assert all(p.mirrored for p in twice)
+    np.testing.assert_allclose(twice[1].sff, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_the_ddpm_is_never_mirrored():
+    model = SeededSampler()
+    kwargs = dict(model=model, device="cpu", samples=2, ddim_steps=2, batch_size=2, seed=5)
+    mirrored = inference.predict_volume(_pinned_volume(), (4.0, 0.5, 3.0), **kwargs)
+    single = inference.predict_volume(_pinned_volume(), (4.0, 0.5, 3.0), mirror=False, **kwargs)
+    assert not mirrored.mirrored
+    np.testing.assert_array_equal(mirrored.sff, single.sff)
 
 
 def test_seeded_ddpm_mean_and_sd_are_unchanged():

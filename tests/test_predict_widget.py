@@ -94,6 +94,22 @@ def test_pixels_finer_than_trained_are_resampled_unless_unticked(docked, qtbot, 
     assert " mm" not in widget.timing.value and layer.metadata["napari_sff"]["model_spacing_mm"] is None
 
 
+def test_the_mirror_is_on_unless_unticked_and_the_map_says_which(docked, qtbot, tiny_weights):
+    viewer, widget = docked
+    source = viewer.layers["synthetic_thigh_t2w"]
+    volume = _layers.layer_volume(source)
+    for mirror in (True, False):
+        widget.mirror.value = mirror
+        wait_for(qtbot, widget.run())
+        layer = viewer.layers[output_name("sff", "unet", source.name)]
+        assert layer.metadata["napari_sff"]["mirrored"] is mirror and ("with mirror" in widget.timing.value) is mirror
+        expected = predict_volume(volume.array, volume.spacing, "unet", weights=tiny_weights["unet"], device="cpu",
+                                  mirror=mirror).sff
+        np.testing.assert_allclose(layer.data, 100 * expected, atol=1e-4)
+    widget.model.value = "DDPM"
+    assert not widget.mirror.visible
+
+
 def test_current_slice_fills_only_that_slice(docked, qtbot, tiny_weights):
     viewer, widget = docked
     source = viewer.layers["synthetic_thigh_t2w"]

@@ -123,7 +123,8 @@ def test_train_save_resume_and_predict(paired_dir, tmp_path, model, config):
         assert features is None
     volume = np.random.default_rng(1).uniform(0, 500, (3, 20, 20)).astype(np.float32)
     prediction = predict_volume(volume, (5.0, 1.5, 1.5), model, weights=run / "last.safetensors", device="cpu",
-                                ddim_steps=2, samples=2, batch_size=len(volume))  # one batch, as by hand below
+                                ddim_steps=2, samples=2, batch_size=len(volume),  # one batch, as by hand below
+                                mirror=False)
     assert prediction.sff.shape == volume.shape and (prediction.std is not None) == (model == "ddpm")
     # Known answer: the saved network run by hand on the normalised slices (one batch, seed 0, 1.5 mm is inside
     # the trained spacing so nothing is resampled).
@@ -181,7 +182,7 @@ def test_evaluate_reports_table_ablation_and_paired_tests(paired_dir, tmp_path, 
     assert report["models"]["identity"]["psnr"] == pytest.approx(44.5, abs=2)
     assert report["models"]["identity"]["ssim"] > 0.95
     assert "| SSIM ± SD (body) |" in (tmp_path / "report.md").read_text()
-    assert set(report["models"]) == {"identity", "unet", "ddpm"}
+    assert set(report["models"]) == {"identity", "unet", "unet_one_pass", "ddpm"}  # the U-Net also in one pass
     assert [row["ddim_steps"] for row in report["ddim_ablation"]] == [1, 2]
     assert report["models"]["identity"]["images"] == report["images"] > 1
     # Known answer for the baseline: SFF = T2w / 1000 and the identity divides by the body's 99th percentile
@@ -190,15 +191,17 @@ def test_evaluate_reports_table_ablation_and_paired_tests(paired_dir, tmp_path, 
     assert report["models"]["identity"]["r"] > 0.9999
     assert np.isfinite(report["models"]["unet"]["mae"]) and report["models"]["unet"]["mae"] != report["models"][
         "identity"]["mae"]
-    assert set(report["paired_tests"]) == {"unet_vs_ddpm", "unet_vs_identity", "ddpm_vs_identity"}
-    assert "| U-Net |" in (tmp_path / "report.md").read_text()
+    assert set(report["paired_tests"]) == {"unet_vs_unet_one_pass", "unet_vs_ddpm", "unet_vs_identity",
+                                           "ddpm_vs_identity"}
+    text = (tmp_path / "report.md").read_text()
+    assert "| U-Net, mean with mirror |" in text and "| U-Net, one pass |" in text
     assert [row["perturbation"] for row in report["robustness"]] == list(evaluate.PERTURBATIONS)
     assert report["robustness"][0]["perturbation"] == "none"
     # The unperturbed row reuses the scores already measured (same images, same DDIM steps) instead of rerunning:
     # each model runs once for the table (the DDPM once per ablation step and per samples-ablation count) and
-    # once per actual perturbation.
+    # once per actual perturbation; the U-Net once more in one pass, beside the mirrored table row.
     perturbed = len(evaluate.PERTURBATIONS) - 1
-    assert calls.count("unet") == 1 + perturbed and calls.count("ddpm") == 2 + 2 + perturbed
+    assert calls.count("unet") == 2 + perturbed and calls.count("ddpm") == 2 + 2 + perturbed
     none_row, one_step = report["robustness"][0], report["ddim_ablation"][0]
     assert none_row["unet"]["mae"] == report["models"]["unet"]["mae"]
     assert none_row["ddpm"]["mae"] == one_step["mae"] and none_row["ddpm"]["r"] == one_step["r"]
@@ -259,7 +262,7 @@ def test_a_reference_unet_is_scored_on_the_same_images_with_a_paired_test(paired
     cache = training_data.build_slice_cache(paired_dir, tmp_path / "cache", size=32, seed=1)
     out = tmp_path / "report.json"
     evaluate.main(["--data", str(cache), "--split", "train", "--unet", str(tiny_weights["unet"]), "--unet-reference",
-                   str(constant_weights["unet"]), "--device", "cpu", "--out", str(out),
+                   str(constant_weights["unet"]), "--device", "cpu", "--out", str(out), "--rois",
                    "--markdown", str(tmp_path / "report.md")])
     report = json.loads(out.read_text())
     reference = report["models"]["unet_reference"]
@@ -269,7 +272,25 @@ def test_a_reference_unet_is_scored_on_the_same_images_with_a_paired_test(paired
     expected, _ = evaluate.score(np.full_like(truth, 0.3), truth, raw)
     assert reference["mae"] == pytest.approx(expected["mae"], rel=1e-4)
     assert report["paired_tests"]["unet_vs_unet_reference"]["n"] == report["images"]
-    assert "| U-Net, reference weights |" in (tmp_path / "report.md").read_text()
+    assert "| U-Net, reference weights, mean with mirror |" in (tmp_path / "report.md").read_text()
+    rois = report["rois"]  # the reference's ROI means too: 0.3 in every ROI, so its bias is 0.3 - the truth's
+    assert rois["unet_reference"]["bias"] == pytest.approx(0.3 - rois["truth_mean"], abs=1e-5)
+    assert rois["unet_reference"]["mae"] != rois["unet"]["mae"]
+    # Predict's default, the mean with the mirrored slice, is scored beside the same weights in one pass, paired.
+    assert report["unet_mirror"] and report["paired_tests"]["unet_vs_unet_one_pass"]["n"] == report["images"]
+    from napari_sff.inference import load_model, predict_slices
+
+    unet, _ = load_model("unet", tiny_weights["unet"], "cpu")
+    for key, mirror in (("unet", True), ("unet_one_pass", False)):
+        predicted, _ = predict_slices(unet, raw, device=torch.device("cpu"), mirror=mirror)
+        assert report["models"][key]["mae"] == pytest.approx(evaluate.score(predicted, truth, raw)[0]["mae"], rel=1e-5)
+    assert report["models"]["unet"]["mae"] != report["models"]["unet_one_pass"]["mae"]
+    evaluate.main(["--data", str(cache), "--split", "train", "--unet", str(tiny_weights["unet"]), "--no-mirror",
+                   "--device", "cpu", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert not report["unet_mirror"] and set(report["models"]) == {"identity", "unet"}
+    assert report["models"]["unet"]["mae"] == pytest.approx(
+        evaluate.score(predicted, truth, raw)[0]["mae"], rel=1e-5)
 
 
 def test_roi_agreement_compares_each_labelled_roi_mean_with_the_truth(paired_dir, tmp_path, tiny_weights):
@@ -734,3 +755,56 @@ def test_receptive_field_known_answers():
     assert local["support_px"] == [5, 5] and local["radius_99pct_px"] <= 2 * 2 ** 0.5
     wide = receptive_field(build_model("unet", {"base_channels": 8, "depth": 2, "norm": "group"}), size=32)
     assert wide["support_px"] == [32, 32]
+
+
+def test_a_soup_is_the_weighted_mean_of_its_ingredients_with_their_training_records(paired_dir, tmp_path,
+                                                                                     tiny_configs):
+    from safetensors.torch import load_file
+
+    from napari_sff.inference import predict_volume
+    from napari_sff.models import build_model, read_metadata, save_checkpoint
+    from training import soup
+
+    cache = training_data.build_slice_cache(paired_dir, tmp_path / "cache", size=32, seed=1)
+    paths = []
+    for seed, spacing, body in ((1, [1.0, 2.0], [0.1, 0.5]), (2, [0.8, 1.5], [0.2, 0.7])):
+        torch.manual_seed(seed)
+        paths.append(save_checkpoint(build_model("unet", tiny_configs["unet"]), tmp_path / f"run{seed}.safetensors",
+                                     metadata={"input_spacing_mm": spacing, "steps": seed,
+                                               "input_statistics": {"body_fraction": body}}))
+    out = tmp_path / "soup.safetensors"
+    assert soup.main([str(out), *map(str, paths), "--cache", str(cache), "--weight", "0.25", "--weight", "0.75",
+                      "--dtype", "float32"]) == 0
+    a, b, mixed = (load_file(str(p)) for p in (*paths, out))
+    assert mixed.keys() == a.keys()
+    for key in a:  # by hand, from the files
+        expected = 0.25 * a[key] + 0.75 * b[key] if a[key].is_floating_point() else a[key]
+        torch.testing.assert_close(mixed[key], expected, rtol=1e-6, atol=1e-7)
+    header = read_metadata(out)["metadata"]
+    assert header["input_spacing_mm"] == [0.8, 2.0]  # the union of the ingredients' training data
+    assert header["input_statistics"] == {"body_fraction": [0.1, 0.7]}
+    assert [entry["steps"] for entry in header["soup"]] == [1, 2] and len(header["soup"][0]["sha256"]) == 64
+    assert header["feature_statistics"]["slices"] > 0  # its own features, from the cache's training slices
+    volume = np.random.default_rng(0).uniform(0, 900, (3, 32, 32)).astype(np.float32)
+    assert predict_volume(volume, (5.0, 1.5, 1.5), "unet", weights=out, device="cpu").feature_distance.shape == (3,)
+    # Refusals, one line each: another architecture config, the output among the inputs, weights not summing to 1.
+    wide = save_checkpoint(build_model("unet", {**tiny_configs["unet"], "base_channels": 8}),
+                           tmp_path / "wide.safetensors")
+    assert soup.main([str(tmp_path / "x.safetensors"), str(paths[0]), str(wide), "--cache", str(cache)]) == 2
+    assert soup.main([str(paths[0]), *map(str, paths), "--cache", str(cache)]) == 2
+    assert soup.main([str(tmp_path / "y.safetensors"), *map(str, paths), "--cache", str(cache),
+                      "--weight", "0.5", "--weight", "0.6"]) == 2
+    assert not (tmp_path / "x.safetensors").exists() and not (tmp_path / "y.safetensors").exists()
+    before = out.read_bytes()
+    assert soup.main([str(out), *map(str, paths), "--cache", str(cache)]) == 2 and out.read_bytes() == before
+    assert soup.main([str(tmp_path / "z.safetensors"), *map(str, paths)]) == 2  # a U-Net soup needs --cache
+    # DDPMs average the same way (no feature statistics, so no cache); one architecture per soup.
+    ddpms = []
+    for seed in (3, 4):
+        torch.manual_seed(seed)
+        ddpms.append(save_checkpoint(build_model("ddpm", tiny_configs["ddpm"]), tmp_path / f"ddpm{seed}.safetensors"))
+    assert soup.main([str(tmp_path / "d.safetensors"), *map(str, ddpms)]) == 0
+    a, b, mixed = (load_file(str(p)) for p in (*ddpms, tmp_path / "d.safetensors"))
+    key = next(k for k in a if a[k].is_floating_point() and a[k].numel() > 1)
+    torch.testing.assert_close(mixed[key].float(), ((a[key] + b[key]) / 2).half().float())  # stored as float16
+    assert soup.main([str(tmp_path / "m.safetensors"), str(paths[0]), str(ddpms[0]), "--cache", str(cache)]) == 2

@@ -13,7 +13,9 @@ what the ROI widget is for: whole test volumes are predicted and every labelled 
 with the truth (MAE of ROI means, Pearson r, Bland-Altman bias and limits of agreement); ``--tissues`` breaks
 the error of those volumes down by tissue class (:mod:`training.volume_checks`). ``--spacing-check N``
 simulates N fresh cases at coarser and finer pixel spacings than trained and scores each model on the input
-grid and with ``predict_volume``'s resampling into its training range.
+grid and with ``predict_volume``'s resampling into its training range. The U-Net predicts as ``napari-sff
+predict`` does by default, each map the mean of the slice's and its mirror image's (``--no-mirror``: one pass);
+with the mirror the same weights are also scored in one pass, paired on the same images.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def score(predicted: np.ndarray, truth: np.ndarray, raw: np.ndarray) -> tuple[di
 
 
 def run_model(arch: str, weights: str, raw: np.ndarray, *, device, batch_size: int, ddim_steps: int = 50,
-              samples: int = 1, seed: int = 0, features=None) -> tuple[np.ndarray, float]:
+              samples: int = 1, seed: int = 0, features=None, mirror: bool = True) -> tuple[np.ndarray, float]:
     """Predictions and ms/image (one warm-up batch excluded from the timing); ``features`` (a
     :class:`napari_sff.domain.FeatureRecorder` on the loaded model) keeps the timed pass's features."""
     import time
@@ -79,12 +81,13 @@ def run_model(arch: str, weights: str, raw: np.ndarray, *, device, batch_size: i
     import torch
 
     model, _ = load_model(arch, weights, device)
-    predict_slices(model, raw[:batch_size], device=device, batch_size=batch_size, ddim_steps=min(ddim_steps, 2))
+    predict_slices(model, raw[:batch_size], device=device, batch_size=batch_size, ddim_steps=min(ddim_steps, 2),
+                   mirror=mirror)
     if device.type == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
     predicted, _ = predict_slices(model, raw, device=device, batch_size=batch_size, ddim_steps=ddim_steps,
-                                  samples=samples, seed=seed, features=features)
+                                  samples=samples, seed=seed, features=features, mirror=mirror)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return predicted, 1000.0 * (time.perf_counter() - started) / max(1, len(raw))
@@ -152,7 +155,7 @@ def perturb(raw: np.ndarray, truth: np.ndarray, name: str, seed: int = 0) -> tup
 
 def robustness_rows(raw: np.ndarray, truth: np.ndarray, models: dict[str, tuple[str, int]], *, device,
                     batch_size: int, seed: int = 0, ddpm_max_images: int | None = None,
-                    unperturbed: dict[str, dict] | None = None) -> list[dict]:
+                    unperturbed: dict[str, dict] | None = None, mirror: bool = True) -> list[dict]:
     """Identity and every model of ``models`` (name -> (weights, DDIM steps)) scored on each perturbation.
 
     ``unperturbed`` (name -> score) holds scores already measured on these very images with the same settings;
@@ -169,7 +172,7 @@ def robustness_rows(raw: np.ndarray, truth: np.ndarray, models: dict[str, tuple[
                 continue
             index = evenly_spaced(len(raw), ddpm_max_images if arch == "ddpm" else None)
             predicted, _ = run_model(arch, weights, changed_raw[index], device=device, batch_size=batch_size,
-                                     ddim_steps=steps, seed=seed)
+                                     ddim_steps=steps, seed=seed, mirror=mirror)
             row[arch] = score(predicted, changed_truth[index], changed_raw[index])[0]
         rows.append(row)
     return rows
@@ -181,7 +184,7 @@ SPACING_CHECK_SIZES = (160, 256, 512)
 
 
 def spacing_rows(models: dict[str, tuple[str, int]], *, cases: int, device, batch_size: int, seed: int = 0,
-                 sizes: Sequence[int] = SPACING_CHECK_SIZES, n_slices: int = 3) -> list[dict]:
+                 sizes: Sequence[int] = SPACING_CHECK_SIZES, n_slices: int = 3, mirror: bool = True) -> list[dict]:
     """Fresh simulated cases at several pixel spacings: every model predicted on the native grid and resampled.
 
     ``models`` maps a model name to (weights, DDIM steps). The cases come from ``simulate_cases(cases, seed)``
@@ -204,7 +207,7 @@ def spacing_rows(models: dict[str, tuple[str, int]], *, cases: int, device, batc
                 for resample in (False, True):
                     predicted = predict_volume(raw, case.spacing, name, model=model, device=str(device),
                                                slice_axis=0, batch_size=batch_size, ddim_steps=models[name][1],
-                                               seed=seed, resample=resample).sff
+                                               seed=seed, resample=resample, mirror=mirror).sff
                     per_image.setdefault(f"{name}_{'resampled' if resample else 'native'}", []).extend(
                         image_metrics(p, t, r) for p, t, r in zip(predicted, truth, raw, strict=True))
         rows.append({"size": size, "spacing_mm": [float(min(spacings)), float(max(spacings))],
@@ -247,15 +250,21 @@ def evaluate(args: argparse.Namespace) -> dict:
         unet, _ = load_model("unet", args.unet, device)  # the one run_model gets (loading is cached)
         with FeatureRecorder(unet) as recorder:
             predicted, ms = run_model("unet", args.unet, raw, device=device, batch_size=args.batch_size,
-                                      features=recorder)
+                                      features=recorder, mirror=args.mirror)
         summary, image_maes = score(predicted, truth, raw)
         maes["unet"] = (every, image_maes)
         examples["unet"] = predicted[example_index]
         rows["unet"] = {**summary, "ms_per_image": ms}
         feature_distance = feature_check(unet, recorder.features(), image_maes,
                                          split_cases(cache, args.split, args.max_images))
+        if args.mirror:  # what the mirror adds, paired: the same weights in one pass per slice
+            predicted, ms = run_model("unet", args.unet, raw, device=device, batch_size=args.batch_size, mirror=False)
+            summary, image_maes = score(predicted, truth, raw)
+            maes["unet_one_pass"] = (every, image_maes)
+            rows["unet_one_pass"] = {**summary, "ms_per_image": ms}
     if args.unet_reference:  # other U-Net weights on the same images: is the new checkpoint better, paired?
-        predicted, ms = run_model("unet", args.unet_reference, raw, device=device, batch_size=args.batch_size)
+        predicted, ms = run_model("unet", args.unet_reference, raw, device=device, batch_size=args.batch_size,
+                                  mirror=args.mirror)
         summary, image_maes = score(predicted, truth, raw)
         maes["unet_reference"] = (every, image_maes)
         rows["unet_reference"] = {**summary, "ms_per_image": ms, "weights": str(args.unet_reference)}
@@ -287,25 +296,28 @@ def evaluate(args: argparse.Namespace) -> dict:
         if row["ddim_steps"] == check_steps and args.samples == 1:
             unperturbed["ddpm"] = row
     robustness = (robustness_rows(raw, truth, models, device=device, batch_size=args.batch_size, seed=args.seed,
-                                  ddpm_max_images=args.ddpm_max_images, unperturbed=unperturbed)
+                                  ddpm_max_images=args.ddpm_max_images, unperturbed=unperturbed, mirror=args.mirror)
                   if args.robustness else [])
     checks = {"rois": None, "tissues": None}
-    if args.rois or args.tissues:
-        checks = volume_checks(cache, args.split, models, device=device, batch_size=args.batch_size,
-                               rois=args.rois, tissues=args.tissues, seed=args.seed)
+    if args.rois or args.tissues:  # the reference U-Net too: ROI means are what a reader compares
+        volume_models = {**models, **({"unet_reference": (args.unet_reference, check_steps)}
+                                      if args.unet_reference else {})}
+        checks = volume_checks(cache, args.split, volume_models, device=device, batch_size=args.batch_size,
+                               rois=args.rois, tissues=args.tissues, seed=args.seed, mirror=args.mirror)
     spacing = []
     if args.spacing_check:
         spacing = spacing_rows(models, cases=args.spacing_check, device=device, batch_size=args.batch_size,
-                               seed=args.spacing_seed)
+                               seed=args.spacing_seed, mirror=args.mirror)
     tests = {}
-    for first, second in (("unet", "unet_reference"), ("unet", "ddpm"), ("unet", "identity"), ("ddpm", "identity")):
+    for first, second in (("unet", "unet_one_pass"), ("unet", "unet_reference"), ("unet", "ddpm"),
+                          ("unet", "identity"), ("ddpm", "identity")):
         if first in maes and second in maes:
             (index_a, a), (index_b, b) = maes[first], maes[second]
             _, in_a, in_b = np.intersect1d(index_a, index_b, return_indices=True)
             tests[f"{first}_vs_{second}"] = paired_test(a[in_a], b[in_b])
     report = {
         "data": str(args.data), "split": args.split, "images": int(len(raw)), "device": str(device),
-        "batch_size": args.batch_size, "torch": torch.__version__, "machine": platform.platform(),
+        "batch_size": args.batch_size, "unet_mirror": bool(args.mirror), "torch": torch.__version__, "machine": platform.platform(),
         "cpu_count": os.cpu_count(),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "models": rows, "ddim_ablation": ablation, "paired_tests": tests, "robustness": robustness,
@@ -337,7 +349,10 @@ def _mae_r_cell(summary: dict) -> str:
 
 def markdown(report: dict) -> str:
     """The paper's table for this run, plus the ablation and the paired tests."""
-    names = {"identity": "Identity (normalised T2w)", "unet": "U-Net", "unet_reference": "U-Net, reference weights",
+    mirrored = report.get("unet_mirror", False)
+    names = {"identity": "Identity (normalised T2w)", "unet": "U-Net, mean with mirror" if mirrored else "U-Net",
+             "unet_one_pass": "U-Net, one pass",
+             "unet_reference": "U-Net, reference weights" + (", mean with mirror" if mirrored else ""),
              "ddpm": "DDPM (DDIM)"}
     split = report["split"]
     lines = [f"{split.capitalize()} split: {report['images']} images, device {report['gpu'] or report['device']}, "
@@ -460,6 +475,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also score CASES fresh simulated cases at matrix sizes "
                              f"{', '.join(map(str, SPACING_CHECK_SIZES))} (other pixel spacings), native and resampled")
     parser.add_argument("--spacing-seed", type=int, default=777, help="simulator seed of --spacing-check")
+    parser.add_argument("--no-mirror", dest="mirror", action="store_false",
+                        help="U-Net: one pass per slice (default: the mean with the mirrored slice, as predict does)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", help="write the JSON report here")
     parser.add_argument("--markdown", help="write the markdown table here")

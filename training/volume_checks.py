@@ -87,13 +87,14 @@ def _tissue_summary(sums: dict[str, dict[str, float]], cases: int, sources: list
 
 
 def volume_checks(cache: Path, split: str, models: dict[str, tuple[str, int]], *, device, batch_size: int,
-                  rois: bool = True, tissues: bool = False, seed: int = 0) -> dict:
+                  rois: bool = True, tissues: bool = False, seed: int = 0, mirror: bool = True) -> dict:
     """``{"rois": ..., "tissues": ...}`` over the whole volumes of ``split`` (None for a check not asked for).
 
     ``models`` maps a model name to (weights, DDIM steps). Volumes come from the NIfTI folder the cache was
     built from; a case lacking the check's files (``<case>_labels``, ``<case>_tissues``) is left out of it.
     """
-    loaded = {name: load_model(name, weights, device)[0] for name, (weights, _) in models.items()}
+    # "unet_reference" (other U-Net weights) is a U-Net too: the architecture is the name's first word.
+    loaded = {name: load_model(name.split("_")[0], weights, device)[0] for name, (weights, _) in models.items()}
     sources = ["identity", *models]
     kinds = tuple(kind for kind, wanted in (("labels", rois), ("tissues", tissues)) if wanted)
     means: dict[str, list[float]] = {"truth": [], **{name: [] for name in sources}}
@@ -110,8 +111,9 @@ def volume_checks(cache: Path, split: str, models: dict[str, tuple[str, int]], *
         maps = {"truth": np.clip(sff.array, 0, 1),
                 "identity": np.moveaxis(identity_prediction(np.moveaxis(t2w.array, axis, 0)), 0, axis)}
         for name, model in loaded.items():
-            maps[name] = predict_volume(t2w.array, t2w.spacing, name, model=model, device=str(device),
-                                        batch_size=batch_size, ddim_steps=models[name][1], seed=seed).sff
+            maps[name] = predict_volume(t2w.array, t2w.spacing, name.split("_")[0], model=model, device=str(device),
+                                        batch_size=batch_size, ddim_steps=models[name][1], seed=seed,
+                                        mirror=mirror).sff
         if rois and found.get("labels"):
             labels = io.read_nifti(found["labels"][0]).array.astype(np.int32)
             for row in roi_table(maps, labels, t2w.spacing):

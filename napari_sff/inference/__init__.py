@@ -37,6 +37,7 @@ from napari_sff.inference.settings import (
     CALIBRATION_BATCHES,
     CALIBRATION_FILE,
     CALIBRATION_SHAPE,
+    CALIBRATION_SIDES,
     RunSettings,
     _candidate_name,
     cache_dir,
@@ -48,6 +49,7 @@ from napari_sff.inference.settings import (
     default_settings,
     read_calibration,
     run_settings,
+    size_class,
 )
 
 __all__ = [
@@ -55,6 +57,7 @@ __all__ = [
     "CALIBRATION_BATCHES",
     "CALIBRATION_FILE",
     "CALIBRATION_SHAPE",
+    "CALIBRATION_SIDES",
     "DEFAULT_BATCH",
     "DEFAULT_CHANNELS_LAST",
     "CancelCallback",
@@ -88,4 +91,5 @@ __all__ = [
     "resample_slices",
     "resolve_device",
     "run_settings",
+    "size_class",
 ]

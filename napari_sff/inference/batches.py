@@ -1,7 +1,10 @@
 """Slices through the model batch by batch: the one loop that calibration times and every prediction runs.
 
 Kept apart so that settings (which time one batch) and predict (which runs them all) share it without importing
-each other. Batches halve on out-of-memory; ``cancel()`` is checked between batches and DDIM steps.
+each other. Batches halve on out-of-memory; ``cancel()`` is checked between batches and DDIM steps. With
+``mirror`` the U-Net also predicts every slice mirrored left-right (the last axis) and returns the mean of the
+two maps: test-time augmentation with the flip it was trained with (measured in the model card: lower error on
+every held-out set, at twice the network time).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ class PredictionCancelled(Exception):
 
 
 def _predict_batches(model, normalised, sff, std, device, settings, is_ddpm, ddim_steps, samples, eta, seed,
-                     progress, cancel, steps_per_slice, total, features=None) -> None:
+                     progress, cancel, steps_per_slice, total, features=None, mirror=False) -> None:
     import torch
 
     batch_size = max(1, settings.batch_size)
@@ -31,7 +34,7 @@ def _predict_batches(model, normalised, sff, std, device, settings, is_ddpm, ddi
         try:
             mean, spread = _run_batch(model, normalised[start:stop], device, is_ddpm, ddim_steps, samples, eta,
                                       seed + start, progress, cancel, start * steps_per_slice, total,
-                                      settings.channels_last)
+                                      settings.channels_last, mirror and not is_ddpm)
         except torch.OutOfMemoryError:
             if batch_size == 1:
                 raise RuntimeError("out of memory with batch size 1; use a smaller image or --device cpu") from None
@@ -50,7 +53,7 @@ def _predict_batches(model, normalised, sff, std, device, settings, is_ddpm, ddi
 
 
 def _run_batch(model, batch, device, is_ddpm, ddim_steps, samples, eta, seed, progress, cancel, done, total,
-               channels_last=False):
+               channels_last=False, mirror=False):
     import torch
 
     x = torch.from_numpy(np.ascontiguousarray(batch[:, None])).to(device)
@@ -59,7 +62,11 @@ def _run_batch(model, batch, device, is_ddpm, ddim_steps, samples, eta, seed, pr
     autocast = torch.autocast(device_type=device.type, dtype=torch.float16, enabled=device.type == "cuda")
     with torch.inference_mode(), autocast:
         if not is_ddpm:
+            # The mirrored pass first: a FeatureRecorder keeps the features of the last pass, the slices as given.
+            mirrored = model(_mirrored(x, channels_last)).float().clamp_(0, 1).flip(-1) if mirror else None
             out = model(x).float().clamp_(0, 1)
+            if mirrored is not None:
+                out = (out + mirrored) / 2
             return out[:, 0].cpu().numpy(), None
 
         def step_report(step: int, steps: int) -> None:
@@ -72,3 +79,11 @@ def _run_batch(model, batch, device, is_ddpm, ddim_steps, samples, eta, seed, pr
         mean, spread = model.sample(x, steps=ddim_steps, eta=eta, n_samples=samples, generator=generator,
                                     progress=step_report)
         return mean.float()[:, 0].cpu().numpy(), spread.float()[:, 0].cpu().numpy()
+
+
+def _mirrored(x, channels_last: bool):
+    """``x`` mirrored along its last axis, in the memory format the model runs in."""
+    import torch
+
+    flipped = x.flip(-1)
+    return flipped.contiguous(memory_format=torch.channels_last) if channels_last else flipped.contiguous()

@@ -46,6 +46,10 @@ class Prediction:
     # Per predicted slice (in slice_indices' order): how unlike the training slices the U-Net finds it (about 1
     # for a training slice; napari_sff.domain.feature_distance); None for the DDPM or checkpoints without it.
     feature_distance: np.ndarray | None = None
+    # The distance beyond which a slice counts as unlike the training slices (their 99th percentile), or None.
+    feature_threshold: float | None = None
+    # The U-Net's map is the mean of the slices' and their left-right mirror images' (test-time augmentation).
+    mirrored: bool = False
 
     @property
     def ms_per_slice(self) -> float:
@@ -56,6 +60,7 @@ def predict_slices(
     model: Any, slices: np.ndarray, *, device: torch.device, batch_size: int | None = None, ddim_steps: int = 50,
     samples: int = 1, eta: float = 0.0, seed: int = 0, progress: ProgressCallback | None = None,
     cancel: CancelCallback | None = None, settings: RunSettings | None = None, features: Any = None,
+    mirror: bool = True,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Raw T2w slices (N, H, W) -> SFF (N, H, W) in [0, 1], and the DDPM SD when ``samples`` > 1.
 
@@ -63,6 +68,8 @@ def predict_slices(
     slice-steps for the DDPM; ``cancel()`` is checked between batches and DDIM steps. ``settings`` (batch size,
     memory format, threads) default to :func:`run_settings`; an explicit ``batch_size`` overrides theirs.
     ``features`` (a :class:`napari_sff.domain.FeatureRecorder` on the model) collects the slices' features.
+    ``mirror`` (U-Net only; the DDPM averages ``samples`` instead) returns the mean of each slice's map and its
+    left-right mirror image's: lower error on every held-out set of the model card at twice the network time.
     """
     is_ddpm = getattr(model, "arch", "unet") == "ddpm"
     steps_per_slice = ddim_steps if is_ddpm else 1
@@ -71,12 +78,12 @@ def predict_slices(
     std = np.zeros(slices.shape, dtype=np.float32) if is_ddpm and samples > 1 else None
     normalised = normalise_t2w(np.asarray(slices, dtype=np.float32))
     if settings is None:
-        settings = run_settings(model, device, batch_size)
+        settings = run_settings(model, device, batch_size, shape=slices.shape[1:])
     elif batch_size is not None:
         settings = dataclasses.replace(settings, batch_size=max(1, int(batch_size)), source="caller")
     with _settings_applied(model, settings):
         _predict_batches(model, normalised, sff, std, device, settings, is_ddpm, ddim_steps, samples, eta, seed,
-                         progress, cancel, steps_per_slice, total, features)
+                         progress, cancel, steps_per_slice, total, features, mirror)
     return sff, std
 
 
@@ -94,23 +101,27 @@ def predict_volume(
     device: str = "auto", slice_axis: int | str = "auto", slice_indices: Sequence[int] | None = None,
     batch_size: int | None = None, ddim_steps: int = 50, samples: int = 1, eta: float = 0.0, seed: int = 0,
     progress: ProgressCallback | None = None, cancel: CancelCallback | None = None, model: Any = None,
-    resample: bool = True,
+    resample: bool = True, mirror: bool = True,
 ) -> Prediction:
     """Predict SFF for a 3D T2w array (display order) on its own grid.
 
     ``slice_indices`` restricts the work to some slices (e.g. the one on screen); the others stay 0.
     With ``resample``, slices whose in-plane spacing lies outside the range the model was trained on (its
     checkpoint's ``input_spacing_mm``) are resized into it, predicted, and the SFF resized back (cubic).
+    ``mirror``: see :func:`predict_slices`.
     """
     array = np.asarray(array)
     model, torch_device = _model_on(arch, weights, device, model)
-    settings = run_settings(model, torch_device, batch_size)  # a first calibration is not the scan's time
     started = time.perf_counter()
     plan = plan_slices(array, spacing, model, slice_axis=slice_axis, slice_indices=slice_indices, resample=resample)
+    planned = time.perf_counter()
+    settings = run_settings(model, torch_device, batch_size, shape=plan.slices.shape[1:])
+    started += time.perf_counter() - planned  # a first calibration is not the scan's time
     with _feature_recorder(model) as recorder:
         sff_slices, std_slices = predict_slices(
             model, plan.slices, device=torch_device, ddim_steps=ddim_steps, samples=samples,
             eta=eta, seed=seed, progress=progress, cancel=cancel, settings=settings, features=recorder,
+            mirror=mirror,
         )
     sff, std = finish_slices(plan, sff_slices, std_slices)
     seconds = time.perf_counter() - started
@@ -119,7 +130,17 @@ def predict_volume(
         sff=sff, std=std, slice_axis=plan.axis, slice_indices=plan.indices, seconds=seconds,
         device=str(torch_device), arch=getattr(model, "arch", arch), model_spacing=plan.target,
         out_of_distribution=_out_of_distribution(plan, model, distances), feature_distance=distances,
+        feature_threshold=_feature_threshold(model, distances), mirrored=_mirrors(model, mirror),
     )
+
+
+def _mirrors(model: Any, mirror: bool) -> bool:
+    return bool(mirror) and getattr(model, "arch", "unet") != "ddpm"
+
+
+def _feature_threshold(model: Any, distances: np.ndarray | None) -> float | None:
+    recorded = getattr(model, "feature_statistics", None)
+    return None if distances is None or not recorded else float(recorded["threshold"])
 
 
 def _feature_recorder(model: Any):
@@ -145,6 +166,7 @@ def predict_volumes(
     volumes: Sequence[tuple[np.ndarray, Sequence[float]]], arch: str = "unet", *, weights: str | Path | None = None,
     device: str = "auto", slice_axis: int | str = "auto", batch_size: int | None = None, ddim_steps: int = 50,
     samples: int = 1, eta: float = 0.0, seed: int = 0, model: Any = None, resample: bool = True,
+    mirror: bool = True,
 ) -> list[Prediction]:
     """:func:`predict_volume` for several (array, spacing) volumes, their slices batched together.
 
@@ -154,7 +176,6 @@ def predict_volumes(
     the group); its ``seconds`` is its share of its group's time, by slices.
     """
     model, torch_device = _model_on(arch, weights, device, model)
-    settings = run_settings(model, torch_device, batch_size)
     plans = [plan_slices(array, spacing, model, slice_axis=slice_axis, resample=resample)
              for array, spacing in volumes]
     predictions: list[Prediction] = []
@@ -164,11 +185,12 @@ def predict_volumes(
         while stop < len(plans) and plans[stop].slices.shape[1:] == plans[start].slices.shape[1:]:
             stop += 1
         group = plans[start:stop]
+        settings = run_settings(model, torch_device, batch_size, shape=group[0].slices.shape[1:])  # cached
         started = time.perf_counter()
         with _feature_recorder(model) as recorder:
             sff_all, std_all = predict_slices(model, np.concatenate([plan.slices for plan in group]),
                                               device=torch_device, ddim_steps=ddim_steps, samples=samples, eta=eta,
-                                              seed=seed, settings=settings, features=recorder)
+                                              seed=seed, settings=settings, features=recorder, mirror=mirror)
         seconds = time.perf_counter() - started
         distances_all = _feature_distances(recorder, model)
         total = sum(len(plan.slices) for plan in group)
@@ -181,7 +203,8 @@ def predict_volumes(
             predictions.append(Prediction(
                 sff=sff, std=std, slice_axis=plan.axis, slice_indices=plan.indices, seconds=seconds * n / total,
                 device=str(torch_device), arch=getattr(model, "arch", arch), model_spacing=plan.target,
-                out_of_distribution=_out_of_distribution(plan, model, distances), feature_distance=distances))
+                out_of_distribution=_out_of_distribution(plan, model, distances), feature_distance=distances,
+                feature_threshold=_feature_threshold(model, distances), mirrored=_mirrors(model, mirror)))
             offset += n
         start = stop
     return predictions

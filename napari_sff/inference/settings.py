@@ -1,7 +1,8 @@
 """How a model runs on a device (batch size, memory format, CPU threads), measured once and cached.
 
-Good settings differ by device, torch version and model (on the 2-core CPU batch 1 channels-last was fastest,
-on GPUs larger batches fill the device), so :func:`calibrate` times a few candidates on first use and caches the
+Good settings differ by device, torch version, model and slice size (on the 2-core CPU batch 2 channels-last
+was fastest on 256² slices and batch 1 on 395² ones; GPUs fill up with larger batches), so :func:`calibrate`
+times a few candidates on first use for the size class of the slices (:func:`size_class`) and caches the
 winner in the user cache dir; :func:`run_settings` is what every prediction asks.
 """
 
@@ -32,6 +33,10 @@ from napari_sff.timing import time_call
 #: Candidates :func:`calibrate` times, and the slice size it times them at (the shipped models' training size).
 CALIBRATION_BATCHES = (1, 2, 4, 8)
 CALIBRATION_SHAPE = (256, 256)
+#: The square sides slices are calibrated at: each slice takes the one nearest in pixel count (a 395² slice of a
+#: 512² scan at 0.7 mm is timed at 512²). benchmarks/bench_predict.py: on 2 cores the 256² winner (batch 2) ran
+#: 395² slices at 170 ms/slice against 122 for batch 1.
+CALIBRATION_SIDES = (256, 512)
 CALIBRATION_FILE = "calibration.json"
 
 
@@ -63,8 +68,17 @@ def cache_dir() -> Path:
         return Path.home() / ".cache" / "napari-sff"
 
 
-def calibration_key(model: Any, device: Any) -> str:
-    """Device, torch version and model architecture: a calibration is valid for exactly these."""
+def size_class(shape: Sequence[int] | None) -> int:
+    """The side of :data:`CALIBRATION_SIDES` nearest to a slice ``shape`` in log pixel count (256 when unknown)."""
+    if not shape:
+        return CALIBRATION_SIDES[0]
+    pixels = float(np.prod([max(1, int(n)) for n in shape[-2:]]))
+    return min(CALIBRATION_SIDES, key=lambda side: abs(np.log(pixels / side ** 2)))
+
+
+def calibration_key(model: Any, device: Any, side: int = CALIBRATION_SIDES[0]) -> str:
+    """Device, torch version, model architecture and slice size class: a calibration is valid for exactly these
+    (the first size class keeps the key calibrations had before there were classes)."""
     import torch
 
     config = getattr(model, "config", None)
@@ -72,12 +86,14 @@ def calibration_key(model: Any, device: Any) -> str:
         shape = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
     else:
         shape = f"{sum(p.numel() for p in model.parameters()) if hasattr(model, 'parameters') else 0} params"
-    return f"{device_description(device)}|torch {torch.__version__}|{getattr(model, 'arch', type(model).__name__)} {shape}"
+    size = "" if side == CALIBRATION_SIDES[0] else f"|{side}x{side}"
+    return (f"{device_description(device)}|torch {torch.__version__}|{getattr(model, 'arch', type(model).__name__)} "
+            f"{shape}{size}")
 
 
-def read_calibration(model: Any, device: Any) -> RunSettings | None:
-    """The cached winner for this model and device, or None (no file, no entry, or an unreadable file)."""
-    entry = _read_cache().get(calibration_key(model, device))
+def read_calibration(model: Any, device: Any, side: int = CALIBRATION_SIDES[0]) -> RunSettings | None:
+    """The cached winner for this model, device and size class, or None (no file, no entry, or unreadable)."""
+    entry = _read_cache().get(calibration_key(model, device, side))
     if not isinstance(entry, dict):
         return None
     try:
@@ -151,7 +167,8 @@ def calibrate(
     ms/slice of every candidate, and (``save``) cache the winner per device, torch version and architecture.
 
     ``timer(candidate, run)`` returns the seconds one ``run()`` takes (tests inject one). The DDPM is timed with a
-    single DDIM step: the network call is what the settings change.
+    single DDIM step: the network call is what the settings change. The winner is cached for ``shape``'s size
+    class (:func:`size_class`).
     """
     import torch
 
@@ -177,7 +194,7 @@ def calibrate(
     table = {_candidate_name(c): 1000 * seconds for c, seconds in timings.items()}
     if save:
         data = _read_cache()
-        data[calibration_key(model, device)] = {
+        data[calibration_key(model, device, size_class(shape))] = {
             "batch_size": winner.batch_size, "channels_last": winner.channels_last, "threads": winner.threads,
             "ms_per_slice": table, "shape": list(shape), "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         from napari_sff.io.atomic import atomic_write_text
@@ -192,11 +209,13 @@ def _candidate_name(settings: RunSettings) -> str:
 
 
 def run_settings(model: Any, device: Any, batch_size: int | None = None, *,
-                 calibrate_if_missing: bool | None = None) -> RunSettings:
-    """The settings predict_slices uses: an explicit ``batch_size`` always wins (memory format and threads then
-    come from the calibration if cached, else the device default); otherwise the cached calibration, or one run
-    now (unless ``NAPARI_SFF_CALIBRATE=0``), or the device default when calibration fails."""
-    cached = read_calibration(model, device)
+                 calibrate_if_missing: bool | None = None, shape: Sequence[int] | None = None) -> RunSettings:
+    """The settings predict_slices uses for slices of ``shape`` (their size class; 256² when not given): an
+    explicit ``batch_size`` always wins (memory format and threads then come from the calibration if cached, else
+    the device default); otherwise the cached calibration, or one run now at the class's size (unless
+    ``NAPARI_SFF_CALIBRATE=0``), or the device default when calibration fails."""
+    side = size_class(shape)
+    cached = read_calibration(model, device, side)
     if batch_size is not None:
         base = cached or default_settings(device)
         return dataclasses.replace(base, batch_size=max(1, int(batch_size)), source="caller")
@@ -207,7 +226,7 @@ def run_settings(model: Any, device: Any, batch_size: int | None = None, *,
     has_weights = hasattr(model, "parameters") and any(True for _ in model.parameters())
     if calibrate_if_missing and has_weights:  # nothing to tune in a module without weights
         try:
-            return calibrate(model, device)[0]
+            return calibrate(model, device, shape=(side, side))[0]
         except (RuntimeError, OSError, ValueError):  # a device that cannot run a candidate: fall back, never fail
             pass
     return default_settings(device)

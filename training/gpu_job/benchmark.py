@@ -91,7 +91,7 @@ def phase_benchmark(ctx: dict, plan: dict) -> dict:
     for batch in plan["batches"]:
         variants: dict[str, Callable] = {
             "predict_slices (numpy in/out, fp16 autocast on CUDA)":
-                lambda b=batch: (lambda: predict_slices(unet, raw[:b], device=device, batch_size=b))}
+                lambda b=batch: (lambda: predict_slices(unet, raw[:b], device=device, batch_size=b, mirror=False))}
         for dtype_name in plan["dtypes"]:
             dtype = getattr(torch, dtype_name)
             half = copy.deepcopy(unet).to(dtype=dtype, memory_format=torch.channels_last)

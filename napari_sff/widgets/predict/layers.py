@@ -79,7 +79,8 @@ class OutputLayersMixin:
         info = {"model": arch, "source_layer": layer.name, "kind": kind}
         if prediction is not None:
             info.update(device=prediction.device, ms_per_slice=prediction.ms_per_slice,
-                        weights=request.weights.get(arch) or "shipped", model_spacing_mm=prediction.model_spacing)
+                        weights=request.weights.get(arch) or "shipped", model_spacing_mm=prediction.model_spacing,
+                        mirrored=prediction.mirrored)
         metadata = {"nifti": derived.source, "napari_sff": info, io.LAYER_SCALE_KEY: io.SFF_LAYER_PERCENT}
         added = _layers.upsert_image(self.viewer, name, data, layer, metadata=metadata, **kwargs)
         if not self._adding:  # else the next step: napari builds the colour bar in ~60-120 ms on its own

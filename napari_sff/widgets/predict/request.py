@@ -24,7 +24,7 @@ MODEL_CHOICES = {"U-Net": ("unet",), "DDPM": ("ddpm",), "Both (compare)": ("unet
 class RequestMixin:
     """The widget's run settings. Uses the widget's ``viewer``, its controls (``image``, ``time_point``, ``scope``,
     ``model``, ``ground_truth``, the weights, ``device``, ``ddim_steps``, ``samples``, ``batch_size``,
-    ``resample``) and ``_warn_once``."""
+    ``resample``, ``mirror``) and ``_warn_once``."""
 
     @staticmethod
     def _weights(edit: FileEdit) -> str | None:
@@ -77,7 +77,7 @@ class RequestMixin:
                           weights={"unet": self._weights(self.unet_weights), "ddpm": self._weights(self.ddpm_weights)},
                           device=self.device.value, ddim_steps=self.ddim_steps.value, samples=self.samples.value,
                           batch_size=self.batch_size.value, slice_axis=slice_axis, slice_indices=indices,
-                          ground_truth=truth, resample=self.resample.value,
+                          ground_truth=truth, resample=self.resample.value, mirror=self.mirror.value,
                           truth_source=None if truth is None else self._truth_plan(truth, layer, volume))
 
     def _truth_plan(self, truth: Any, layer: Any, volume: io.Volume) -> tuple | None:

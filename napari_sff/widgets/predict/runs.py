@@ -120,7 +120,8 @@ class RunMixin:
             self._badge(request.device, device)
             resampled = (f", at {prediction.model_spacing[0]:.2f} × {prediction.model_spacing[1]:.2f} mm"
                          if prediction.model_spacing else "")
-            timings.append(f"{ARCH_LABELS[arch]} {prediction.ms_per_slice:.1f} ms ({device}{resampled})")
+            mirrored = ", with mirror" if prediction.mirrored else ""
+            timings.append(f"{ARCH_LABELS[arch]} {prediction.ms_per_slice:.1f} ms ({device}{mirrored}{resampled})")
             if prediction.out_of_distribution:  # napari_sff.domain: the scan against the checkpoint's training data
                 self._warn_once(f"napari-sff: {ARCH_LABELS[arch]} on '{layer.name}': {prediction.out_of_distribution}")
         self.timing.value = "; ".join(timings)

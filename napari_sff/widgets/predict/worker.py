@@ -51,6 +51,7 @@ class RunRequest:
     slice_indices: list[int] | None
     ground_truth: Any = None
     resample: bool = True
+    mirror: bool = True  # U-Net: the mean with the mirrored slices' maps
     results: dict = field(default_factory=dict)
     # (layer data, its value scale, plan, prediction-grid voxel -> truth voxel) captured on the GUI thread; the
     # worker converts it to fractions and resamples it into ``truth``
@@ -152,7 +153,7 @@ def predict_all(request: RunRequest, link: WorkerLink) -> RunRequest:
             request.volume.array, request.volume.spacing, arch, weights=request.weights[arch],
             device=request.device, slice_axis=request.slice_axis, slice_indices=request.slice_indices,
             batch_size=request.batch_size, ddim_steps=request.ddim_steps, samples=request.samples,
-            progress=progress, cancel=link.cancelled, resample=request.resample,
+            progress=progress, cancel=link.cancelled, resample=request.resample, mirror=request.mirror,
         )
     return request
 
