@@ -619,3 +619,26 @@ if __name__ == "__main__":  # the measurement of test_first_run_on_a_big_volume_
 
     torch.set_num_threads(1)  # as conftest.one_torch_thread
     print(json.dumps(measure_first_run(json.loads(sys.argv[1]), tuple(json.loads(sys.argv[2])))))
+
+
+def test_the_readout_shows_how_unlike_its_training_slices_the_unet_finds_the_slice(docked, qtbot):
+    """The shipped U-Net records its training slices' features: each predicted slice's distance from them is kept
+    with the map (current-slice runs add theirs) and shown for the slice under the cursor."""
+    viewer, widget = docked
+    widget.unet_weights.value = ""  # the shipped weights: they carry feature statistics
+    source = viewer.layers["synthetic_thigh_t2w"]
+    widget.scope.value = "Current slice"
+    for index in (5, 9):
+        viewer.dims.set_current_step(0, index)
+        wait_for(qtbot, widget.run())
+    layer = viewer.layers[output_name("sff", "unet", source.name)]
+    assert set(layer.metadata["napari_sff"]["feature_distance"]) == {5, 9}
+    volume = _layers.layer_volume(source)
+    expected = predict_volume(volume.array, volume.spacing, "unet", device="cpu", slice_axis=0,
+                              slice_indices=[5])
+    viewer.cursor.position = layer.data_to_world((5, 40, 40))
+    title, text = widget.readout_values(viewer.cursor.position)[-1]
+    assert title == "U-Net, slice 5" and text.startswith(f"feature distance {expected.feature_distance[0]:.2f} ")
+    assert f"training ≤ {expected.feature_threshold:.2f}" in text
+    viewer.cursor.position = layer.data_to_world((7, 40, 40))  # not predicted: no line
+    assert not any(title.startswith("U-Net, slice") for title, _ in widget.readout_values(viewer.cursor.position))

@@ -81,11 +81,25 @@ class OutputLayersMixin:
             info.update(device=prediction.device, ms_per_slice=prediction.ms_per_slice,
                         weights=request.weights.get(arch) or "shipped", model_spacing_mm=prediction.model_spacing,
                         mirrored=prediction.mirrored)
+            if kind == "sff" and prediction.feature_distance is not None:  # the readout shows the slice's
+                info.update(slice_axis=prediction.slice_axis, feature_threshold=prediction.feature_threshold,
+                            feature_distance=self._slice_distances(name, prediction))
         metadata = {"nifti": derived.source, "napari_sff": info, io.LAYER_SCALE_KEY: io.SFF_LAYER_PERCENT}
         added = _layers.upsert_image(self.viewer, name, data, layer, metadata=metadata, **kwargs)
         if not self._adding:  # else the next step: napari builds the colour bar in ~60-120 ms on its own
             self._style(added, kind)
         return added
+
+    def _slice_distances(self, name: str, prediction: Any) -> dict[int, float]:
+        """Slice index -> the U-Net's feature distance, merged into the layer's earlier ones (a current-slice run
+        adds its slice to the map)."""
+        earlier = {}
+        if name in self.viewer.layers:
+            info = self.viewer.layers[name].metadata.get("napari_sff", {})
+            if info.get("slice_axis") == prediction.slice_axis:
+                earlier = dict(info.get("feature_distance") or {})
+        return {**earlier, **{int(k): float(d) for k, d in zip(prediction.slice_indices, prediction.feature_distance,
+                                                                strict=True)}}
 
     def _style(self, layer: Any, kind: str) -> None:
         """The layer's colour bar; for a hidden map (|error|, SD, difference) when it is first shown: napari

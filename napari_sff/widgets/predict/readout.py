@@ -16,6 +16,26 @@ from napari_sff.widgets import _layers
 READOUT = (("U-Net", "sff", "unet", "%"), ("DDPM", "sff", "ddpm", "%"), ("DDPM − U-Net", "difference", None, "pp"))
 
 
+def slice_familiarity(layer: Any, world_position: Any) -> tuple[str, str] | None:
+    """("U-Net, slice K", "feature distance D (training ≤ T)") for the slice under the cursor of a U-Net map whose
+    prediction measured it (napari_sff.domain: about 1 for a training slice); None otherwise."""
+    if layer is None:
+        return None
+    info = layer.metadata.get("napari_sff", {})
+    distances, axis = info.get("feature_distance"), info.get("slice_axis")
+    if not distances or axis is None:
+        return None
+    index = np.round(np.asarray(layer.world_to_data(world_position))[-3:]).astype(int)
+    if not 0 <= axis < len(index) or not 0 <= index[axis] < layer.data.shape[-3:][axis]:
+        return None
+    distance = distances.get(int(index[axis]))
+    if distance is None:
+        return None
+    threshold = info.get("feature_threshold")
+    limit = "" if threshold is None else f" (training ≤ {threshold:.2f}{': unlike' if distance > threshold else ''})"
+    return f"U-Net, slice {int(index[axis])}", f"feature distance {distance:.2f}{limit}"
+
+
 class ReadoutMixin:
     """The widget's messages and readouts. Uses the widget's ``viewer``, ``ground_truth``, ``device_badge``,
     ``readout`` and ``_said``, and the output layers' ``_map``."""
@@ -44,6 +64,9 @@ class ReadoutMixin:
             text = "–" if value is None or not np.isfinite(value) else \
                 f"{value:.1f} %" if unit == "%" else f"{value:+.1f} pp"
             values.append((title, text))
+        familiarity = slice_familiarity(self._map("sff", "unet"), world_position)
+        if familiarity is not None:
+            values.append(familiarity)
         return values
 
     def _on_mouse_move(self, viewer: Any, event: Any) -> None:
