@@ -318,6 +318,45 @@ def test_roi_agreement_compares_each_labelled_roi_mean_with_the_truth(paired_dir
     assert summary["unet"]["n"] == 2 * len(cases) and np.isfinite(summary["unet"]["mae"])
 
 
+def test_roi_agreement_keeps_muscle_rois_apart_from_other_labelled_structures(paired_dir, tmp_path, tiny_weights):
+    """Where a tissue map says a label is mostly not muscle (the phantoms label fat, marrow, fluid, masses too),
+    the muscle ROI agreement leaves it out; all labels are summarised apart."""
+    from napari_sff import io
+    from napari_sff.preprocess import normalise_t2w
+    from training import evaluate
+
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    for path in paired_dir.iterdir():
+        (folder / path.name).symlink_to(path)
+    cases = sorted(p.name[: -len("_t2w.nii.gz")] for p in paired_dir.glob("*_t2w.nii.gz"))
+    for case in cases:  # label 1 lies in muscle tissue, label 2 in "fluid" (3 of 4 voxels) and muscle
+        labels = nib.load(paired_dir / f"{case}_labels.nii.gz")
+        data = labels.get_fdata()
+        tissues = np.where(data == 1, 2, 0)
+        tissues[data == 2] = 3
+        tissues[(data == 2) & (np.indices(data.shape)[0] % 4 == 0)] = 2
+        nib.save(nib.Nifti1Image(tissues.astype(np.int16), labels.affine), folder / f"{case}_tissues.nii.gz")
+        (folder / f"{case}_tissues.json").write_text(json.dumps({"2": "muscle", "3": "fluid"}))
+    cache = training_data.build_slice_cache(folder, tmp_path / "cache", size=32, seed=1)
+    checks = evaluate.volume_checks(cache, "train", {"unet": (str(tiny_weights["unet"]), 1)},
+                                    device=evaluate.resolve_device("cpu"), batch_size=2)
+    train = json.loads((cache / training_data.CACHE_INFO).read_text())["splits"]["train"]["cases"]
+    muscle, every = checks["rois"], checks["rois_all_structures"]
+    assert (muscle["rois"], every["rois"]) == (len(train), 2 * len(train))
+    truth, identity = [], []  # known answer: the identity's ROI means over label 1 only
+    for case in train:
+        t2w, sff, labels = (io.read_nifti(paired_dir / f"{case}_{kind}.nii.gz").array for kind in ("t2w", "sff", "labels"))
+        axis = int(np.argmax(io.read_nifti(paired_dir / f"{case}_t2w.nii.gz").spacing))
+        normalised = np.moveaxis(np.clip(normalise_t2w(np.moveaxis(t2w, axis, 0)), 0, 1), 0, axis)
+        truth.append(sff[labels == 1].mean())
+        identity.append(normalised[labels == 1].mean())
+    assert muscle["identity"]["mae"] == pytest.approx(np.abs(np.array(identity) - truth).mean(), rel=1e-5)
+    report = {"split": "train", "images": 1, "gpu": None, "device": "cpu", "batch_size": 1, "models": {},
+              "ddim_ablation": [], "paired_tests": {}, **checks}
+    assert f"all {2 * len(train)} labelled structures" in evaluate.markdown(report)
+
+
 def test_tissue_breakdown_pools_each_tissue_and_splits_muscle_by_true_sff(paired_dir, tmp_path, tiny_weights):
     from napari_sff import io
     from napari_sff.preprocess import normalise_t2w

@@ -3,7 +3,10 @@
 Each model predicts every volume once (:func:`napari_sff.inference.predict_volume`, native grid); then
 
 * ``rois`` compares every labelled muscle's mean SFF with the truth (``<case>_labels``): MAE of ROI means,
-  Pearson r, Bland-Altman bias and limits of agreement;
+  Pearson r, Bland-Altman bias and limits of agreement. Where the case has a tissue map, a label counts as a
+  muscle when at least half its voxels are muscle tissue (:data:`MUSCLE_ROI_SHARE`): the independent phantoms
+  also label subcutaneous fat, marrow, joint fluid, bladder, nerves and masses, whose means are summarised
+  apart (``rois_all_structures``). The simulator labels muscle only;
 * ``tissues`` breaks the voxel error down by tissue class (``<case>_tissues`` + ``<case>_tissues.json``, which
   the independent phantoms write): per class its share of the body, true mean SFF, each model's MAE and bias and
   its share of that model's total absolute error. Muscle is split further by its true SFF, so that fatty
@@ -27,6 +30,20 @@ from training.data import CACHE_INFO
 #: Muscle voxels are split at these true SFF values in the tissue breakdown.
 MUSCLE_SFF_BINS = (0.1, 0.3)
 MUSCLE = "muscle"
+#: A labelled ROI is a muscle ROI when at least this share of its voxels is muscle tissue (tissue map).
+MUSCLE_ROI_SHARE = 0.5
+
+
+def muscle_labels(labels: np.ndarray, tissues: np.ndarray, names: dict[int, str]) -> set[int]:
+    """The labels of ``labels`` whose voxels are mostly muscle tissue in ``tissues`` (named by ``names``)."""
+    muscle = [label for label, name in names.items() if name == MUSCLE]
+    in_muscle = np.isin(tissues, muscle)
+    found = set()
+    for label in np.unique(labels[labels > 0]):
+        inside = labels == label
+        if in_muscle[inside].mean() >= MUSCLE_ROI_SHARE:
+            found.add(int(label))
+    return found
 
 
 def identity_prediction(raw: np.ndarray) -> np.ndarray:
@@ -98,6 +115,8 @@ def volume_checks(cache: Path, split: str, models: dict[str, tuple[str, int]], *
     sources = ["identity", *models]
     kinds = tuple(kind for kind, wanted in (("labels", rois), ("tissues", tissues)) if wanted)
     means: dict[str, list[float]] = {"truth": [], **{name: [] for name in sources}}
+    all_means: dict[str, list[float]] = {"truth": [], **{name: [] for name in sources}}  # every labelled structure
+    classified = 0  # cases whose labels were told apart by a tissue map
     sums: dict[str, dict[str, float]] = {}
     roi_cases = tissue_cases = 0
     info = json.loads((cache / CACHE_INFO).read_text())
@@ -114,12 +133,20 @@ def volume_checks(cache: Path, split: str, models: dict[str, tuple[str, int]], *
             maps[name] = predict_volume(t2w.array, t2w.spacing, name.split("_")[0], model=model, device=str(device),
                                         batch_size=batch_size, ddim_steps=models[name][1], seed=seed,
                                         mirror=mirror).sff
+        names_file = folder / f"{case}_tissues.json"
+        tissue_files = sorted(folder.glob(f"{case}_tissues.nii*"))
         if rois and found.get("labels"):
             labels = io.read_nifti(found["labels"][0]).array.astype(np.int32)
+            muscles = None
+            if tissue_files and names_file.exists():
+                muscles = muscle_labels(labels, io.read_nifti(tissue_files[0]).array,
+                                        read_label_names(names_file))
+                classified += 1
             for row in roi_table(maps, labels, t2w.spacing):
-                means[row.source].append(row.mean)
+                all_means[row.source].append(row.mean)
+                if muscles is None or row.label in muscles:
+                    means[row.source].append(row.mean)
             roi_cases += 1
-        names_file = folder / f"{case}_tissues.json"
         if tissues and found.get("tissues") and names_file.exists():
             labels, names = _tissue_labels(io.read_nifti(found["tissues"][0]).array,
                                            read_label_names(names_file), maps["truth"])
@@ -135,6 +162,7 @@ def volume_checks(cache: Path, split: str, models: dict[str, tuple[str, int]], *
             tissue_cases += 1
     steps = {name: steps for name, (_, steps) in models.items()}
     return {"rois": _roi_summary(means, roi_cases, steps) if rois else None,
+            "rois_all_structures": _roi_summary(all_means, roi_cases, steps) if rois and classified else None,
             "tissues": _tissue_summary(sums, tissue_cases, sources) if tissues and sums else None}
 
 
