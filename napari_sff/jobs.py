@@ -162,7 +162,6 @@ def write_job(job: Job, prediction: Prediction, output: str | os.PathLike, setti
                 storage=settings.dicom_storage, new_study=settings.new_study, overwrite=overwrite))
         else:
             written.append(io.write_nifti(volume, target, overwrite=overwrite))
-    info = provenance.describe(prediction, arch=settings.arch, weights=settings.weights,
-                               ddim_steps=settings.ddim_steps, samples=settings.samples, seed=settings.seed,
-                               outputs=written)
+    info = provenance.describe(prediction, weights=settings.weights, ddim_steps=settings.ddim_steps,
+                               samples=settings.samples, seed=settings.seed, outputs=written)
     return [*written, provenance.write_sidecar(written[0], info)]

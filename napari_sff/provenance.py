@@ -46,18 +46,14 @@ def _sha256(path: str, mtime: float) -> str:
     return digest.hexdigest()
 
 
-def weights_file(arch: str, weights: str | os.PathLike | None) -> Path:
-    from napari_sff.models import default_weights_path
-
-    return Path(weights) if weights else default_weights_path(arch)
-
-
-def describe(prediction: Any, *, arch: str, weights: str | os.PathLike | None, ddim_steps: int, samples: int,
-             seed: int, outputs: list[Path]) -> dict:
-    """The sidecar's content for one prediction (JSON-able)."""
+def describe(prediction: Any, *, weights: str | os.PathLike | None, ddim_steps: int, samples: int, seed: int,
+             outputs: list[Path]) -> dict:
+    """The sidecar's content for one prediction (JSON-able); ``weights`` None means the shipped ones."""
     import napari_sff
+    from napari_sff.inference.loading import weights_path
 
-    path = weights_file(arch, weights)
+    arch = prediction.arch
+    path = weights_path(arch, weights)
     distances, threshold = prediction.feature_distance, prediction.feature_threshold
     info = {
         "format": "napari-sff prediction sidecar", "format_version": SIDECAR_VERSION,

@@ -37,13 +37,11 @@ MUSCLE_ROI_SHARE = 0.5
 def muscle_labels(labels: np.ndarray, tissues: np.ndarray, names: dict[int, str]) -> set[int]:
     """The labels of ``labels`` whose voxels are mostly muscle tissue in ``tissues`` (named by ``names``)."""
     muscle = [label for label, name in names.items() if name == MUSCLE]
-    in_muscle = np.isin(tissues, muscle)
-    found = set()
-    for label in np.unique(labels[labels > 0]):
-        inside = labels == label
-        if in_muscle[inside].mean() >= MUSCLE_ROI_SHARE:
-            found.add(int(label))
-    return found
+    flat = labels.ravel()
+    voxels = np.bincount(flat)
+    in_muscle = np.bincount(flat, weights=np.isin(tissues, muscle).ravel(), minlength=len(voxels))
+    return {int(label) for label in np.flatnonzero(voxels)
+            if label > 0 and in_muscle[label] >= MUSCLE_ROI_SHARE * voxels[label]}
 
 
 def identity_prediction(raw: np.ndarray) -> np.ndarray:
@@ -133,23 +131,25 @@ def volume_checks(cache: Path, split: str, models: dict[str, tuple[str, int]], *
             maps[name] = predict_volume(t2w.array, t2w.spacing, name.split("_")[0], model=model, device=str(device),
                                         batch_size=batch_size, ddim_steps=models[name][1], seed=seed,
                                         mirror=mirror).sff
+        # The case's tissue map, read once: it tells muscle ROIs apart and makes the tissue breakdown.
         names_file = folder / f"{case}_tissues.json"
         tissue_files = sorted(folder.glob(f"{case}_tissues.nii*"))
+        tissue_map = tissue_names = None
+        if tissue_files and names_file.exists():
+            tissue_map, tissue_names = io.read_nifti(tissue_files[0]).array, read_label_names(names_file)
         if rois and found.get("labels"):
             labels = io.read_nifti(found["labels"][0]).array.astype(np.int32)
             muscles = None
-            if tissue_files and names_file.exists():
-                muscles = muscle_labels(labels, io.read_nifti(tissue_files[0]).array,
-                                        read_label_names(names_file))
+            if tissue_map is not None:
+                muscles = muscle_labels(labels, tissue_map, tissue_names)
                 classified += 1
             for row in roi_table(maps, labels, t2w.spacing):
                 all_means[row.source].append(row.mean)
                 if muscles is None or row.label in muscles:
                     means[row.source].append(row.mean)
             roi_cases += 1
-        if tissues and found.get("tissues") and names_file.exists():
-            labels, names = _tissue_labels(io.read_nifti(found["tissues"][0]).array,
-                                           read_label_names(names_file), maps["truth"])
+        if tissues and tissue_map is not None:
+            labels, names = _tissue_labels(tissue_map, tissue_names, maps["truth"])
             for row in roi_table(maps, labels, t2w.spacing, reference="truth", label_names=names):
                 tissue = sums.setdefault(row.name, {"n": 0.0, "truth": 0.0})
                 if row.source == "truth":

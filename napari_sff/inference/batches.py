@@ -34,7 +34,7 @@ def _predict_batches(model, normalised, sff, std, device, settings, is_ddpm, ddi
         try:
             mean, spread = _run_batch(model, normalised[start:stop], device, is_ddpm, ddim_steps, samples, eta,
                                       seed + start, progress, cancel, start * steps_per_slice, total,
-                                      settings.channels_last, mirror and not is_ddpm)
+                                      settings.channels_last, mirror)
         except torch.OutOfMemoryError:
             if batch_size == 1:
                 raise RuntimeError("out of memory with batch size 1; use a smaller image or --device cpu") from None

@@ -18,16 +18,23 @@ ARCH_LABELS = {"unet": "U-Net", "ddpm": "DDPM"}
 _MODEL_CACHE: dict[tuple[str, str, float, str], tuple[Any, dict]] = {}
 
 
+def weights_path(arch: str, weights: str | Path | None = None) -> Path:
+    """The checkpoint file a run uses: ``weights``, or the shipped weights of ``arch`` when None."""
+    from napari_sff.models import default_weights_path
+
+    return Path(weights) if weights else default_weights_path(arch)
+
+
 def load_model(arch: str, weights: str | Path | None = None, device: str | torch.device = "cpu"):
     """(model in eval mode on ``device``, checkpoint metadata); shipped weights when ``weights`` is None.
 
     Cached by file and modification time, so the widget's repeated runs do not reload.
     """
-    from napari_sff.models import CheckpointError, default_weights_path, load_checkpoint
+    from napari_sff.models import CheckpointError, load_checkpoint
 
     if arch not in ARCH_LABELS:
         raise ValueError(f"unknown model {arch!r}; use one of {', '.join(ARCH_LABELS)}")
-    path = Path(weights) if weights else default_weights_path(arch)
+    path = weights_path(arch, weights)
     if weights is None and not path.exists():
         raise CheckpointError(f"shipped {arch} weights are missing at {path}; reinstall napari-sff or pass --weights")
     key = (arch, str(path.resolve()), path.stat().st_mtime if path.exists() else 0.0, str(device))

@@ -83,7 +83,7 @@ def predict_slices(
         settings = dataclasses.replace(settings, batch_size=max(1, int(batch_size)), source="caller")
     with _settings_applied(model, settings):
         _predict_batches(model, normalised, sff, std, device, settings, is_ddpm, ddim_steps, samples, eta, seed,
-                         progress, cancel, steps_per_slice, total, features, mirror)
+                         progress, cancel, steps_per_slice, total, features, _mirrors(model, mirror))
     return sff, std
 
 
@@ -135,6 +135,7 @@ def predict_volume(
 
 
 def _mirrors(model: Any, mirror: bool) -> bool:
+    """Whether ``model`` runs with the mirror: the U-Net when asked; the DDPM never (it averages samples)."""
     return bool(mirror) and getattr(model, "arch", "unet") != "ddpm"
 
 

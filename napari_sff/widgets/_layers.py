@@ -93,13 +93,18 @@ def upsert_image(viewer: Any, name: str, data: np.ndarray, source: Any, *, metad
     return viewer.add_image(data, name=name, metadata=metadata, **spatial_placement(source, drop), **kwargs)
 
 
+def voxel_at(layer: Any, world_position: Any) -> tuple[int, ...] | None:
+    """The layer's nearest voxel index at a world position; None outside the data."""
+    index = np.round(np.asarray(layer.world_to_data(world_position))[-layer.ndim:]).astype(int)
+    if np.any(index < 0) or np.any(index >= np.asarray(layer.data.shape)):
+        return None
+    return tuple(int(i) for i in index)
+
+
 def value_at(layer: Any, world_position: Any) -> float | None:
     """The layer's voxel value at a world position (nearest voxel), visible or not; None outside the data."""
-    index = np.round(np.asarray(layer.world_to_data(world_position))[-layer.ndim:]).astype(int)
-    shape = np.asarray(layer.data.shape)
-    if np.any(index < 0) or np.any(index >= shape):
-        return None
-    return float(np.asarray(layer.data[tuple(index)]))  # one voxel: a lazy layer reads one slice
+    index = voxel_at(layer, world_position)
+    return None if index is None else float(np.asarray(layer.data[index]))  # one voxel: a lazy layer reads one slice
 
 
 def is_percent(layer: Any) -> bool:

@@ -25,15 +25,16 @@ def slice_familiarity(layer: Any, world_position: Any) -> tuple[str, str] | None
     distances, axis = info.get("feature_distance"), info.get("slice_axis")
     if not distances or axis is None:
         return None
-    index = np.round(np.asarray(layer.world_to_data(world_position))[-3:]).astype(int)
-    if not 0 <= axis < len(index) or not 0 <= index[axis] < layer.data.shape[-3:][axis]:
+    voxel = _layers.voxel_at(layer, world_position)
+    if voxel is None or not 0 <= axis < 3:
         return None
-    distance = distances.get(int(index[axis]))
+    index = voxel[-3:][axis]  # the prediction's 3D volume is the map's last three axes
+    distance = distances.get(index)
     if distance is None:
         return None
     threshold = info.get("feature_threshold")
     limit = "" if threshold is None else f" (training ≤ {threshold:.2f}{': unlike' if distance > threshold else ''})"
-    return f"U-Net, slice {int(index[axis])}", f"feature distance {distance:.2f}{limit}"
+    return f"U-Net, slice {index}", f"feature distance {distance:.2f}{limit}"
 
 
 class ReadoutMixin:
