@@ -95,7 +95,8 @@ def make_soup(out: Path, ingredients: Sequence[Path], cache: Path | None, weight
                  for p, w, m in zip(ingredients, weights, metas, strict=True)],
     }
     save_checkpoint(soup, out, config=headers[0]["config"], metadata=metadata, dtype=dtype)
-    if arch == "unet":
+    if arch == "unet":  # from the file just written: the features of the weights as stored (float16), not the
+        # float32 average in memory, so they match what predict will compute
         augmentation = Augmentation(**(metas[0].get("training") or {}).get("augmentation", {}))
         stamp_features(out, cache, augmentation, device=device)
     return out
