@@ -324,6 +324,53 @@ def test_first_run_on_a_big_volume_stalls_the_gui_no_longer_than_on_a_tiny_one(t
     assert big < SIZE_TOLERANCE * tiny + STALL_LIMIT_S, f"{big:.3f} s on 26 M voxels against {tiny:.3f} s on 6400"
 
 
+def test_docking_imports_torch_in_the_background_and_warms_the_colour_bar_glyphs():
+    """Issue #11: docking the widget froze the viewer 3.5 s, 2.7 s of it importing torch on the GUI thread (the
+    device list asked torch). Now torch is imported by the background preload and the device list is filled in
+    when it is done; the glyphs of napari's colour bars are rendered while the user chooses settings, so the
+    first colour bar renders none (measured: ~190 ms of its 309 ms draw)."""
+    import json
+    import subprocess
+    import sys
+
+    from napari_sff.widgets.predict.preload import COLORBAR_GLYPHS
+
+    out = subprocess.run([sys.executable, __file__, "dock"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    print({key: round(value, 3) if isinstance(value, float) else value for key, value in result.items()})
+    assert not result["torch_before_docking"]
+    assert result["torch_imported_on_gui_thread"] == [False]  # all of it by the preload thread
+    assert result["device_choices_at_docking"] == ["auto", "cpu"]
+    assert result["device_choices"] == ["auto", *result["available_devices"]]
+    assert set(COLORBAR_GLYPHS) <= set(result["warmed_glyphs"])
+    assert result["colorbar_shown"] and result["glyphs_after_colorbar"] == result["warmed_glyphs"]
+
+
+def test_batch_size_auto_takes_the_cached_calibration_and_never_calibrates_in_a_run(docked, qtbot, monkeypatch):
+    """The widget's batch size starts at *auto* (0): predict_volume gets no batch size and uses the calibration
+    ``napari-sff predict`` cached for this device, else the device default, without timing candidates inside
+    the Run (even where calibration is on); a number is passed as it is."""
+    from napari_sff.inference import settings
+
+    viewer, widget = docked
+    assert widget.batch_size.value == 0 and widget.batch_size.native.specialValueText() == "auto"
+    assert widget.make_request().batch_size is None
+    monkeypatch.setenv("NAPARI_SFF_CALIBRATE", "1")
+    chosen = []
+    real = settings.run_settings
+    monkeypatch.setattr(settings, "calibrate", lambda *a, **k: pytest.fail("calibrated inside a Run"))
+    monkeypatch.setattr("napari_sff.inference.predict.run_settings",
+                        lambda *a, **k: chosen.append(real(*a, **k)) or chosen[-1])
+    widget.scope.value = "Current slice"
+    wait_for(qtbot, widget.run())
+    assert [s.source for s in chosen] == ["default"]
+    widget.batch_size.value = 3
+    assert widget.make_request().batch_size == 3
+    wait_for(qtbot, widget.run())
+    assert (chosen[-1].batch_size, chosen[-1].source) == (3, "caller")
+
+
 def test_empty_viewer_gives_a_notification(make_napari_viewer):
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-sff", "Predict SFF")
@@ -611,10 +658,79 @@ def test_a_scan_outside_the_training_data_gets_a_warning(docked, tiny_configs, t
     assert not [m for m in errors_since(start) if "outside what the model" in m]  # said once, not on every run
 
 
-if __name__ == "__main__":  # the measurement of test_first_run_on_a_big_volume_..., in a process of its own
+def measure_docking(tick_s: float = 0.010) -> dict:
+    """In a fresh process without torch (``python tests/test_predict_widget.py dock``): which thread imports
+    torch when the widget is docked, the GUI thread's longest stall from docking until the background imports
+    are done (from a 10 ms QTimer's ticks), the device choices then, and the glyphs napari renders when the
+    first colour bar is drawn after the widget's warm-up."""
+    import sys
+    import threading
+
+    assert "torch" not in sys.modules, "torch was imported before docking: nothing to measure"
+    importers: set[bool] = set()  # per import statement of torch or a submodule: on the GUI (main) thread?
+
+    def audit(event: str, args: tuple) -> None:  # (importlib.import_module raises no audit event: its imports do)
+        if event == "import" and str(args[0]).split(".")[0] == "torch":
+            importers.add(threading.current_thread() is threading.main_thread())
+
+    sys.addaudithook(audit)
+    import napari
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
+
+    viewer = napari.Viewer()
+    app = QApplication.instance()
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.setInterval(round(1000 * tick_s))
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+
+    def pump(seconds: float) -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            app.processEvents()
+            time.sleep(0.001)
+
+    pump(0.5)
+    result: dict = {"torch_before_docking": "torch" in sys.modules}
+    started = time.perf_counter()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sff", "Predict SFF")
+    result["dock_s"] = time.perf_counter() - started
+    result["device_choices_at_docking"] = list(widget.device.choices)
+    from napari_sff.widgets import predict
+
+    while not predict.PRELOADED.is_set():
+        pump(0.02)
+    pump(0.5)  # the glyphs' turns and the device list's poll
+    result["preload_s"] = time.perf_counter() - started
+    gaps = np.diff([started, *[t for t in ticks if t >= started]])
+    result["longest_stall_s"] = float(gaps.max())
+    result["stalls_over_100ms_s"] = [round(float(gap), 3) for gap in gaps if gap > 0.1]
+    result["torch_imported_on_gui_thread"] = sorted(importers)
+    result["device_choices"] = list(widget.device.choices)
+    from napari_sff.inference import available_devices
+
+    result["available_devices"] = available_devices()
+    font_info = viewer.window._qt_viewer.canvas.font_info()
+    font = font_info.font_manager.get_font(font_info.face)
+    result["warmed_glyphs"] = "".join(sorted(font._glyphs))
+    layer = viewer.add_image(np.linspace(0, 100, 4 * 32 * 32, dtype=np.float32).reshape(4, 32, 32),
+                             name="SFF U-Net [x]", metadata={io.LAYER_SCALE_KEY: io.SFF_LAYER_PERCENT,
+                                                             "napari_sff": {"kind": "sff", "model": "unet"}})
+    pump(0.5)
+    result["colorbar_shown"] = bool(layer.colorbar.visible)
+    result["glyphs_after_colorbar"] = "".join(sorted(font._glyphs))
+    return result
+
+
+if __name__ == "__main__":  # the measurements of the first-Run and docking tests, each in a process of its own
     import json
     import sys
 
+    if sys.argv[1] == "dock":
+        print(json.dumps(measure_docking()))
+        sys.exit()
     import torch
 
     torch.set_num_threads(1)  # as conftest.one_torch_thread

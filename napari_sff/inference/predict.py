@@ -101,21 +101,24 @@ def predict_volume(
     device: str = "auto", slice_axis: int | str = "auto", slice_indices: Sequence[int] | None = None,
     batch_size: int | None = None, ddim_steps: int = 50, samples: int = 1, eta: float = 0.0, seed: int = 0,
     progress: ProgressCallback | None = None, cancel: CancelCallback | None = None, model: Any = None,
-    resample: bool = True, mirror: bool = True,
+    resample: bool = True, mirror: bool = True, calibrate: bool | None = None,
 ) -> Prediction:
     """Predict SFF for a 3D T2w array (display order) on its own grid.
 
     ``slice_indices`` restricts the work to some slices (e.g. the one on screen); the others stay 0.
     With ``resample``, slices whose in-plane spacing lies outside the range the model was trained on (its
     checkpoint's ``input_spacing_mm``) are resized into it, predicted, and the SFF resized back (cubic).
-    ``mirror``: see :func:`predict_slices`.
+    ``mirror``: see :func:`predict_slices`. Without a ``batch_size``, the settings are the cached calibration,
+    else one made now (``calibrate``: None = unless ``NAPARI_SFF_CALIBRATE=0``; False = the device default
+    instead, as the widget asks: seconds of timing inside a Run would look like a hang).
     """
     array = np.asarray(array)
     model, torch_device = _model_on(arch, weights, device, model)
     started = time.perf_counter()
     plan = plan_slices(array, spacing, model, slice_axis=slice_axis, slice_indices=slice_indices, resample=resample)
     planned = time.perf_counter()
-    settings = run_settings(model, torch_device, batch_size, shape=plan.slices.shape[1:])
+    settings = run_settings(model, torch_device, batch_size, shape=plan.slices.shape[1:],
+                            calibrate_if_missing=calibrate)
     started += time.perf_counter() - planned  # a first calibration is not the scan's time
     with _feature_recorder(model) as recorder:
         sff_slices, std_slices = predict_slices(

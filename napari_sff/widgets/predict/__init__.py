@@ -17,8 +17,6 @@ comparison grid), :mod:`.readout` (warnings, device badge, cursor readout), :mod
 
 from __future__ import annotations
 
-import torch  # noqa: F401  (before Qt where we control the order; this module loads only when docked)
-
 from napari_sff.widgets._layers import SCOPES, is_predicted_sff, output_name
 from napari_sff.widgets.predict.comparison import ANATOMY_SUFFIX, COMPARISON_CELLS, GRID_SPACING
 from napari_sff.widgets.predict.layers import (

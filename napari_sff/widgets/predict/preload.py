@@ -1,4 +1,6 @@
-"""The first Run's heavy imports, done in the background as soon as the widget is docked.
+"""The first Run's one-off costs, paid as soon as the widget is docked while the user is still choosing settings:
+the heavy imports in a background thread, and the glyphs of napari's first colour bar on the GUI thread, one per
+event-loop turn.
 
 Kept apart from the widget because it is process-wide state (one preload per process, an Event the tests wait on),
 not part of any one widget.
@@ -9,28 +11,40 @@ from __future__ import annotations
 import gc
 import importlib
 import threading
+import warnings
+from collections.abc import Callable
+from typing import Any
 
-#: What the first Run would otherwise import in its worker (MONAI, scikit-image, the domain check: about 3 s
-#: here): imported in the background as soon as the widget is docked. Imports hold the GIL only in short
-#: stretches, but their full garbage collections over every object of the process stop the GUI thread too
-#: (106-157 ms each, three while importing napari_sff.models, measured with gc.callbacks): better while the
-#: user is still choosing settings than between pressing Run and seeing the map.
+#: What the first Run would otherwise import (torch, MONAI, scikit-image, the domain check): imported in the
+#: background as soon as the widget is docked, torch included (imported on the GUI thread it froze docking for
+#: 2.7 of its 3.5 s). Imports hold the GIL only in short stretches, except loading torch's native library
+#: (about 0.4 s, wherever it happens) and Python's garbage collections over the new objects, which stop the GUI
+#: thread too (160-290 ms each, four while importing these, measured with gc.callbacks): see :func:`_preload`.
 #: napari_sff.models leaves MONAI to its DDPM part (napari_sff.models.ddpm), which the Model choice may ask for.
-PRELOAD_MODULES = ("napari_sff.models", "napari_sff.models.ddpm", "napari_sff.domain", "skimage.transform")
+PRELOAD_MODULES = ("torch", "napari_sff.models", "napari_sff.models.ddpm", "napari_sff.domain", "skimage.transform")
 #: Set once :data:`PRELOAD_MODULES` are imported (or failed to: the run then imports and reports them itself).
 PRELOADED = threading.Event()
 _preload_started = threading.Lock()
+#: What napari's colour bars draw: the tick labels of every map the widget shows (0-100 %, 0-20 pp, ±20 pp, the
+#: SD's 0-5+, fractions) and the letters vispy measures each text's line height with (vispy.visuals.text).
+COLORBAR_GLYPHS = " -.0123456789ÅÉÑŐgjpqy"
 
 
 def _preload() -> None:
+    # No automatic collection while importing (each is a full one: the imports leave ~150 k new long-lived
+    # objects), and none after: freeze + unfreeze moves every object into the oldest generation without looking
+    # at any (O(1)), so the modules' objects are not scanned by the next young collection (270 ms here) nor do
+    # they bring the next full one forward; collecting them now would stop the GUI thread as long.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         for name in PRELOAD_MODULES:
             importlib.import_module(name)
-        # The imports leave ~150 k new long-lived objects: Python's next full collection (every object of the
-        # process, 130 ms here when idle, 500+ ms when the cores are busy) would fall in the first Run; collect
-        # now, while the user is still choosing settings.
-        gc.collect()
     finally:
+        gc.freeze()
+        gc.unfreeze()
+        if collecting:
+            gc.enable()
         PRELOADED.set()
 
 
@@ -41,3 +55,42 @@ def start_preload() -> None:
     from napari.qt.threading import create_worker
 
     create_worker(_preload, _start_thread=True, _ignore_errors=True)  # an import error surfaces in the run
+
+
+def when_preloaded(callback: Callable[[], None], poll_ms: int = 50) -> None:
+    """Call ``callback`` on the GUI thread once :data:`PRELOADED` is set (now, if it is): for what needs torch,
+    such as the list of devices. Polls rather than connecting to the worker, whose signals napari deletes when
+    it is done."""
+    if PRELOADED.is_set():
+        callback()
+        return
+    from qtpy.QtCore import QTimer
+
+    QTimer.singleShot(poll_ms, lambda: when_preloaded(callback, poll_ms))
+
+
+def warm_colorbar_text(viewer: Any) -> bool:
+    """Render :data:`COLORBAR_GLYPHS` into the canvas's font atlas, one per event-loop turn (about 12 ms each
+    here): napari renders each glyph the first time a text needs it, which made the first colour bar's draw
+    180-200 ms longer (309 ms in all, the longest stall of the first Run). False where this napari keeps its
+    font elsewhere (it is private; napari 0.9): there the first colour bar pays for its glyphs itself."""
+    try:
+        with warnings.catch_warnings():  # napari warns plugins off its private Qt viewer (gone from 0.10 on)
+            warnings.simplefilter("ignore", FutureWarning)
+            info = viewer.window._qt_viewer.canvas.font_info()
+        font = info.font_manager.get_font(info.face)
+    except Exception:  # another napari: nothing to warm, nothing broken
+        return False
+    from qtpy.QtCore import QTimer
+
+    def render(remaining: str) -> None:
+        if not remaining:
+            return
+        try:
+            font[remaining[0]]  # renders and keeps the glyph; cached ones cost nothing
+        except Exception:  # the canvas went away with its viewer
+            return
+        QTimer.singleShot(0, lambda: render(remaining[1:]))
+
+    QTimer.singleShot(0, lambda: render(COLORBAR_GLYPHS))
+    return True

@@ -76,7 +76,7 @@ class RequestMixin:
                           value_scale=io.layer_value_scale(layer.metadata),
                           weights={"unet": self._weights(self.unet_weights), "ddpm": self._weights(self.ddpm_weights)},
                           device=self.device.value, ddim_steps=self.ddim_steps.value, samples=self.samples.value,
-                          batch_size=self.batch_size.value, slice_axis=slice_axis, slice_indices=indices,
+                          batch_size=self.batch_size.value or None, slice_axis=slice_axis, slice_indices=indices,
                           ground_truth=truth, resample=self.resample.value, mirror=self.mirror.value,
                           truth_source=None if truth is None else self._truth_plan(truth, layer, volume))
 

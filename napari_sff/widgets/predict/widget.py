@@ -16,13 +16,12 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, Pro
 from qtpy.QtCore import QObject, Signal
 
 from napari_sff import io
-from napari_sff.inference import available_devices, default_batch_size
 from napari_sff.widgets import _layers
 from napari_sff.widgets._layers import SCOPES
 from napari_sff.widgets.predict.comparison import ComparisonMixin
 from napari_sff.widgets.predict.export import ExportMixin
 from napari_sff.widgets.predict.layers import OutputLayersMixin
-from napari_sff.widgets.predict.preload import start_preload
+from napari_sff.widgets.predict.preload import PRELOADED, start_preload, warm_colorbar_text, when_preloaded
 from napari_sff.widgets.predict.readout import ReadoutMixin
 from napari_sff.widgets.predict.request import MODEL_CHOICES, RequestMixin
 from napari_sff.widgets.predict.runs import RunMixin
@@ -63,19 +62,21 @@ class PredictWidget(RequestMixin, RunMixin, OutputLayersMixin, ComparisonMixin, 
         self._link = WorkerLink(warn=lambda message: self._bridge.warned.emit(message),
                                 progress=lambda done, total, arch: self._bridge.progressed.emit(done, total, arch),
                                 cancelled=self._cancel.is_set, shown=self._shown, closed=lambda: self._closed)
-        start_preload()
 
         self.image = ComboBox(label="T2w image", choices=self._image_choices)
         self.time_point = SpinBox(label="volume (4D)", min=0, max=0, visible=False)
         self.model = ComboBox(label="model", choices=list(MODEL_CHOICES), value="U-Net")
         self.unet_weights = FileEdit(label="U-Net weights", filter="*.safetensors", value="")
         self.ddpm_weights = FileEdit(label="DDPM weights", filter="*.safetensors", value="")
-        self.device = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
+        self.device = ComboBox(label="device", choices=self._device_choices, value="auto")
         self.ddim_steps = SpinBox(label="DDIM steps", min=1, max=1000, value=50)
         self.samples = SpinBox(label="DDPM samples", min=1, max=64, value=1)
         self.scope = ComboBox(label="scope", choices=list(SCOPES), value=SCOPES[0])
-        self.batch_size = SpinBox(label="batch size", min=1, max=256,
-                                  value=default_batch_size(available_devices()[0]))
+        self.batch_size = SpinBox(label="batch size", min=0, max=256, value=0,
+                                  tooltip="slices per network call; auto: the fastest that napari-sff predict "
+                                          "measured on this device (napari-sff info shows it), else the "
+                                          "device's default (1 on CPUs, 8 on GPUs)")
+        self.batch_size.native.setSpecialValueText("auto")
         self.ground_truth = ComboBox(label="ground truth", choices=self._image_choices, nullable=True)
         self.resample = CheckBox(text="resample to the model's training pixel size", value=True,
                                  tooltip="pixels outside the spacing the model was trained on are resized into it "
@@ -121,6 +122,11 @@ class PredictWidget(RequestMixin, RunMixin, OutputLayersMixin, ComparisonMixin, 
                                             "new DICOM series in its source study (a new folder)")
         self.append(self.save_dicom_button)
         self.save_dicom_button.changed.connect(self._on_save_dicom)
+        # Last: a preload thread started earlier would contend for the GIL with every Qt call above (the
+        # construction took 1.4 s instead of 0.6 while it loaded torch's native library)
+        start_preload()
+        warm_colorbar_text(self.viewer)
+        when_preloaded(self._on_preloaded)
 
     # ----------------------------------------------------------------------------------------- choices
     def _image_choices(self, _widget=None) -> list[tuple[str, Any]]:
@@ -139,6 +145,22 @@ class PredictWidget(RequestMixin, RunMixin, OutputLayersMixin, ComparisonMixin, 
             better = [layer for _, layer in self._image_choices() if not io.SFF_NAME_PATTERN.search(layer.name)]
             if better:
                 self.image.value = better[0]
+
+    def _device_choices(self, _widget=None) -> list[str]:
+        """``auto`` and the devices torch can use; until torch is imported in the background, ``auto`` and cpu
+        (asking torch here would import it on the GUI thread, freezing the viewer for seconds)."""
+        if not PRELOADED.is_set():
+            return ["auto", "cpu"]
+        from napari_sff.inference import available_devices
+
+        try:
+            return ["auto", *available_devices()]
+        except ImportError:  # torch failed to import: the run reports why
+            return ["auto", "cpu"]
+
+    def _on_preloaded(self) -> None:
+        if not self._closed:
+            self.device.reset_choices()
 
     def _on_image_changed(self, layer: Any) -> None:
         is_4d = layer is not None and layer.ndim == 4

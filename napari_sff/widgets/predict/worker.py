@@ -46,7 +46,7 @@ class RunRequest:
     device: str
     ddim_steps: int
     samples: int
-    batch_size: int
+    batch_size: int | None  # None: the calibrated (or device default) batch size
     slice_axis: int | str
     slice_indices: list[int] | None
     ground_truth: Any = None
@@ -154,6 +154,7 @@ def predict_all(request: RunRequest, link: WorkerLink) -> RunRequest:
             device=request.device, slice_axis=request.slice_axis, slice_indices=request.slice_indices,
             batch_size=request.batch_size, ddim_steps=request.ddim_steps, samples=request.samples,
             progress=progress, cancel=link.cancelled, resample=request.resample, mirror=request.mirror,
+            calibrate=False,  # auto: a calibration cached by napari-sff predict, else the device's default
         )
     return request
 
