@@ -169,7 +169,10 @@ def _roi_stats(args: argparse.Namespace) -> int:
     io.refuse_outputs(written, overwrite=args.overwrite)
     maps = dict(table.parse_map_option(text) for text in args.map)
     names = read_label_names(args.label_names) if args.label_names else None
-    result = table.cohort_rows(args.labels, maps, reference=args.reference, label_names=names)
+    if args.exclude_rim < 0:
+        raise ValueError(f"--exclude-rim {args.exclude_rim}: give 0 (whole ROIs) or more voxels")
+    result = table.cohort_rows(args.labels, maps, reference=args.reference, label_names=names,
+                               exclude_rim=args.exclude_rim)
     if not result.rows:
         reasons = "; ".join(f"{case}: {reason}" for case, reason in result.failed[:3])
         raise ValueError(f"no case could be measured ({reasons})")
@@ -340,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a map per case, {case} filled in, e.g. gt='DIXON/{case}_sff.nii.gz'; repeat for each map")
     roi.add_argument("--reference", help="the map the others are compared with (Δ, MAE, summary, Bland-Altman)")
     roi.add_argument("--label-names", help="label names: JSON, CSV (index,name), ITK-SNAP or Slicer colour table")
+    roi.add_argument("--exclude-rim", type=int, default=0, metavar="N",
+                     help="leave each ROI's border out: its voxels within N voxels in-plane of another label or "
+                          "the background (partial volume with the fat beside a muscle); default 0 (whole ROIs)")
     roi.add_argument("-o", "--output", required=True, help="table CSV (the summary and figure go beside it)")
     roi.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     roi.set_defaults(run=_roi_stats)

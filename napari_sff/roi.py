@@ -172,10 +172,11 @@ def compute_rows(
     label_names: Mapping[int, str] | None = None,
     slice_index: int | None = None,
     slice_axis: int = 0,
+    exclude_rim: int = 0,
 ) -> list[stats.RoiRow]:
     """The ROI widget's numbers: exactly :func:`stats.roi_table`, so scripts reproduce the table."""
     return stats.roi_table(values, labels_array, spacing, reference=reference, label_names=label_names,
-                           slice_index=slice_index, slice_axis=slice_axis)
+                           slice_index=slice_index, slice_axis=slice_axis, exclude_rim=exclude_rim)
 
 
 @dataclass
@@ -194,6 +195,7 @@ class RoiRequest:
     shape_types: list[str] = field(default_factory=list)
     slice_index: int | None = None
     slice_axis: int = 0
+    exclude_rim: int = 0  # voxels of each ROI's border left out (stats.roi_rim)
 
 
 @dataclass
@@ -211,7 +213,7 @@ def compute(request: RoiRequest) -> RoiResult:
     values = {name: resample_to_grid(np.asarray(array), request.grid_to_values[name], grid_shape, labels=False)
               if name in request.grid_to_values else np.asarray(array) for name, array in request.values.items()}
     common = {"values": values, "spacing": request.spacing, "reference": request.reference,
-              "slice_index": request.slice_index, "slice_axis": request.slice_axis}
+              "slice_index": request.slice_index, "slice_axis": request.slice_axis, "exclude_rim": request.exclude_rim}
     rows: list[stats.RoiRow] = []
     max_label = None
     if request.labels is not None:

@@ -188,3 +188,25 @@ def test_roi_stats_command_writes_table_summary_and_figure(tmp_path, capsys):
     assert (tmp_path / "out" / "table_bland_altman.png").exists()
     assert cli.main(argv) == 2  # outputs exist: refused without --overwrite
     assert "exists" in capsys.readouterr().err
+
+
+def test_roi_stats_command_leaves_the_roi_rim_out_on_request(tmp_path, capsys):
+    """--exclude-rim 1: of ROI 1 (2 x 2 voxels in the image's corner, on 2 slices) only the corner voxel of
+    each slice has no neighbour of another label (the image edge is none), so the map's mean is theirs."""
+    from napari_sff import cli
+
+    gt = np.where(_labels() == 1, 0.10, 0.30).astype(np.float32)
+    unet = gt + 0.02
+    unet[0, 0, 0] = 0.50
+    _write_case(tmp_path, "s01", gt, unet)
+    maps = _maps(tmp_path)
+    argv = ["roi-stats", "--labels", str(tmp_path / "seg" / "*_muscle.nii.gz"), "--map", f"gt={maps['gt']}",
+            "--map", f"unet={maps['unet']}", "--reference", "gt", "--exclude-rim", "1",
+            "-o", str(tmp_path / "table.csv")]
+    assert cli.main(argv) == 0
+    rows = list(csv.DictReader(open(tmp_path / "table.csv", newline="")))
+    roi1 = next(row for row in rows if row["label"] == "1" and row["source"] == "unet")
+    assert float(roi1["mean [%]"]) == pytest.approx(100 * (0.50 + 0.12) / 2, abs=0.05)
+    assert roi1["voxels"] == "2" and roi1["excluded voxels (non-finite or rim)"] == "6"
+    assert cli.main([*argv[:-2], "--exclude-rim", "-1", "-o", str(tmp_path / "other.csv")]) == 2
+    assert "--exclude-rim -1" in capsys.readouterr().err

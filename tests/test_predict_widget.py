@@ -354,7 +354,7 @@ def test_batch_size_auto_takes_the_cached_calibration_and_never_calibrates_in_a_
     from napari_sff.inference import settings
 
     viewer, widget = docked
-    assert widget.batch_size.value == 0 and widget.batch_size.native.specialValueText() == "auto"
+    assert widget.batch_size.value == 0 and widget.batch_size.native.currentText() == "auto"
     assert widget.make_request().batch_size is None
     monkeypatch.setenv("NAPARI_SFF_CALIBRATE", "1")
     chosen = []
@@ -365,10 +365,10 @@ def test_batch_size_auto_takes_the_cached_calibration_and_never_calibrates_in_a_
     widget.scope.value = "Current slice"
     wait_for(qtbot, widget.run())
     assert [s.source for s in chosen] == ["default"]
-    widget.batch_size.value = 3
-    assert widget.make_request().batch_size == 3
+    widget.batch_size.value = 4
+    assert widget.make_request().batch_size == 4
     wait_for(qtbot, widget.run())
-    assert (chosen[-1].batch_size, chosen[-1].source) == (3, "caller")
+    assert (chosen[-1].batch_size, chosen[-1].source) == (4, "caller")
 
 
 def test_empty_viewer_gives_a_notification(make_napari_viewer):

@@ -141,6 +141,30 @@ def test_sample_rows_match_roi_table_and_the_table_shows_them(sample, qtbot, tmp
     assert not scatter.collections and "reference" in scatter.texts[0].get_text()
 
 
+def test_leaving_the_roi_border_out_measures_each_muscle_s_core(sample, qtbot):
+    """The ROI border setting: the rows are roi_table's with exclude_rim, and a muscle's mean by hand over the
+    voxels whose in-plane 4-neighbours all share its label (the sample's slice axis is 0, its thickest)."""
+    viewer, widget, truth, prediction = sample
+    labels = viewer.layers["synthetic_thigh_labels"]
+    assert widget.exclude_rim.value == 0 and widget.exclude_rim.native.currentText() == "whole ROIs"
+    whole = by_key(refreshed(qtbot, widget))
+    widget.exclude_rim.value = 1
+    rows = refreshed(qtbot, widget)
+    assert "ROI border of 1 voxel left out" in widget.status.value
+    fractions = {truth.name: truth.data / np.float32(100), prediction.name: prediction.data / np.float32(100)}
+    assert rows == stats.roi_table(fractions, labels.data, truth.scale[-3:], reference=truth.name,
+                                   label_names=label_names(labels), exclude_rim=1)
+    data = labels.data
+    core = data == 1
+    core[:, 1:, :] &= data[:, :-1, :] == 1
+    core[:, :-1, :] &= data[:, 1:, :] == 1
+    core[:, :, 1:] &= data[:, :, :-1] == 1
+    core[:, :, :-1] &= data[:, :, 1:] == 1
+    row = by_key(rows)[(1, truth.name)]
+    assert row.n_voxels == core.sum() < whole[(1, truth.name)].n_voxels
+    assert row.mean == pytest.approx(truth.data[core].astype(np.float64).mean() / 100, rel=1e-6)
+
+
 def test_shape_roi_on_an_anisotropic_translated_image(small, qtbot):
     viewer, widget, image, labels = small
     world = lambda k, r, c: np.array(TRANSLATE) + np.array(SCALE) * (k, r, c)  # noqa: E731

@@ -190,6 +190,70 @@ def test_non_finite_values_are_counted_out(case):
     assert all(math.isnan(getattr(empty, k)) for k in ("mean", "median", "sd", "mae", "diff_mean"))
 
 
+def test_roi_rim_known_answers():
+    """Drawn by hand: a 5 x 6 muscle beside a 3 x 6 one on background; width 1 is the voxels with a 4-neighbour
+    of another label (the image edge is none), width 2 adds the next ring inwards."""
+    from napari_sff.stats import roi_rim
+
+    labels = np.zeros((9, 10), np.int32)
+    labels[1:6, 1:7] = 1
+    labels[1:6, 7:10] = 2  # touches the right edge: that side is no boundary
+    expected1 = np.zeros_like(labels, bool)
+    expected1[1, 1:10] = expected1[5, 1:10] = True  # top and bottom rows of both
+    expected1[1:6, 1] = True  # muscle 1's left column (background beside it)
+    expected1[1:6, 6] = expected1[1:6, 7] = True  # both sides of the 1|2 boundary
+    np.testing.assert_array_equal(roi_rim(labels, 1), expected1)
+    expected2 = expected1.copy()
+    expected2[2, 2:10] = expected2[4, 2:10] = True
+    expected2[2:5, 2] = expected2[2:5, 5] = expected2[2:5, 8] = True
+    np.testing.assert_array_equal(roi_rim(labels, 2), expected2)
+    assert not roi_rim(labels, 0).any()
+    # 3-D: in-plane only; the slice axis (0 here) never makes a boundary
+    volume = np.stack([labels, labels, np.zeros_like(labels)])
+    np.testing.assert_array_equal(roi_rim(volume, 1, slice_axis=0)[:2], [expected1, expected1])
+    np.testing.assert_array_equal(roi_rim(np.moveaxis(volume, 0, 2), 1, slice_axis=2)[..., 1], expected1)
+    with pytest.raises(ValueError, match="0 or more"):
+        roi_rim(labels, -1)
+
+
+def test_exclude_rim_counts_the_border_out_like_non_finite_values():
+    """roi_table(exclude_rim=1) equals the statistics of the ROI's core computed with numpy, the core being the
+    voxels whose in-plane 4-neighbours (axis 0 has the largest spacing) all share their label."""
+    rng = np.random.default_rng(3)
+    labels = np.zeros((4, 12, 14), np.int32)
+    labels[:, 2:9, 2:8] = 1
+    labels[:, 2:9, 8:13] = 2
+    values = {"map": rng.uniform(0, 1, labels.shape), "ref": rng.uniform(0, 1, labels.shape)}
+    same = np.ones(labels.shape, bool)
+    for axis in (1, 2):
+        for shift in (1, -1):
+            neighbour = np.roll(labels, shift, axis=axis)
+            edge = [slice(None)] * 3
+            edge[axis] = 0 if shift == 1 else -1
+            neighbour[tuple(edge)] = labels[tuple(edge)]  # no wrap-around: the image edge is no boundary
+            same &= neighbour == labels
+    rows = {(r.label, r.source): r for r in roi_table(values, labels, SPACING, reference="ref", exclude_rim=1)}
+    for label in (1, 2):
+        core = (labels == label) & same
+        row = rows[(label, "map")]
+        assert row.n_voxels == core.sum() and row.n_excluded == (labels == label).sum() - core.sum()
+        assert math.isclose(row.volume_ml, core.sum() * VOXEL_ML, rel_tol=RTOL)
+        assert math.isclose(row.mean, values["map"][core].mean(), rel_tol=1e-9)
+        assert math.isclose(row.median, np.median(values["map"][core]), rel_tol=1e-9)
+        assert math.isclose(row.mae, np.abs(values["map"] - values["ref"])[core].mean(), rel_tol=1e-9)
+    full = {(r.label, r.source): r for r in roi_table(values, labels, SPACING)}
+    assert full[(1, "map")].n_voxels == (labels == 1).sum() and full[(1, "map")].n_excluded == 0
+
+
+def test_exclude_rim_keeps_a_row_for_an_roi_that_is_all_rim():
+    labels = np.zeros((3, 8, 8), np.int32)
+    labels[:, 2:6, 2:6] = 1
+    labels[:, 4, 7] = 2  # one voxel wide: all rim
+    rows = {r.label: r for r in roi_table({"map": np.ones(labels.shape)}, labels, SPACING, exclude_rim=1)}
+    assert rows[2].n_voxels == 0 and rows[2].n_excluded == 3 and math.isnan(rows[2].mean)
+    assert rows[1].n_voxels == 3 * 4 and rows[1].mean == 1.0
+
+
 def test_mismatched_shape_is_a_one_line_error(case):
     values, labels = case
     values = {**values, "pred": values["pred"][:, :, :-1]}

@@ -299,12 +299,14 @@ def test_roi_agreement_compares_each_labelled_roi_mean_with_the_truth(paired_dir
     from training import evaluate
 
     cache = training_data.build_slice_cache(paired_dir, tmp_path / "cache", size=32, seed=1)
-    summary = evaluate.volume_checks(cache, "train", {"unet": (str(tiny_weights["unet"]), 1)},
-                                     device=evaluate.resolve_device("cpu"), batch_size=2)["rois"]
+    checks = evaluate.volume_checks(cache, "train", {"unet": (str(tiny_weights["unet"]), 1)},
+                                    device=evaluate.resolve_device("cpu"), batch_size=2)
+    summary, core = checks["rois"], checks["rois_core"]
     cases = json.loads((cache / training_data.CACHE_INFO).read_text())["splits"]["train"]["cases"]
     assert summary["cases"] == len(cases) and summary["rois"] == 2 * len(cases)
-    # Known answer for the identity: ROI means of the per-slice normalised T2w (slices along the 5 mm axis).
-    truth, identity = [], []
+    # Known answer for the identity: ROI means of the per-slice normalised T2w (slices along the 5 mm axis);
+    # without the rim: over the voxels whose in-plane 4-neighbours share their label (the image edge is none).
+    truth, identity, core_truth, core_identity = [], [], [], []
     for case in cases:
         t2w, sff, labels = (io.read_nifti(paired_dir / f"{case}_{kind}.nii.gz").array for kind in ("t2w", "sff", "labels"))
         axis = int(np.argmax(io.read_nifti(paired_dir / f"{case}_t2w.nii.gz").spacing))
@@ -312,10 +314,22 @@ def test_roi_agreement_compares_each_labelled_roi_mean_with_the_truth(paired_dir
         for label in (1, 2):
             truth.append(sff[labels == label].mean())
             identity.append(normalised[labels == label].mean())
+            inner = labels == label
+            for other in (a for a in range(3) if a != axis):
+                for ahead, behind in ((slice(1, None), slice(None, -1)), (slice(None, -1), slice(1, None))):
+                    here, there = [slice(None)] * 3, [slice(None)] * 3
+                    here[other], there[other] = ahead, behind
+                    inner[tuple(here)] &= labels[tuple(there)] == label
+            if inner.any():
+                core_truth.append(sff[inner].mean())
+                core_identity.append(normalised[inner].mean())
     truth, identity = np.array(truth), np.array(identity)
     assert summary["identity"]["mae"] == pytest.approx(np.abs(identity - truth).mean(), rel=1e-5)
     assert summary["identity"]["bias"] == pytest.approx((identity - truth).mean(), rel=1e-5, abs=1e-7)
     assert summary["unet"]["n"] == 2 * len(cases) and np.isfinite(summary["unet"]["mae"])
+    assert core["rois"] == len(core_truth) > 0
+    assert core["identity"]["mae"] == pytest.approx(np.abs(np.subtract(core_identity, core_truth)).mean(), rel=1e-5)
+    assert core["identity"]["mae"] != pytest.approx(summary["identity"]["mae"], rel=1e-3)  # the rim mattered
 
 
 def test_roi_agreement_keeps_muscle_rois_apart_from_other_labelled_structures(paired_dir, tmp_path, tiny_weights):

@@ -35,7 +35,13 @@ from napari_sff.inference import load_model, predict_slices, predict_volume, res
 from napari_sff.io import atomic_write_text
 from training.data import CACHE_INFO, Augmentation, SliceDataset, build_slice_cache
 from training.metrics import image_metrics, summarise
-from training.volume_checks import MUSCLE_ROI_SHARE, identity_prediction, tissue_markdown, volume_checks
+from training.volume_checks import (
+    CORE_RIM,
+    MUSCLE_ROI_SHARE,
+    identity_prediction,
+    tissue_markdown,
+    volume_checks,
+)
 
 
 def as_cache(data: str, size: int = 256) -> Path:
@@ -298,7 +304,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     robustness = (robustness_rows(raw, truth, models, device=device, batch_size=args.batch_size, seed=args.seed,
                                   ddpm_max_images=args.ddpm_max_images, unperturbed=unperturbed, mirror=args.mirror)
                   if args.robustness else [])
-    checks = {"rois": None, "rois_all_structures": None, "tissues": None}
+    checks = {"rois": None, "rois_all_structures": None, "rois_core": None, "tissues": None}
     if args.rois or args.tissues:  # the reference U-Net too: ROI means are what a reader compares
         volume_models = {**models, **({"unet_reference": (args.unet_reference, check_steps)}
                                       if args.unet_reference else {})}
@@ -405,6 +411,12 @@ def markdown(report: dict) -> str:
                 label = names[key] + (f", {row['steps']} steps" if key == "ddpm" else "")
                 lines.append(f"| {label} | {row['mae']:.3f} | {row['r']:.3f} | {row['bias']:+.3f} | "
                              f"{row['loa_low']:+.3f} to {row['loa_high']:+.3f} |")
+        core = report.get("rois_core")
+        if core and core["rois"]:
+            cells = ", ".join(f"{names[key]} {core[key]['mae']:.3f} (bias {core[key]['bias']:+.3f}, r "
+                              f"{core[key]['r']:.3f})" for key in names if key in core)
+            lines += ["", f"The same muscle ROIs without their rim ({CORE_RIM} voxel in-plane beside another label "
+                      f"or the background; {core['rois']} ROIs keep a core), MAE of ROI means: {cells}."]
         every = report.get("rois_all_structures")
         if every and every["rois"] != rois["rois"]:  # the labels held other structures too: said apart
             cells = ", ".join(f"{names[key]} {every[key]['mae']:.3f}" for key in names if key in every)

@@ -6,7 +6,9 @@ Each model predicts every volume once (:func:`napari_sff.inference.predict_volum
   Pearson r, Bland-Altman bias and limits of agreement. Where the case has a tissue map, a label counts as a
   muscle when at least half its voxels are muscle tissue (:data:`MUSCLE_ROI_SHARE`): the independent phantoms
   also label subcutaneous fat, marrow, joint fluid, bladder, nerves and masses, whose means are summarised
-  apart (``rois_all_structures``). The simulator labels muscle only;
+  apart (``rois_all_structures``). The simulator labels muscle only. ``rois_core`` repeats the muscle ROIs
+  without their rim (:data:`CORE_RIM` voxels in-plane, :func:`napari_sff.stats.roi_rim`), as ROIs drawn inside
+  a muscle's border measure it: partial volume with the fat beside it is what the rim adds;
 * ``tissues`` breaks the voxel error down by tissue class (``<case>_tissues`` + ``<case>_tissues.json``, which
   the independent phantoms write): per class its share of the body, true mean SFF, each model's MAE and bias and
   its share of that model's total absolute error. Muscle is split further by its true SFF, so that fatty
@@ -32,6 +34,8 @@ MUSCLE_SFF_BINS = (0.1, 0.3)
 MUSCLE = "muscle"
 #: A labelled ROI is a muscle ROI when at least this share of its voxels is muscle tissue (tissue map).
 MUSCLE_ROI_SHARE = 0.5
+#: ``rois_core``: each muscle ROI without the voxels within this many in-plane steps of another label.
+CORE_RIM = 1
 
 
 def muscle_labels(labels: np.ndarray, tissues: np.ndarray, names: dict[int, str]) -> set[int]:
@@ -114,6 +118,7 @@ def volume_checks(cache: Path, split: str, models: dict[str, tuple[str, int]], *
     kinds = tuple(kind for kind, wanted in (("labels", rois), ("tissues", tissues)) if wanted)
     means: dict[str, list[float]] = {"truth": [], **{name: [] for name in sources}}
     all_means: dict[str, list[float]] = {"truth": [], **{name: [] for name in sources}}  # every labelled structure
+    core_means: dict[str, list[float]] = {"truth": [], **{name: [] for name in sources}}  # muscles without rim
     classified = 0  # cases whose labels were told apart by a tissue map
     sums: dict[str, dict[str, float]] = {}
     roi_cases = tissue_cases = 0
@@ -147,6 +152,9 @@ def volume_checks(cache: Path, split: str, models: dict[str, tuple[str, int]], *
                 all_means[row.source].append(row.mean)
                 if muscles is None or row.label in muscles:
                     means[row.source].append(row.mean)
+            for row in roi_table(maps, labels, t2w.spacing, exclude_rim=CORE_RIM):  # every map is finite:
+                if row.n_voxels and (muscles is None or row.label in muscles):  # an all-rim ROI for all of them
+                    core_means[row.source].append(row.mean)
             roi_cases += 1
         if tissues and tissue_map is not None:
             labels, names = _tissue_labels(tissue_map, tissue_names, maps["truth"])
@@ -163,6 +171,7 @@ def volume_checks(cache: Path, split: str, models: dict[str, tuple[str, int]], *
     steps = {name: steps for name, (_, steps) in models.items()}
     return {"rois": _roi_summary(means, roi_cases, steps) if rois else None,
             "rois_all_structures": _roi_summary(all_means, roi_cases, steps) if rois and classified else None,
+            "rois_core": _roi_summary(core_means, roi_cases, steps) if rois else None,
             "tissues": _tissue_summary(sums, tissue_cases, sources) if tissues and sums else None}
 
 

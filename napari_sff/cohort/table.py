@@ -61,9 +61,10 @@ def parse_map_option(text: str) -> tuple[str, str]:
 def cohort_rows(
     labels_pattern: str, maps: Mapping[str, str], *, reference: str | None = None,
     label_names: Mapping[int, str] | None = None, read: Callable[[Path], io.Volume] | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None, exclude_rim: int = 0,
 ) -> CohortRows:
-    """ROI rows per case: labels matched by ``labels_pattern``, each map's pattern filled with ``{case}``.
+    """ROI rows per case: labels matched by ``labels_pattern``, each map's pattern filled with ``{case}``;
+    ``exclude_rim`` voxels of each ROI's border left out (:func:`napari_sff.stats.roi_table`).
 
     A case whose files are missing, unreadable or cover another region is reported in ``failed`` and skipped.
     """
@@ -87,7 +88,8 @@ def cohort_rows(
                                          labels.array.shape, name=f"{name} ({path.name})",
                                          grid_name=f"labels ({labels_path.name})")
             rows = stats.roi_table(values, np.asarray(labels.array).astype(np.int64), labels.spacing,
-                                   reference=reference, label_names=dict(label_names or {}))
+                                   reference=reference, label_names=dict(label_names or {}),
+                                   exclude_rim=exclude_rim)
         except (ValueError, OSError) as exc:
             result.failed.append((case, str(exc).splitlines()[0]))
             if progress:

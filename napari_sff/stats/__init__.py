@@ -1,7 +1,8 @@
 """Region-of-interest (ROI) fat-fraction statistics as plain functions.
 
 Parts: :mod:`.rows` (the row and its columns), :mod:`.engine` (:func:`roi_table`), :mod:`.table` (formatting, the
-compact table, CSV), :mod:`.agreement` (Bland-Altman, ICC), :mod:`.shapes` (drawn shapes -> labels).
+compact table, CSV), :mod:`.agreement` (Bland-Altman, ICC), :mod:`.shapes` (drawn shapes -> labels), :mod:`.rim`
+(each ROI's border, which ``roi_table(exclude_rim=N)`` counts out).
 
 Clinicians report the mean signal fat fraction (SFF) of a muscle, so the core of this module is
 :func:`roi_table`: value maps (one per *source*, e.g. a predicted SFF map and a Dixon reference)
@@ -18,7 +19,8 @@ Conventions
   statistics) so that a table does not change shape when the user scrolls through slices.
 * Non-finite values (NaN, +-inf) are *counted out*: they are excluded from that source's
   statistics, ``n_voxels`` and ``volume_ml`` count only the voxels that were used, and
-  ``n_excluded`` says how many voxels of the ROI were dropped.
+  ``n_excluded`` says how many voxels of the ROI were dropped.  ``exclude_rim=N`` counts out each ROI's
+  border (voxels within N in-plane steps of another label or the background) the same way.
 * SD is the sample standard deviation (``ddof=1``, as ITK / 3D Slicer label statistics); it is
   NaN for an ROI with a single voxel.
 * Percentiles (median, IQR = P75 - P25, P5, P95) use linear interpolation and match
@@ -43,6 +45,7 @@ Full-volume temporaries are per block, so extra memory is about the ROI voxels o
 
 from napari_sff.stats.agreement import bland_altman, icc_absolute_agreement
 from napari_sff.stats.engine import roi_table
+from napari_sff.stats.rim import roi_rim
 from napari_sff.stats.rows import ID_COLUMNS, STAT_COLUMNS, RoiRow
 from napari_sff.stats.shapes import rasterize_shapes
 from napari_sff.stats.table import CompactTable, compact_table, format_rows, rows_to_csv, table_header
@@ -57,6 +60,7 @@ __all__ = [
     "format_rows",
     "icc_absolute_agreement",
     "rasterize_shapes",
+    "roi_rim",
     "roi_table",
     "rows_to_csv",
     "table_header",

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from napari_sff.stats.rim import rim_axis, roi_rim
 from napari_sff.stats.rows import RoiRow
 
 # --------------------------------------------------------------------------------------------
@@ -31,6 +32,7 @@ def roi_table(
     label_names: Mapping[int, str] | None = None,
     slice_index: int | None = None,
     slice_axis: int = 0,
+    exclude_rim: int = 0,
 ) -> list[RoiRow]:
     """Fat-fraction statistics of every labelled ROI for every value map.
 
@@ -49,6 +51,11 @@ def roi_table(
     slice_index, slice_axis
         Restrict the statistics to one slice.  The volume still uses every spacing entry
         (a slice is a slab of thickness ``spacing[slice_axis]``).
+    exclude_rim
+        Count out each ROI's voxels within this many voxels (4-connected steps in-plane) of another label or
+        the background (:func:`napari_sff.stats.rim.roi_rim`; partial volume), as non-finite values are:
+        ``n_voxels`` and ``volume_ml`` are then the ROI's core, ``n_excluded`` includes its rim. In-plane is the
+        slice's plane with ``slice_index``, else the plane across the axis of largest spacing.
 
     Returns
     -------
@@ -71,6 +78,10 @@ def roi_table(
     if reference is not None and reference not in arrays:
         raise ValueError(f"reference {reference!r} is not one of the sources {list(arrays)}")
 
+    if exclude_rim:  # the rim of the whole image's ROIs, so that slicing does not make new boundaries
+        rim = roi_rim(labels, exclude_rim, slice_axis if slice_index is not None else rim_axis(spacing))
+        arrays = {name: np.where(rim, np.nan, arr.astype(np.float32, copy=False) if arr.dtype.kind != "f" else arr)
+                  for name, arr in arrays.items()}
     ids, counts, to_compact = _label_index(labels)  # ROIs of the whole image, also when slicing
     if slice_index is not None:
         axis, index = _check_slice(labels.shape, slice_index, slice_axis)

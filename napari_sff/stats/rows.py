@@ -20,7 +20,7 @@ _STAT_SPECS: tuple[tuple[str, str, str], ...] = (
     ("p95", "P95", "fraction"),
     ("diff_mean", "Δ mean vs reference", "difference"),
     ("mae", "MAE vs reference", "difference"),
-    ("n_excluded", "excluded non-finite voxels", "count"),
+    ("n_excluded", "excluded voxels (non-finite or rim)", "count"),
 )
 _KIND = {key: kind for key, _, kind in _STAT_SPECS} | {key: "text" for key, _ in ID_COLUMNS}
 

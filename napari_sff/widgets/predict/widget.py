@@ -27,6 +27,9 @@ from napari_sff.widgets.predict.request import MODEL_CHOICES, RequestMixin
 from napari_sff.widgets.predict.runs import RunMixin
 from napari_sff.widgets.predict.worker import RunRequest, WorkerLink
 
+#: The batch size choices: (shown, slices per batch; 0 = auto, the calibrated or the device's default)
+BATCH_CHOICES = [("auto", 0), *((str(n), n) for n in (1, 2, 4, 8, 16, 32, 64, 128, 256))]
+
 
 class _ProgressBridge(QObject):
     """Carries progress from the worker thread to the GUI thread (Qt queues cross-thread signals)."""
@@ -72,11 +75,10 @@ class PredictWidget(RequestMixin, RunMixin, OutputLayersMixin, ComparisonMixin, 
         self.ddim_steps = SpinBox(label="DDIM steps", min=1, max=1000, value=50)
         self.samples = SpinBox(label="DDPM samples", min=1, max=64, value=1)
         self.scope = ComboBox(label="scope", choices=list(SCOPES), value=SCOPES[0])
-        self.batch_size = SpinBox(label="batch size", min=0, max=256, value=0,
-                                  tooltip="slices per network call; auto: the fastest that napari-sff predict "
-                                          "measured on this device (napari-sff info shows it), else the "
-                                          "device's default (1 on CPUs, 8 on GPUs)")
-        self.batch_size.native.setSpecialValueText("auto")
+        self.batch_size = ComboBox(label="batch size", choices=BATCH_CHOICES, value=0,
+                                   tooltip="slices per network call; auto: the fastest that napari-sff predict "
+                                           "measured on this device (napari-sff info shows it), else the "
+                                           "device's default (1 on CPUs, 8 on GPUs)")
         self.ground_truth = ComboBox(label="ground truth", choices=self._image_choices, nullable=True)
         self.resample = CheckBox(text="resample to the model's training pixel size", value=True,
                                  tooltip="pixels outside the spacing the model was trained on are resized into it "

@@ -24,7 +24,7 @@ def label_names(layer: Any) -> dict[int, str]:
 
 
 class RequestMixin:
-    """Builds the widget's request. Uses the widget's ``viewer``, layer choices, ``scope``, ``status``,
+    """Builds the widget's request. Uses the widget's ``viewer``, layer choices, ``scope``, ``exclude_rim``, ``status``,
     ``_generation``, ``_notes`` and ``_report``."""
 
     def _make_request(self) -> RoiRequest | None:
@@ -51,7 +51,8 @@ class RequestMixin:
             if how == "resample":
                 grid_to_values[layer.name] = grid_to_layer
         request = RoiRequest(self._generation, values, tuple(np.abs(np.asarray(grid.scale, float)[-3:])),
-                             grid_to_values=grid_to_values, reference=None if reference is None else reference.name)
+                             grid_to_values=grid_to_values, reference=None if reference is None else reference.name,
+                             exclude_rim=int(self.exclude_rim.value))
         has_labels = self._add_labels(request, grid)
         has_shapes = self._add_shapes(request, grid)
         if not (has_labels or has_shapes) or not self._set_scope(request, grid):
@@ -95,5 +96,7 @@ class RequestMixin:
             else:
                 request.slice_axis, request.slice_index = where
                 scope = f"slice {where[1]} of axis {where[0]}"
-        self.status.value = "; ".join([f"{scope}, reference: {request.reference or 'none'}", *self._notes])
+        border = [f"ROI border of {request.exclude_rim} voxel{'s' * (request.exclude_rim > 1)} left out"
+                  ] if request.exclude_rim else []
+        self.status.value = "; ".join([f"{scope}, reference: {request.reference or 'none'}", *border, *self._notes])
         return True

@@ -22,6 +22,8 @@ from napari_sff.widgets.roi_stats.request import RequestMixin
 from napari_sff.widgets.roi_stats.table import COLUMN_KEYS, TableMixin
 
 DEBOUNCE_MS = 300
+#: The ROI border setting: (shown, voxels of each ROI's border left out; stats.roi_rim)
+RIM_CHOICES = [("whole ROIs", 0), ("1 voxel left out", 1), ("2 voxels left out", 2), ("3 voxels left out", 3)]
 #: Layer events after which the numbers may have changed (those a layer type lacks are skipped).
 WATCHED_EVENTS = ("data", "paint", "features", "scale", "translate", "rotate", "shear", "affine", "name")
 
@@ -54,6 +56,10 @@ class RoiStatsWidget(RequestMixin, TableMixin, ExportMixin, PlotsMixin, Containe
         self.values.native.setMaximumHeight(100)
         self.reference = ComboBox(label="reference", choices=self._choices(_layers.is_map), nullable=True)
         self.scope = ComboBox(label="scope", choices=list(SCOPES), value=SCOPES[0])
+        self.exclude_rim = ComboBox(label="ROI border", choices=RIM_CHOICES, value=0,
+                                    tooltip="leave out each ROI's voxels within this many voxels (in-plane) of "
+                                            "another label or the background: partial volume with the fat or "
+                                            "fascia beside a muscle reads it fattier")
         self.refresh_button = PushButton(text="Refresh")
         self.copy_button = PushButton(text="Copy")
         self.export_button = PushButton(text="Export CSV…")
@@ -70,8 +76,8 @@ class RoiStatsWidget(RequestMixin, TableMixin, ExportMixin, PlotsMixin, Containe
         for combo in (self.labels_layer, self.shapes_layer, self.reference, self.scope):
             combo.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.native.setMinimumContentsLength(12)
-        self.extend([self.labels_layer, self.shapes_layer, self.values, self.reference, self.scope, buttons,
-                     self.status])
+        self.extend([self.labels_layer, self.shapes_layer, self.values, self.reference, self.scope,
+                     self.exclude_rim, buttons, self.status])
 
         self.table = QTableWidget(0, len(COLUMN_KEYS))
         self.table.setHorizontalHeaderLabels(stats.table_header())
@@ -101,7 +107,8 @@ class RoiStatsWidget(RequestMixin, TableMixin, ExportMixin, PlotsMixin, Containe
         self._timer.setInterval(DEBOUNCE_MS)
         self._timer.timeout.connect(self._start)
 
-        for widget in (self.labels_layer, self.shapes_layer, self.values, self.reference, self.scope):
+        for widget in (self.labels_layer, self.shapes_layer, self.values, self.reference, self.scope,
+                       self.exclude_rim):
             widget.changed.connect(self._on_settings_changed)
         self.refresh_button.changed.connect(self.refresh)
         self.copy_button.changed.connect(self.copy_to_clipboard)
