@@ -7,12 +7,15 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nibabel as nib
 import numpy as np
 
 from napari_sff.io.atomic import atomic_write
 from napari_sff.io.volume import DISPLAY_AXCODES, Volume, reorient_to_display
+
+if TYPE_CHECKING:
+    import nibabel as nib
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 #: Set to 1 to let the napari writer replace the very file a layer was read from.
@@ -38,6 +41,8 @@ def nifti_stem(path: str | os.PathLike) -> str:
 
 def read_nifti(path: str | os.PathLike) -> Volume:
     """Read a NIfTI-1/2 file (any endianness, scaled or not, 2D to 4D) into a display-order :class:`Volume`."""
+    import nibabel as nib
+
     path = Path(path)
     if not path.exists():
         raise NiftiError(f"{path}: no such file; check the path")
@@ -137,6 +142,8 @@ def _usable_affine(affine: np.ndarray, path: Path) -> np.ndarray:
 
 def _file_orientation(affine: np.ndarray) -> np.ndarray:
     """nibabel orientation of the file's voxel axes; a degenerate affine keeps the stored order."""
+    import nibabel as nib
+
     identity = np.array([[0, 1], [1, 1], [2, 1]], dtype=float)
     try:
         file_ornt = nib.orientations.io_orientation(affine)
@@ -169,6 +176,8 @@ def write_nifti(
 
 
 def _to_nifti_image(volume: Volume) -> nib.Nifti1Image:
+    import nibabel as nib
+
     data = _storable(np.asarray(volume.array))
     source = volume.source
     restore = "file_orientation" in source and tuple(source.get("display_shape", ())) == data.shape
@@ -209,5 +218,7 @@ def _storable(data: np.ndarray) -> np.ndarray:
 
 def _atomic_save(image: nib.Nifti1Image, path: Path) -> None:
     """nibabel writes to a temporary file beside ``path`` that is then renamed: a crash never leaves half a file."""
+    import nibabel as nib
+
     with atomic_write(path) as tmp:
         nib.save(image, tmp)

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 
 DISPLAY_AXCODES = ("S", "P", "L")
@@ -74,6 +73,8 @@ def reorient_to_display(data: Any, affine: np.ndarray, file_ornt: np.ndarray) ->
     array goes through nibabel's ``apply_orientation``; a lazy (dask) array gets the same flips and transpose
     and stays lazy.
     """
+    import nibabel as nib  # here: importing it costs 0.5 s (the plugin's widgets import this module)
+
     transform = nib.orientations.ornt_transform(file_ornt, nib.orientations.axcodes2ornt(DISPLAY_AXCODES))
     display_affine = affine @ nib.orientations.inv_ornt_aff(transform, data.shape[:3])
     if isinstance(data, np.ndarray):

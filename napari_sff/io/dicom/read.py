@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 
 from napari_sff.io.volume import Volume, reorient_to_display
@@ -329,6 +328,8 @@ def read_series(
     else:
         array, lps_affine, order = _read_single_frames(info, lazy)
     ras = LPS_TO_RAS @ lps_affine
+    import nibabel as nib  # here: importing it costs 0.5 s (see napari_sff.io.volume)
+
     file_ornt = nib.orientations.io_orientation(ras)
     display, display_affine = reorient_to_display(array, ras, file_ornt)
     if isinstance(display, np.ndarray):
