@@ -204,6 +204,7 @@ class RoiResult:
     rows: list[stats.RoiRow]
     shape_base: int | None = None  # ids above this are shapes (None: no shapes)
     reference: str | None = None
+    exclude_rim: int = 0  # the rows' ROIs without this many voxels of their border
 
 
 def compute(request: RoiRequest) -> RoiResult:
@@ -229,4 +230,4 @@ def compute(request: RoiRequest) -> RoiResult:
         raster[raster > 0] += shape_base
         names = {shape_base + k: f"shape {k}" for k in range(1, len(request.shapes) + 1)}
         rows += compute_rows(raster, label_names=names, **common)
-    return RoiResult(request.generation, rows, shape_base, request.reference)
+    return RoiResult(request.generation, rows, shape_base, request.reference, request.exclude_rim)

@@ -141,7 +141,7 @@ def test_sample_rows_match_roi_table_and_the_table_shows_them(sample, qtbot, tmp
     assert not scatter.collections and "reference" in scatter.texts[0].get_text()
 
 
-def test_leaving_the_roi_border_out_measures_each_muscle_s_core(sample, qtbot):
+def test_leaving_the_roi_border_out_measures_each_muscle_s_core(sample, qtbot, monkeypatch, tmp_path):
     """The ROI border setting: the rows are roi_table's with exclude_rim, and a muscle's mean by hand over the
     voxels whose in-plane 4-neighbours all share its label (the sample's slice axis is 0, its thickest)."""
     viewer, widget, truth, prediction = sample
@@ -163,6 +163,12 @@ def test_leaving_the_roi_border_out_measures_each_muscle_s_core(sample, qtbot):
     row = by_key(rows)[(1, truth.name)]
     assert row.n_voxels == core.sum() < whole[(1, truth.name)].n_voxels
     assert row.mean == pytest.approx(truth.data[core].astype(np.float64).mean() / 100, rel=1e-6)
+    from napari_sff import report  # the report says what its numbers are
+
+    passed = {}
+    monkeypatch.setattr(report, "write_report", lambda *a, **k: passed.update(k) or [])
+    widget.export_report(tmp_path / "report.pdf")
+    assert passed["scope"] == "whole volume; each ROI without its border of 1 voxel (voxels and volumes are the cores')"
 
 
 def test_shape_roi_on_an_anisotropic_translated_image(small, qtbot):

@@ -41,6 +41,7 @@ class RoiStatsWidget(RequestMixin, TableMixin, ExportMixin, PlotsMixin, Containe
         self.rows: list[stats.RoiRow] = []
         self.shape_base: int | None = None
         self.reference_name: str | None = None
+        self.rows_exclude_rim = 0  # the ROI border the rows were computed without (the report says so)
         self.updates = 0
         self._generation = 0
         self._worker = None
@@ -263,6 +264,7 @@ class RoiStatsWidget(RequestMixin, TableMixin, ExportMixin, PlotsMixin, Containe
         self.rows = result.rows
         self.shape_base = result.shape_base
         self.reference_name = result.reference
+        self.rows_exclude_rim = result.exclude_rim
         self._fill_table()
         self._draw_plots()
         self.updates += 1
