@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -203,11 +205,9 @@ STALL_LIMIT_S = 0.100
 SIZE_TOLERANCE = 1.5
 
 
-def measure_first_run(weights: dict, shape: tuple[int, ...] = BIG_SHAPE, tick_s: float = 0.010) -> dict:
-    """In a fresh process (``python tests/test_predict_widget.py``): the GUI thread's longest stalls, from a 10 ms
-    QTimer's ticks, while the widget's first Run predicts a ``shape`` T2w (the current slice: the output layers
-    are whole volumes) and shows its SFF and |error| layers. The viewer is shown, so the canvas draws count too;
-    the GUI thread's steps overlapping the longest stall are named (layer steps of the widget, canvas draws)."""
+def ticking_viewer(tick_s: float) -> tuple[Any, Any, list[float], Callable[[float], None]]:
+    """A shown napari viewer, a QTimer appending its tick times to ``ticks`` every ``tick_s`` (keep the timer),
+    and ``pump(seconds)``, which runs the event loop: the GUI thread's stalls are the gaps between ticks."""
     import napari
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
@@ -225,6 +225,16 @@ def measure_first_run(weights: dict, shape: tuple[int, ...] = BIG_SHAPE, tick_s:
         while time.perf_counter() < end:
             app.processEvents()
             time.sleep(0.001)
+
+    return viewer, timer, ticks, pump
+
+
+def measure_first_run(weights: dict, shape: tuple[int, ...] = BIG_SHAPE, tick_s: float = 0.010) -> dict:
+    """In a fresh process (``python tests/test_predict_widget.py``): the GUI thread's longest stalls, from a 10 ms
+    QTimer's ticks, while the widget's first Run predicts a ``shape`` T2w (the current slice: the output layers
+    are whole volumes) and shows its SFF and |error| layers. The viewer is shown, so the canvas draws count too;
+    the GUI thread's steps overlapping the longest stall are named (layer steps of the widget, canvas draws)."""
+    viewer, _timer, ticks, pump = ticking_viewer(tick_s)
 
     def longest_gap(since: float) -> float:
         return float(np.diff([since, *[t for t in ticks if t >= since], time.perf_counter()]).max())
@@ -674,23 +684,7 @@ def measure_docking(tick_s: float = 0.010) -> dict:
             importers.add(threading.current_thread() is threading.main_thread())
 
     sys.addaudithook(audit)
-    import napari
-    from qtpy.QtCore import QTimer
-    from qtpy.QtWidgets import QApplication
-
-    viewer = napari.Viewer()
-    app = QApplication.instance()
-    ticks: list[float] = []
-    timer = QTimer()
-    timer.setInterval(round(1000 * tick_s))
-    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-    timer.start()
-
-    def pump(seconds: float) -> None:
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            app.processEvents()
-            time.sleep(0.001)
+    viewer, _timer, ticks, pump = ticking_viewer(tick_s)
 
     pump(0.5)
     result: dict = {"torch_before_docking": "torch" in sys.modules}
