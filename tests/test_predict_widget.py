@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import pytest
@@ -193,8 +191,18 @@ def test_gui_stays_responsive_during_a_run(docked, qtbot):
 
 
 # ------------------------------------------------------------------------------ first run on a big volume
-#: The volume of issue #11's target: 100 slices of 512 x 512 (26 M voxels, 105 MB as float32).
-BIG_SHAPE = (100, 512, 512)
+def bench_gui():
+    """benchmarks/bench_gui.py, whose measurements (each in a fresh process) these tests assert on."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gui.py"
+    spec = importlib.util.spec_from_file_location("bench_gui", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 #: Any single GUI-thread step of the widget's own (pressing Run, a progress update, the step after the maps are
 #: shown) stays under this; napari's own steps (adding a layer, building and first drawing its colour bar) are
 #: compared with the same steps on a tiny volume instead (see the test below).
@@ -205,111 +213,6 @@ STALL_LIMIT_S = 0.100
 SIZE_TOLERANCE = 1.5
 
 
-def ticking_viewer(tick_s: float) -> tuple[Any, Any, list[float], Callable[[float], None]]:
-    """A shown napari viewer, a QTimer appending its tick times to ``ticks`` every ``tick_s`` (keep the timer),
-    and ``pump(seconds)``, which runs the event loop: the GUI thread's stalls are the gaps between ticks."""
-    import napari
-    from qtpy.QtCore import QTimer
-    from qtpy.QtWidgets import QApplication
-
-    viewer = napari.Viewer()
-    app = QApplication.instance()
-    ticks: list[float] = []
-    timer = QTimer()
-    timer.setInterval(round(1000 * tick_s))
-    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-    timer.start()
-
-    def pump(seconds: float) -> None:
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            app.processEvents()
-            time.sleep(0.001)
-
-    return viewer, timer, ticks, pump
-
-
-def measure_first_run(weights: dict, shape: tuple[int, ...] = BIG_SHAPE, tick_s: float = 0.010) -> dict:
-    """In a fresh process (``python tests/test_predict_widget.py``): the GUI thread's longest stalls, from a 10 ms
-    QTimer's ticks, while the widget's first Run predicts a ``shape`` T2w (the current slice: the output layers
-    are whole volumes) and shows its SFF and |error| layers. The viewer is shown, so the canvas draws count too;
-    the GUI thread's steps overlapping the longest stall are named (layer steps of the widget, canvas draws)."""
-    viewer, _timer, ticks, pump = ticking_viewer(tick_s)
-
-    def longest_gap(since: float) -> float:
-        return float(np.diff([since, *[t for t in ticks if t >= since], time.perf_counter()]).max())
-
-    # What the GUI thread did: napari's layer steps (our handler only calls napari) and the canvas's draws
-    events: list[tuple[str, float, float]] = []
-    from vispy.app.backends import _qt as vispy_qt
-
-    draw = vispy_qt.CanvasBackendDesktop.paintGL
-
-    def timed_draw(canvas):
-        begun = time.perf_counter()
-        draw(canvas)
-        events.append(("draw", begun, time.perf_counter()))
-
-    vispy_qt.CanvasBackendDesktop.paintGL = timed_draw
-
-    def during_longest_gap(since: float) -> list[str]:
-        stamps = [since, *[t for t in ticks if t >= since], time.perf_counter()]
-        i = int(np.argmax(np.diff(stamps)))
-        return [f"{what} {1000 * (end - begun):.0f} ms" for what, begun, end in events
-                if begun < stamps[i + 1] and end > stamps[i]]
-
-    from napari_sff.widgets import predict
-
-    def timed(method, label):
-        def wrapper(self, *args):
-            begun = time.perf_counter()
-            try:
-                return method(self, *args)
-            finally:  # a layer step only hands arrays to napari: its time is napari's
-                name = f"napari {args[0][0]} {args[0][1].kind}" if label == "step" else label
-                events.append((name, begun, time.perf_counter()))
-        return wrapper
-
-    for label, attribute in (("press", "run"), ("progress", "_on_progress"), ("step", "_on_yielded"),
-                             ("returned", "_on_returned"), ("finished", "_on_finished")):
-        setattr(PredictWidget, attribute, timed(getattr(PredictWidget, attribute), label))
-    rng = np.random.default_rng(0)
-    result = {}
-    started = time.perf_counter()
-    _, widget = viewer.window.add_plugin_dock_widget("napari-sff", "Predict SFF")
-
-    result["dock_s"] = time.perf_counter() - started
-    while not predict.PRELOADED.is_set():  # the background imports that follow docking
-        pump(0.02)
-    result["preload_s"], result["preload_longest_stall_s"] = time.perf_counter() - started, longest_gap(started)
-    widget.unet_weights.value = weights["unet"]
-    widget.device.value = "cpu"
-    widget.scope.value = "Current slice"
-    for name, size in (("first", shape),):
-        scale = (3.0, 0.8 * BIG_SHAPE[1] / size[1], 0.8 * BIG_SHAPE[2] / size[2])  # the same field of view
-        source = viewer.add_image(rng.uniform(0, 1000, size).astype(np.float32), name=f"{name}_t2w", scale=scale)
-        truth = viewer.add_image(rng.uniform(0, 100, size).astype(np.float32), name=f"{name}_sff", scale=scale,
-                                 metadata={io.LAYER_SCALE_KEY: io.SFF_LAYER_PERCENT})
-        widget.image.value, widget.ground_truth.value = source, truth
-        pump(0.5)  # the new layers drawn
-        done: list[float] = []
-        started = time.perf_counter()
-        worker = widget.run()
-        result[f"{name}_press_s"] = time.perf_counter() - started
-        worker.finished.connect(lambda done=done: done.append(time.perf_counter()))
-        while not done:
-            pump(0.001)
-        pump(0.5)  # the canvas draws what was added last
-        result[f"{name}_run_s"] = done[0] - started
-        result[f"{name}_longest_stall_s"] = longest_gap(started)
-        result[f"{name}_longest_stall_is"] = during_longest_gap(started)
-        ours = [(end - begun, what) for what, begun, end in events
-                if begun >= started and not what.startswith(("napari", "draw"))]
-        result[f"{name}_longest_own_step_s"], result[f"{name}_longest_own_step_is"] = max(ours)
-        result[f"{name}_layers"] = [layer.name for layer in viewer.layers if layer.name.endswith(f"[{name}_t2w]")]
-    return result
-
-
 def test_first_run_on_a_big_volume_stalls_the_gui_no_longer_than_on_a_tiny_one(tiny_weights, tmp_path):
     """Issue #11: pressing Run and showing 26 M-voxel maps must not freeze the viewer. Everything the widget
     computes runs in its worker (prediction, percent conversion, |error|, merging); the GUI thread only hands
@@ -317,16 +220,10 @@ def test_first_run_on_a_big_volume_stalls_the_gui_no_longer_than_on_a_tiny_one(t
     an image layer and drawing its colour bar, whatever its size: measured here on a 100 x 8 x 8 volume in the
     same process, and the 100 x 512 x 512 run may stall the GUI no longer than that (plus the limit, for the
     noise of this shared 2-core machine; see the report of issue #11 for measured distributions)."""
-    import json
-    import subprocess
-    import sys
-
+    bench = bench_gui()
     results = {}
-    for name, shape in (("big", BIG_SHAPE), ("tiny", (BIG_SHAPE[0], 8, 8))):  # each the first Run of its process
-        out = subprocess.run([sys.executable, __file__, json.dumps({k: str(v) for k, v in tiny_weights.items()}),
-                              json.dumps(shape)], capture_output=True, text=True, timeout=300)
-        assert out.returncode == 0, out.stderr[-3000:]
-        results[name] = result = json.loads(out.stdout.strip().splitlines()[-1])
+    for name, shape in (("big", bench.BIG_SHAPE), ("tiny", bench.TINY_SHAPE)):  # each the first Run of its process
+        results[name] = result = bench.measure_in_fresh_process("first-run", tiny_weights, shape)
         print(name, {key: round(value, 3) if isinstance(value, float) else value for key, value in result.items()})
         assert result["first_layers"] == ["|error| U-Net [first_t2w]", "SFF U-Net [first_t2w]"]
         assert result["first_longest_own_step_s"] < STALL_LIMIT_S  # pressing Run, progress, the last step
@@ -339,15 +236,9 @@ def test_docking_imports_torch_in_the_background_and_warms_the_colour_bar_glyphs
     device list asked torch). Now torch is imported by the background preload and the device list is filled in
     when it is done; the glyphs of napari's colour bars are rendered while the user chooses settings, so the
     first colour bar renders none (measured: ~190 ms of its 309 ms draw)."""
-    import json
-    import subprocess
-    import sys
-
     from napari_sff.widgets.predict.preload import COLORBAR_GLYPHS
 
-    out = subprocess.run([sys.executable, __file__, "dock"], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = bench_gui().measure_in_fresh_process("dock")
     print({key: round(value, 3) if isinstance(value, float) else value for key, value in result.items()})
     assert not result["torch_before_docking"]
     assert result["torch_imported_on_gui_thread"] == [False]  # all of it by the preload thread
@@ -666,69 +557,6 @@ def test_a_scan_outside_the_training_data_gets_a_warning(docked, tiny_configs, t
     start = len(notification_manager.records)
     wait_for(qtbot, widget.run())
     assert not [m for m in errors_since(start) if "outside what the model" in m]  # said once, not on every run
-
-
-def measure_docking(tick_s: float = 0.010) -> dict:
-    """In a fresh process without torch (``python tests/test_predict_widget.py dock``): which thread imports
-    torch when the widget is docked, the GUI thread's longest stall from docking until the background imports
-    are done (from a 10 ms QTimer's ticks), the device choices then, and the glyphs napari renders when the
-    first colour bar is drawn after the widget's warm-up."""
-    import sys
-    import threading
-
-    assert "torch" not in sys.modules, "torch was imported before docking: nothing to measure"
-    importers: set[bool] = set()  # per import statement of torch or a submodule: on the GUI (main) thread?
-
-    def audit(event: str, args: tuple) -> None:  # (importlib.import_module raises no audit event: its imports do)
-        if event == "import" and str(args[0]).split(".")[0] == "torch":
-            importers.add(threading.current_thread() is threading.main_thread())
-
-    sys.addaudithook(audit)
-    viewer, _timer, ticks, pump = ticking_viewer(tick_s)
-
-    pump(0.5)
-    result: dict = {"torch_before_docking": "torch" in sys.modules}
-    started = time.perf_counter()
-    _, widget = viewer.window.add_plugin_dock_widget("napari-sff", "Predict SFF")
-    result["dock_s"] = time.perf_counter() - started
-    result["device_choices_at_docking"] = list(widget.device.choices)
-    from napari_sff.widgets import predict
-
-    while not predict.PRELOADED.is_set():
-        pump(0.02)
-    pump(0.5)  # the glyphs' turns and the device list's poll
-    result["preload_s"] = time.perf_counter() - started
-    gaps = np.diff([started, *[t for t in ticks if t >= started]])
-    result["longest_stall_s"] = float(gaps.max())
-    result["stalls_over_100ms_s"] = [round(float(gap), 3) for gap in gaps if gap > 0.1]
-    result["torch_imported_on_gui_thread"] = sorted(importers)
-    result["device_choices"] = list(widget.device.choices)
-    from napari_sff.inference import available_devices
-
-    result["available_devices"] = available_devices()
-    font_info = viewer.window._qt_viewer.canvas.font_info()
-    font = font_info.font_manager.get_font(font_info.face)
-    result["warmed_glyphs"] = "".join(sorted(font._glyphs))
-    layer = viewer.add_image(np.linspace(0, 100, 4 * 32 * 32, dtype=np.float32).reshape(4, 32, 32),
-                             name="SFF U-Net [x]", metadata={io.LAYER_SCALE_KEY: io.SFF_LAYER_PERCENT,
-                                                             "napari_sff": {"kind": "sff", "model": "unet"}})
-    pump(0.5)
-    result["colorbar_shown"] = bool(layer.colorbar.visible)
-    result["glyphs_after_colorbar"] = "".join(sorted(font._glyphs))
-    return result
-
-
-if __name__ == "__main__":  # the measurements of the first-Run and docking tests, each in a process of its own
-    import json
-    import sys
-
-    if sys.argv[1] == "dock":
-        print(json.dumps(measure_docking()))
-        sys.exit()
-    import torch
-
-    torch.set_num_threads(1)  # as conftest.one_torch_thread
-    print(json.dumps(measure_first_run(json.loads(sys.argv[1]), tuple(json.loads(sys.argv[2])))))
 
 
 def test_the_readout_shows_how_unlike_its_training_slices_the_unet_finds_the_slice(docked, qtbot):

@@ -1,5 +1,5 @@
 """The first Run's one-off costs, paid as soon as the widget is docked while the user is still choosing settings:
-the heavy imports in a background thread, and the glyphs of napari's first colour bar on the GUI thread, one per
+the heavy imports in a background thread (started just after docking), and the glyphs of napari's first colour bar on the GUI thread, one per
 event-loop turn.
 
 Kept apart from the widget because it is process-wide state (one preload per process, an Event the tests wait on),
@@ -22,6 +22,8 @@ from typing import Any
 #: thread too (160-290 ms each, four while importing these, measured with gc.callbacks): see :func:`_preload`.
 #: napari_sff.models leaves MONAI to its DDPM part (napari_sff.models.ddpm), which the Model choice may ask for.
 PRELOAD_MODULES = ("torch", "napari_sff.models", "napari_sff.models.ddpm", "napari_sff.domain", "skimage.transform")
+#: How long after docking the preload starts: napari first shows the dock (a stall of its own).
+PRELOAD_DELAY_MS = 300
 #: Set once :data:`PRELOAD_MODULES` are imported (or failed to: the run then imports and reports them itself).
 PRELOADED = threading.Event()
 _preload_started = threading.Lock()

@@ -1,0 +1,249 @@
+"""How long the GUI thread stalls when the Predict widget is docked and on its first Run; writes JSON.
+
+    xvfb-run -a python benchmarks/bench_gui.py [--repeats 3] [--out docs/bench_gui_cpu.json]
+
+Each measurement runs in a fresh process (the first Run and the first docking are what a user meets), from a
+10 ms QTimer's ticks: the gaps between ticks are the stalls. ``dock``: docking in a process without torch, until
+the background imports are done (which thread imported torch, the device list before and after, the colour bar
+glyphs warmed). ``first-run``: the widget's first Run with the shipped U-Net on a 100 x 512 x 512 T2w (issue
+#11's volume; the current slice, whole-volume output layers) and on 100 x 8 x 8, and the GUI-thread steps that
+overlap the longest stall. ``tests/test_predict_widget.py`` runs the same measurements (``--measure``) and asserts
+on them; the numbers in the README come from this file's JSON. Compare within one run: the machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from napari_sff import io
+
+#: The volume of issue #11's target: 100 slices of 512 x 512 (26 M voxels, 105 MB as float32).
+BIG_SHAPE = (100, 512, 512)
+TINY_SHAPE = (BIG_SHAPE[0], 8, 8)
+
+
+def ticking_viewer(tick_s: float) -> tuple[Any, Any, list[float], Callable[[float], None]]:
+    """A shown napari viewer, a QTimer appending its tick times to ``ticks`` every ``tick_s`` (keep the timer),
+    and ``pump(seconds)``, which runs the event loop: the GUI thread's stalls are the gaps between ticks."""
+    import napari
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
+
+    viewer = napari.Viewer()
+    app = QApplication.instance()
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.setInterval(round(1000 * tick_s))
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+
+    def pump(seconds: float) -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            app.processEvents()
+            time.sleep(0.001)
+
+    return viewer, timer, ticks, pump
+
+
+def measure_first_run(weights: dict, shape: tuple[int, ...] = BIG_SHAPE, tick_s: float = 0.010) -> dict:
+    """In a fresh process (``python tests/test_predict_widget.py``): the GUI thread's longest stalls, from a 10 ms
+    QTimer's ticks, while the widget's first Run predicts a ``shape`` T2w (the current slice: the output layers
+    are whole volumes) and shows its SFF and |error| layers. The viewer is shown, so the canvas draws count too;
+    the GUI thread's steps overlapping the longest stall are named (layer steps of the widget, canvas draws)."""
+    viewer, _timer, ticks, pump = ticking_viewer(tick_s)
+
+    def longest_gap(since: float) -> float:
+        return float(np.diff([since, *[t for t in ticks if t >= since], time.perf_counter()]).max())
+
+    # What the GUI thread did: napari's layer steps (our handler only calls napari) and the canvas's draws
+    events: list[tuple[str, float, float]] = []
+    from vispy.app.backends import _qt as vispy_qt
+
+    draw = vispy_qt.CanvasBackendDesktop.paintGL
+
+    def timed_draw(canvas):
+        begun = time.perf_counter()
+        draw(canvas)
+        events.append(("draw", begun, time.perf_counter()))
+
+    vispy_qt.CanvasBackendDesktop.paintGL = timed_draw
+
+    def during_longest_gap(since: float) -> list[str]:
+        stamps = [since, *[t for t in ticks if t >= since], time.perf_counter()]
+        i = int(np.argmax(np.diff(stamps)))
+        return [f"{what} {1000 * (end - begun):.0f} ms" for what, begun, end in events
+                if begun < stamps[i + 1] and end > stamps[i]]
+
+    from napari_sff.widgets import predict
+    from napari_sff.widgets.predict import PredictWidget
+
+    def timed(method, label):
+        def wrapper(self, *args):
+            begun = time.perf_counter()
+            try:
+                return method(self, *args)
+            finally:  # a layer step only hands arrays to napari: its time is napari's
+                name = f"napari {args[0][0]} {args[0][1].kind}" if label == "step" else label
+                events.append((name, begun, time.perf_counter()))
+        return wrapper
+
+    for label, attribute in (("press", "run"), ("progress", "_on_progress"), ("step", "_on_yielded"),
+                             ("returned", "_on_returned"), ("finished", "_on_finished")):
+        setattr(PredictWidget, attribute, timed(getattr(PredictWidget, attribute), label))
+    rng = np.random.default_rng(0)
+    result = {}
+    started = time.perf_counter()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sff", "Predict SFF")
+
+    result["dock_s"] = time.perf_counter() - started
+    while not predict.PRELOADED.is_set():  # the background imports that follow docking
+        pump(0.02)
+    result["preload_s"], result["preload_longest_stall_s"] = time.perf_counter() - started, longest_gap(started)
+    widget.unet_weights.value = weights["unet"]
+    widget.device.value = "cpu"
+    widget.scope.value = "Current slice"
+    for name, size in (("first", shape),):
+        scale = (3.0, 0.8 * BIG_SHAPE[1] / size[1], 0.8 * BIG_SHAPE[2] / size[2])  # the same field of view
+        source = viewer.add_image(rng.uniform(0, 1000, size).astype(np.float32), name=f"{name}_t2w", scale=scale)
+        truth = viewer.add_image(rng.uniform(0, 100, size).astype(np.float32), name=f"{name}_sff", scale=scale,
+                                 metadata={io.LAYER_SCALE_KEY: io.SFF_LAYER_PERCENT})
+        widget.image.value, widget.ground_truth.value = source, truth
+        pump(0.5)  # the new layers drawn
+        done: list[float] = []
+        started = time.perf_counter()
+        worker = widget.run()
+        result[f"{name}_press_s"] = time.perf_counter() - started
+        worker.finished.connect(lambda done=done: done.append(time.perf_counter()))
+        while not done:
+            pump(0.001)
+        pump(0.5)  # the canvas draws what was added last
+        result[f"{name}_run_s"] = done[0] - started
+        result[f"{name}_longest_stall_s"] = longest_gap(started)
+        result[f"{name}_longest_stall_is"] = during_longest_gap(started)
+        ours = [(end - begun, what) for what, begun, end in events
+                if begun >= started and not what.startswith(("napari", "draw"))]
+        result[f"{name}_longest_own_step_s"], result[f"{name}_longest_own_step_is"] = max(ours)
+        result[f"{name}_layers"] = [layer.name for layer in viewer.layers if layer.name.endswith(f"[{name}_t2w]")]
+    return result
+
+
+def measure_docking(tick_s: float = 0.010) -> dict:
+    """In a fresh process without torch (``python tests/test_predict_widget.py dock``): which thread imports
+    torch when the widget is docked, the GUI thread's longest stall from docking until the background imports
+    are done (from a 10 ms QTimer's ticks), the device choices then, and the glyphs napari renders when the
+    first colour bar is drawn after the widget's warm-up."""
+    import sys
+    import threading
+
+    assert "torch" not in sys.modules, "torch was imported before docking: nothing to measure"
+    importers: set[bool] = set()  # per import statement of torch or a submodule: on the GUI (main) thread?
+
+    def audit(event: str, args: tuple) -> None:  # (importlib.import_module raises no audit event: its imports do)
+        if event == "import" and str(args[0]).split(".")[0] == "torch":
+            importers.add(threading.current_thread() is threading.main_thread())
+
+    sys.addaudithook(audit)
+    viewer, _timer, ticks, pump = ticking_viewer(tick_s)
+
+    pump(0.5)
+    result: dict = {"torch_before_docking": "torch" in sys.modules}
+    started = time.perf_counter()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sff", "Predict SFF")
+    result["dock_s"] = time.perf_counter() - started
+    result["device_choices_at_docking"] = list(widget.device.choices)
+    from napari_sff.widgets import predict
+
+    while not predict.PRELOADED.is_set():
+        pump(0.02)
+    pump(0.5)  # the glyphs' turns and the device list's poll
+    result["preload_s"] = time.perf_counter() - started
+    gaps = np.diff([started, *[t for t in ticks if t >= started]])
+    result["longest_stall_s"] = float(gaps.max())
+    result["stalls_over_100ms_s"] = [round(float(gap), 3) for gap in gaps if gap > 0.1]
+    result["torch_imported_on_gui_thread"] = sorted(importers)
+    result["device_choices"] = list(widget.device.choices)
+    from napari_sff.inference import available_devices
+
+    result["available_devices"] = available_devices()
+    font_info = viewer.window._qt_viewer.canvas.font_info()
+    font = font_info.font_manager.get_font(font_info.face)
+    result["warmed_glyphs"] = "".join(sorted(font._glyphs))
+    layer = viewer.add_image(np.linspace(0, 100, 4 * 32 * 32, dtype=np.float32).reshape(4, 32, 32),
+                             name="SFF U-Net [x]", metadata={io.LAYER_SCALE_KEY: io.SFF_LAYER_PERCENT,
+                                                             "napari_sff": {"kind": "sff", "model": "unet"}})
+    pump(0.5)
+    result["colorbar_shown"] = bool(layer.colorbar.visible)
+    result["glyphs_after_colorbar"] = "".join(sorted(font._glyphs))
+    return result
+
+
+def measure_in_fresh_process(what: str, weights: dict | None = None, shape: tuple[int, ...] | None = None,
+                             timeout: float = 300) -> dict:
+    """One measurement (``dock`` or ``first-run``) in a process of its own; its JSON result."""
+    command = [sys.executable, __file__, "--measure", what]
+    if weights is not None:
+        command += ["--weights", json.dumps({key: str(value) for key, value in weights.items()})]
+    if shape is not None:
+        command += ["--shape", json.dumps(list(shape))]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"{what} measurement failed: {out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _spread(values: list[float]) -> dict:
+    return {"min": float(np.min(values)), "median": float(np.median(values)), "max": float(np.max(values))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="fresh processes per measurement")
+    parser.add_argument("--out", default="docs/bench_gui_cpu.json")
+    parser.add_argument("--measure", choices=("dock", "first-run"), help="one measurement in this process")
+    parser.add_argument("--weights", help="first-run: JSON {\"unet\": path} (default: the shipped U-Net)")
+    parser.add_argument("--shape", help="first-run: JSON volume shape (default: 100 x 512 x 512)")
+    args = parser.parse_args(argv)
+    if args.measure == "dock":
+        print(json.dumps(measure_docking()))
+        return 0
+    if args.measure == "first-run":
+        import torch
+
+        torch.set_num_threads(1)  # as the tests' conftest.one_torch_thread
+        weights = json.loads(args.weights) if args.weights else {"unet": ""}
+        print(json.dumps(measure_first_run(weights, tuple(json.loads(args.shape)) if args.shape else BIG_SHAPE)))
+        return 0
+    runs: dict[str, list[dict]] = {"dock": [], "first_run_big": [], "first_run_tiny": []}
+    for _ in range(args.repeats):
+        runs["dock"].append(measure_in_fresh_process("dock"))
+        runs["first_run_big"].append(measure_in_fresh_process("first-run", shape=BIG_SHAPE))
+        runs["first_run_tiny"].append(measure_in_fresh_process("first-run", shape=TINY_SHAPE))
+    summary = {"dock_longest_stall_s": _spread([r["longest_stall_s"] for r in runs["dock"]]),
+               "dock_s": _spread([r["dock_s"] for r in runs["dock"]]),
+               **{f"{name}_longest_stall_s": _spread([r["first_longest_stall_s"] for r in runs[name]])
+                  for name in ("first_run_big", "first_run_tiny")}}
+    import platform
+
+    import napari
+    import torch
+
+    setup = {"napari": napari.__version__, "torch": torch.__version__, "machine": platform.platform(),
+             "python": platform.python_version(), "repeats": args.repeats,
+             "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "big_shape": BIG_SHAPE, "tiny_shape": TINY_SHAPE}
+    from _common import write_report
+
+    write_report({"setup": setup, "summary": summary, "runs": runs}, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
