@@ -1,6 +1,6 @@
 """The first Run's one-off costs, paid as soon as the widget is docked while the user is still choosing settings:
-the heavy imports in a background thread (started just after docking), and the glyphs of napari's first colour bar on the GUI thread, one per
-event-loop turn.
+the heavy imports in a background thread (started just after docking), and the glyphs of napari's first colour
+bar on the GUI thread, one per event-loop turn.
 
 Kept apart from the widget because it is process-wide state (one preload per process, an Event the tests wait on),
 not part of any one widget.
