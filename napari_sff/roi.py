@@ -173,10 +173,12 @@ def compute_rows(
     slice_index: int | None = None,
     slice_axis: int = 0,
     exclude_rim: int = 0,
+    rim_axis: int | None = None,
 ) -> list[stats.RoiRow]:
     """The ROI widget's numbers: exactly :func:`stats.roi_table`, so scripts reproduce the table."""
     return stats.roi_table(values, labels_array, spacing, reference=reference, label_names=label_names,
-                           slice_index=slice_index, slice_axis=slice_axis, exclude_rim=exclude_rim)
+                           slice_index=slice_index, slice_axis=slice_axis, exclude_rim=exclude_rim,
+                           rim_axis=rim_axis)
 
 
 @dataclass
@@ -196,6 +198,7 @@ class RoiRequest:
     slice_index: int | None = None
     slice_axis: int = 0
     exclude_rim: int = 0  # voxels of each ROI's border left out (stats.roi_rim)
+    rim_axis: int | None = None  # measured in the plane across this axis (the viewed one); None: roi_table's rule
 
 
 @dataclass
@@ -214,7 +217,8 @@ def compute(request: RoiRequest) -> RoiResult:
     values = {name: resample_to_grid(np.asarray(array), request.grid_to_values[name], grid_shape, labels=False)
               if name in request.grid_to_values else np.asarray(array) for name, array in request.values.items()}
     common = {"values": values, "spacing": request.spacing, "reference": request.reference,
-              "slice_index": request.slice_index, "slice_axis": request.slice_axis, "exclude_rim": request.exclude_rim}
+              "slice_index": request.slice_index, "slice_axis": request.slice_axis, "exclude_rim": request.exclude_rim,
+              "rim_axis": request.rim_axis}
     rows: list[stats.RoiRow] = []
     max_label = None
     if request.labels is not None:

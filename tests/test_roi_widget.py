@@ -163,6 +163,15 @@ def test_leaving_the_roi_border_out_measures_each_muscle_s_core(sample, qtbot, m
     row = by_key(rows)[(1, truth.name)]
     assert row.n_voxels == core.sum() < whole[(1, truth.name)].n_voxels
     assert row.mean == pytest.approx(truth.data[core].astype(np.float64).mean() / 100, rel=1e-6)
+    viewer.dims.order = (1, 0, 2)  # viewed along axis 1 now: the border lies in that plane (recomputed by itself)
+    settle(qtbot, widget)
+    rows = widget.rows
+    assert rows == stats.roi_table(fractions, labels.data, truth.scale[-3:], reference=truth.name,
+                                   label_names=label_names(labels), exclude_rim=1, rim_axis=1)
+    assert rows != stats.roi_table(fractions, labels.data, truth.scale[-3:], reference=truth.name,
+                                   label_names=label_names(labels), exclude_rim=1)
+    viewer.dims.order = (0, 1, 2)
+    refreshed(qtbot, widget)
     from napari_sff import report  # the report says what its numbers are
 
     passed = {}

@@ -245,6 +245,20 @@ def test_exclude_rim_counts_the_border_out_like_non_finite_values():
     assert full[(1, "map")].n_voxels == (labels == 1).sum() and full[(1, "map")].n_excluded == 0
 
 
+def test_rim_axis_picks_the_plane_an_roi_was_drawn_in():
+    """A shape drawn on one slice along axis 1 (one voxel thick there) is all rim in the acquisition's plane
+    (across axis 0, the largest spacing) but keeps its core in the plane it was drawn in."""
+    labels = np.zeros((6, 5, 8), np.int32)
+    labels[1:5, 2, 1:7] = 1  # 4 x 6 voxels on slice 2 of axis 1
+    values = {"map": np.arange(labels.size, dtype=np.float64).reshape(labels.shape)}
+    default = roi_table(values, labels, SPACING, exclude_rim=1)[0]
+    assert default.n_voxels == 0 and default.n_excluded == 24
+    drawn = roi_table(values, labels, SPACING, exclude_rim=1, rim_axis=1)[0]
+    core = np.zeros_like(labels, bool)
+    core[2:4, 2, 2:6] = True
+    assert drawn.n_voxels == core.sum() == 8 and drawn.mean == pytest.approx(values["map"][core].mean())
+
+
 def test_exclude_rim_keeps_a_row_for_an_roi_that_is_all_rim():
     labels = np.zeros((3, 8, 8), np.int32)
     labels[:, 2:6, 2:6] = 1

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from napari_sff.stats.rim import rim_axis, roi_rim
+from napari_sff.stats.rim import roi_rim, thickest_axis
 from napari_sff.stats.rows import RoiRow
 
 # --------------------------------------------------------------------------------------------
@@ -33,6 +33,7 @@ def roi_table(
     slice_index: int | None = None,
     slice_axis: int = 0,
     exclude_rim: int = 0,
+    rim_axis: int | None = None,
 ) -> list[RoiRow]:
     """Fat-fraction statistics of every labelled ROI for every value map.
 
@@ -54,8 +55,10 @@ def roi_table(
     exclude_rim
         Count out each ROI's voxels within this many voxels (4-connected steps in-plane) of another label or
         the background (:func:`napari_sff.stats.rim.roi_rim`; partial volume), as non-finite values are:
-        ``n_voxels`` and ``volume_ml`` are then the ROI's core, ``n_excluded`` includes its rim. In-plane is the
-        slice's plane with ``slice_index``, else the plane across the axis of largest spacing.
+        ``n_voxels`` and ``volume_ml`` are then the ROI's core, ``n_excluded`` includes its rim.
+    rim_axis
+        The axis across which the rim is measured in-plane (ROIs drawn on slices along it keep their core):
+        None = ``slice_axis`` with ``slice_index``, else the axis of largest spacing (the acquisition's).
 
     Returns
     -------
@@ -79,7 +82,9 @@ def roi_table(
         raise ValueError(f"reference {reference!r} is not one of the sources {list(arrays)}")
 
     if exclude_rim:  # the rim of the whole image's ROIs, so that slicing does not make new boundaries
-        rim = roi_rim(labels, exclude_rim, slice_axis if slice_index is not None else rim_axis(spacing))
+        if rim_axis is None:
+            rim_axis = slice_axis if slice_index is not None else thickest_axis(spacing)
+        rim = roi_rim(labels, exclude_rim, rim_axis)
         arrays = {name: np.where(rim, np.nan, arr.astype(np.float32, copy=False) if arr.dtype.kind != "f" else arr)
                   for name, arr in arrays.items()}
     ids, counts, to_compact = _label_index(labels)  # ROIs of the whole image, also when slicing

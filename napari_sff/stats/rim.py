@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def rim_axis(spacing: Sequence[float]) -> int:
-    """The axis the rim is not measured along: the one with the largest spacing (a 2D acquisition's slice axis);
-    the first of equals (0 for an isotropic grid, napari's slicing axis)."""
+def thickest_axis(spacing: Sequence[float]) -> int:
+    """The axis a rim is by default not measured along: the one with the largest spacing (a 2D acquisition's
+    slice axis); the first of equals (0 for an isotropic grid, napari's slicing axis)."""
     spacing = np.asarray(spacing, dtype=np.float64)
     return int(np.argmax(spacing))
 

@@ -24,7 +24,8 @@ def label_names(layer: Any) -> dict[int, str]:
 
 
 class RequestMixin:
-    """Builds the widget's request. Uses the widget's ``viewer``, layer choices, ``scope``, ``exclude_rim``, ``status``,
+    """Builds the widget's request. Uses the widget's ``viewer``, layer choices, ``scope``, ``exclude_rim``,
+    ``_rim_plane`` / ``_viewed_plane``, ``status``,
     ``_generation``, ``_notes`` and ``_report``."""
 
     def _make_request(self) -> RoiRequest | None:
@@ -86,8 +87,11 @@ class RequestMixin:
 
     def _set_scope(self, request: RoiRequest, grid: Any) -> bool:
         scope = "whole volume"
+        where = _layers.current_slice(self.viewer, grid)
+        if where is not None:  # the ROI border lies in the plane on screen, where shapes are drawn
+            request.rim_axis = where[0]
+        self._rim_plane = self._viewed_plane()
         if self.scope.value == SCOPES[1]:
-            where = _layers.current_slice(self.viewer, grid)
             if where is None:
                 scope = "whole volume (3D view has no current slice)"
             elif not 0 <= where[1] < grid.data.shape[where[0]]:

@@ -42,6 +42,7 @@ class RoiStatsWidget(RequestMixin, TableMixin, ExportMixin, PlotsMixin, Containe
         self.shape_base: int | None = None
         self.reference_name: str | None = None
         self.rows_exclude_rim = 0  # the ROI border the rows were computed without (the report says so)
+        self._rim_plane: tuple[int, int | None] | None = None  # _viewed_plane() of the last request
         self.updates = 0
         self._generation = 0
         self._worker = None
@@ -184,6 +185,13 @@ class RoiStatsWidget(RequestMixin, TableMixin, ExportMixin, PlotsMixin, Containe
     def _on_dims(self, *_: Any) -> None:
         if self.scope.value == SCOPES[1]:
             self.schedule()
+        elif self.exclude_rim.value and self._viewed_plane() != self._rim_plane:  # the border's plane changed
+            self.schedule()
+
+    def _viewed_plane(self) -> tuple[int, int | None]:
+        """(ndisplay, the world axis sliced on screen): what the ROI border's plane follows."""
+        hidden = self.viewer.dims.not_displayed
+        return self.viewer.dims.ndisplay, (hidden[-1] if hidden else None)
 
     @property
     def busy(self) -> bool:
