@@ -14,8 +14,8 @@ from napari_sff.widgets._layers import SCOPES
 
 
 class ExportMixin:
-    """CSV and report export. Uses the widget's ``viewer``, ``rows``, ``rows_exclude_rim``, ``reference_name``, ``values``,
-    ``reference``, ``scope`` and ``short_names``."""
+    """CSV and report export. Uses the widget's ``viewer``, ``rows``, ``rows_exclude_rim``, ``reference_name``,
+    ``values``, ``reference``, ``scope`` and ``short_names``."""
 
     def export_csv(self, path: str | Path, *, overwrite: bool = True) -> Path:
         """Write ``rows`` as CSV with units (see :func:`stats.rows_to_csv`); the dialog has asked about overwriting."""
@@ -65,7 +65,8 @@ class ExportMixin:
             scope = f"current slice ({view})" if where is not None else "whole volume (3D view has no slice)"
         if self.rows_exclude_rim:
             rim = self.rows_exclude_rim
-            scope += f"; each ROI without its border of {rim} voxel{'s' * (rim > 1)} (voxels and volumes are the cores')"
+            scope += (f"; each ROI without its border of {rim} voxel{'s' * (rim > 1)} "
+                      "(voxels and volumes are the cores')")
         limits = None if overlay is None else \
             tuple(float(limit) / io.layer_value_scale(overlay.metadata) for limit in overlay.contrast_limits)
         return report.write_report(
