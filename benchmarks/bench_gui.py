@@ -171,6 +171,7 @@ def measure_docking(tick_s: float = 0.010) -> dict:
     result["stalls_over_100ms_s"] = [round(float(gap), 3) for gap in gaps if gap > 0.1]
     result["torch_imported_on_gui_thread"] = sorted(importers)
     result["device_choices"] = list(widget.device.choices)
+    result["devices_found_by_preload"] = list(predict.preload.DEVICES)
     from napari_sff.inference import available_devices
 
     result["available_devices"] = available_devices()

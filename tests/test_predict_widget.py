@@ -243,7 +243,8 @@ def test_docking_imports_torch_in_the_background_and_warms_the_colour_bar_glyphs
     assert not result["torch_before_docking"]
     assert result["torch_imported_on_gui_thread"] == [False]  # all of it by the preload thread
     assert result["device_choices_at_docking"] == ["auto", "cpu"]
-    assert result["device_choices"] == ["auto", *result["available_devices"]]
+    assert result["device_choices"] == ["auto", *result["available_devices"]]  # as the preload thread found them
+    assert result["devices_found_by_preload"] == result["available_devices"]
     assert set(COLORBAR_GLYPHS) <= set(result["warmed_glyphs"])
     assert result["colorbar_shown"] and result["glyphs_after_colorbar"] == result["warmed_glyphs"]
 

@@ -26,6 +26,9 @@ PRELOAD_MODULES = ("torch", "napari_sff.models", "napari_sff.models.ddpm", "napa
 PRELOAD_DELAY_MS = 300
 #: Set once :data:`PRELOAD_MODULES` are imported (or failed to: the run then imports and reports them itself).
 PRELOADED = threading.Event()
+#: The devices torch can use (:func:`napari_sff.inference.available_devices`), asked in the preload thread: the
+#: first CUDA query initialises the driver, which would stall the GUI thread. Empty until then, or if it failed.
+DEVICES: list[str] = []
 _preload_started = threading.Lock()
 #: What napari's colour bars draw: the tick labels of every map the widget shows (0-100 %, 0-20 pp, ±20 pp, the
 #: SD's 0-5+, fractions) and the letters vispy measures each text's line height with (vispy.visuals.text).
@@ -42,6 +45,9 @@ def _preload() -> None:
     try:
         for name in PRELOAD_MODULES:
             importlib.import_module(name)
+        from napari_sff.inference import available_devices
+
+        DEVICES[:] = available_devices()
     finally:
         gc.freeze()
         gc.unfreeze()

@@ -22,6 +22,7 @@ from napari_sff.widgets.predict.comparison import ComparisonMixin
 from napari_sff.widgets.predict.export import ExportMixin
 from napari_sff.widgets.predict.layers import OutputLayersMixin
 from napari_sff.widgets.predict.preload import (
+    DEVICES,
     PRELOAD_DELAY_MS,
     PRELOADED,
     start_preload,
@@ -156,16 +157,10 @@ class PredictWidget(RequestMixin, RunMixin, OutputLayersMixin, ComparisonMixin, 
                 self.image.value = better[0]
 
     def _device_choices(self, _widget=None) -> list[str]:
-        """``auto`` and the devices torch can use; until torch is imported in the background, ``auto`` and cpu
-        (asking torch here would import it on the GUI thread, freezing the viewer for seconds)."""
-        if not PRELOADED.is_set():
-            return ["auto", "cpu"]
-        from napari_sff.inference import available_devices
-
-        try:
-            return ["auto", *available_devices()]
-        except ImportError:  # torch failed to import: the run reports why
-            return ["auto", "cpu"]
+        """``auto`` and the devices torch can use, as the background preload found them; until then (or if it
+        failed: the run reports why) ``auto`` and cpu. Asking torch here would import it, and initialise the GPU
+        driver, on the GUI thread: seconds of frozen viewer."""
+        return ["auto", *(DEVICES if PRELOADED.is_set() and DEVICES else ["cpu"])]
 
     def _on_preloaded(self) -> None:
         if not self._closed:
