@@ -5,7 +5,7 @@
 Each measurement runs in a fresh process (the first Run and the first docking are what a user meets), from a
 10 ms QTimer's ticks: the gaps between ticks are the stalls. ``dock``: docking in a process without torch, until
 the background imports are done (which thread imported torch, the device list before and after, the colour bar
-glyphs warmed). ``first-run``: the widget's first Run with the shipped U-Net on a 100 x 512 x 512 T2w (issue
+glyphs warmed). ``dock-roi``: docking the ROI widget until its plots are made (which thread imported matplotlib). ``first-run``: the widget's first Run with the shipped U-Net on a 100 x 512 x 512 T2w (issue
 #11's volume; the current slice, whole-volume output layers) and on 100 x 8 x 8, and the GUI-thread steps that
 overlap the longest stall. ``tests/test_predict_widget.py`` runs the same measurements (``--measure``) and asserts
 on them; the numbers in the README come from this file's JSON. Compare within one run: the machine is shared.
@@ -136,22 +136,28 @@ def measure_first_run(weights: dict, shape: tuple[int, ...] = BIG_SHAPE, tick_s:
     return result
 
 
-def measure_docking(tick_s: float = 0.010) -> dict:
-    """In a fresh process without torch (``python tests/test_predict_widget.py dock``): which thread imports
-    torch when the widget is docked, the GUI thread's longest stall from docking until the background imports
-    are done (from a 10 ms QTimer's ticks), the device choices then, and the glyphs napari renders when the
-    first colour bar is drawn after the widget's warm-up."""
-    import sys
+def record_importers(package: str) -> set[bool]:
+    """From now on, for each import statement of ``package`` or a submodule: was it on the GUI (main) thread?
+    (importlib.import_module raises no audit event itself: the imports it runs do.)"""
     import threading
 
-    assert "torch" not in sys.modules, "torch was imported before docking: nothing to measure"
-    importers: set[bool] = set()  # per import statement of torch or a submodule: on the GUI (main) thread?
+    assert package not in sys.modules, f"{package} was imported before docking: nothing to measure"
+    importers: set[bool] = set()
 
-    def audit(event: str, args: tuple) -> None:  # (importlib.import_module raises no audit event: its imports do)
-        if event == "import" and str(args[0]).split(".")[0] == "torch":
+    def audit(event: str, args: tuple) -> None:
+        if event == "import" and str(args[0]).split(".")[0] == package:
             importers.add(threading.current_thread() is threading.main_thread())
 
     sys.addaudithook(audit)
+    return importers
+
+
+def measure_docking(tick_s: float = 0.010) -> dict:
+    """In a fresh process without torch (``--measure dock``): which thread imports torch when the Predict widget
+    is docked, the GUI thread's longest stall from docking until the background imports are done (from a 10 ms
+    QTimer's ticks), the device choices then, and the glyphs napari renders when the first colour bar is drawn
+    after the widget's warm-up."""
+    importers = record_importers("torch")
     viewer, _timer, ticks, pump = ticking_viewer(tick_s)
 
     pump(0.5)
@@ -187,6 +193,26 @@ def measure_docking(tick_s: float = 0.010) -> dict:
     return result
 
 
+def measure_roi_docking(tick_s: float = 0.010) -> dict:
+    """In a fresh process without matplotlib (``--measure dock-roi``): which thread imports matplotlib when the
+    ROI widget is docked, the GUI thread's stalls until its plots are made, and whether they are."""
+    importers = record_importers("matplotlib")
+    viewer, _timer, ticks, pump = ticking_viewer(tick_s)
+    pump(0.5)
+    started = time.perf_counter()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sff", "ROI statistics")
+    result: dict = {"dock_s": time.perf_counter() - started, "plots_at_docking": widget.figure is not None}
+    end = time.perf_counter() + 60
+    while widget.figure is None and time.perf_counter() < end:
+        pump(0.02)
+    pump(0.5)  # the plots' first draw
+    gaps = np.diff([started, *[t for t in ticks if t >= started]])
+    result.update(plots_made_s=time.perf_counter() - started, plots_made=widget.figure is not None,
+                  longest_stall_s=float(gaps.max()), stalls_over_100ms_s=[round(float(g), 3) for g in gaps if g > 0.1],
+                  matplotlib_imported_on_gui_thread=sorted(importers))
+    return result
+
+
 def measure_in_fresh_process(what: str, weights: dict | None = None, shape: tuple[int, ...] | None = None,
                              timeout: float = 300) -> dict:
     """One measurement (``dock`` or ``first-run``) in a process of its own; its JSON result."""
@@ -209,12 +235,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per measurement")
     parser.add_argument("--out", default="docs/bench_gui_cpu.json")
-    parser.add_argument("--measure", choices=("dock", "first-run"), help="one measurement in this process")
+    parser.add_argument("--measure", choices=("dock", "dock-roi", "first-run"), help="one measurement in this process")
     parser.add_argument("--weights", help="first-run: JSON {\"unet\": path} (default: the shipped U-Net)")
     parser.add_argument("--shape", help="first-run: JSON volume shape (default: 100 x 512 x 512)")
     args = parser.parse_args(argv)
-    if args.measure == "dock":
-        print(json.dumps(measure_docking()))
+    if args.measure in ("dock", "dock-roi"):
+        print(json.dumps(measure_docking() if args.measure == "dock" else measure_roi_docking()))
         return 0
     if args.measure == "first-run":
         import torch
@@ -223,13 +249,15 @@ def main(argv: list[str] | None = None) -> int:
         weights = json.loads(args.weights) if args.weights else {"unet": ""}
         print(json.dumps(measure_first_run(weights, tuple(json.loads(args.shape)) if args.shape else BIG_SHAPE)))
         return 0
-    runs: dict[str, list[dict]] = {"dock": [], "first_run_big": [], "first_run_tiny": []}
+    runs: dict[str, list[dict]] = {"dock": [], "dock_roi": [], "first_run_big": [], "first_run_tiny": []}
     for _ in range(args.repeats):
         runs["dock"].append(measure_in_fresh_process("dock"))
+        runs["dock_roi"].append(measure_in_fresh_process("dock-roi"))
         runs["first_run_big"].append(measure_in_fresh_process("first-run", shape=BIG_SHAPE))
         runs["first_run_tiny"].append(measure_in_fresh_process("first-run", shape=TINY_SHAPE))
     summary = {"dock_longest_stall_s": _spread([r["longest_stall_s"] for r in runs["dock"]]),
                "dock_s": _spread([r["dock_s"] for r in runs["dock"]]),
+               "dock_roi_longest_stall_s": _spread([r["longest_stall_s"] for r in runs["dock_roi"]]),
                **{f"{name}_longest_stall_s": _spread([r["first_longest_stall_s"] for r in runs[name]])
                   for name in ("first_run_big", "first_run_tiny")}}
     import platform

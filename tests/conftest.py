@@ -42,6 +42,19 @@ def no_calibration(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def bench_gui():
+    """benchmarks/bench_gui.py: the GUI-stall measurements (each in a fresh process) the widget tests assert on."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gui.py"
+    spec = importlib.util.spec_from_file_location("bench_gui", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
 def tiny_configs() -> dict:
     return TINY_CONFIGS
 

@@ -191,18 +191,6 @@ def test_gui_stays_responsive_during_a_run(docked, qtbot):
 
 
 # ------------------------------------------------------------------------------ first run on a big volume
-def bench_gui():
-    """benchmarks/bench_gui.py, whose measurements (each in a fresh process) these tests assert on."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gui.py"
-    spec = importlib.util.spec_from_file_location("bench_gui", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 #: Any single GUI-thread step of the widget's own (pressing Run, a progress update, the step after the maps are
 #: shown) stays under this; napari's own steps (adding a layer, building and first drawing its colour bar) are
 #: compared with the same steps on a tiny volume instead (see the test below).
@@ -213,14 +201,14 @@ STALL_LIMIT_S = 0.100
 SIZE_TOLERANCE = 1.5
 
 
-def test_first_run_on_a_big_volume_stalls_the_gui_no_longer_than_on_a_tiny_one(tiny_weights, tmp_path):
+def test_first_run_on_a_big_volume_stalls_the_gui_no_longer_than_on_a_tiny_one(tiny_weights, bench_gui):
     """Issue #11: pressing Run and showing 26 M-voxel maps must not freeze the viewer. Everything the widget
     computes runs in its worker (prediction, percent conversion, |error|, merging); the GUI thread only hands
     finished arrays to napari, one layer step per event-loop turn. What is left is napari's own cost of adding
     an image layer and drawing its colour bar, whatever its size: measured here on a 100 x 8 x 8 volume in the
     same process, and the 100 x 512 x 512 run may stall the GUI no longer than that (plus the limit, for the
     noise of this shared 2-core machine; see the report of issue #11 for measured distributions)."""
-    bench = bench_gui()
+    bench = bench_gui
     results = {}
     for name, shape in (("big", bench.BIG_SHAPE), ("tiny", bench.TINY_SHAPE)):  # each the first Run of its process
         results[name] = result = bench.measure_in_fresh_process("first-run", tiny_weights, shape)
@@ -231,14 +219,14 @@ def test_first_run_on_a_big_volume_stalls_the_gui_no_longer_than_on_a_tiny_one(t
     assert big < SIZE_TOLERANCE * tiny + STALL_LIMIT_S, f"{big:.3f} s on 26 M voxels against {tiny:.3f} s on 6400"
 
 
-def test_docking_imports_torch_in_the_background_and_warms_the_colour_bar_glyphs():
+def test_docking_imports_torch_in_the_background_and_warms_the_colour_bar_glyphs(bench_gui):
     """Issue #11: docking the widget froze the viewer 3.5 s, 2.7 s of it importing torch on the GUI thread (the
     device list asked torch). Now torch is imported by the background preload and the device list is filled in
     when it is done; the glyphs of napari's colour bars are rendered while the user chooses settings, so the
     first colour bar renders none (measured: ~190 ms of its 309 ms draw)."""
     from napari_sff.widgets.predict.preload import COLORBAR_GLYPHS
 
-    result = bench_gui().measure_in_fresh_process("dock")
+    result = bench_gui.measure_in_fresh_process("dock")
     print({key: round(value, 3) if isinstance(value, float) else value for key, value in result.items()})
     assert not result["torch_before_docking"]
     assert result["torch_imported_on_gui_thread"] == [False]  # all of it by the preload thread

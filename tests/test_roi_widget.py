@@ -180,6 +180,15 @@ def test_leaving_the_roi_border_out_measures_each_muscle_s_core(sample, qtbot, m
     assert passed["scope"] == "whole volume; each ROI without its border of 1 voxel (voxels and volumes are the cores')"
 
 
+def test_docking_imports_matplotlib_in_the_background_and_then_makes_the_plots(bench_gui):
+    """Issue #11 (the viewer never freezes): importing matplotlib for the plots froze docking 1.1 s; now it is
+    imported in the background and the plots take the place of a blank area once it is in."""
+    result = bench_gui.measure_in_fresh_process("dock-roi")
+    print(result)
+    assert not result["plots_at_docking"] and result["plots_made"]
+    assert result["matplotlib_imported_on_gui_thread"] == [False]
+
+
 def test_shape_roi_on_an_anisotropic_translated_image(small, qtbot):
     viewer, widget, image, labels = small
     world = lambda k, r, c: np.array(TRANSLATE) + np.array(SCALE) * (k, r, c)  # noqa: E731

@@ -8,73 +8,46 @@ not part of any one widget.
 
 from __future__ import annotations
 
-import gc
-import importlib
 import threading
 import warnings
 from collections.abc import Callable
 from typing import Any
 
+from napari_sff.widgets._background import import_quietly, run_once_in_background, when_set
+
 #: What the first Run would otherwise import (torch, MONAI, scikit-image, the domain check): imported in the
 #: background as soon as the widget is docked, torch included (imported on the GUI thread it froze docking for
-#: 2.7 of its 3.5 s). Imports hold the GIL only in short stretches, except loading torch's native library
-#: (about 0.4 s, wherever it happens) and Python's garbage collections over the new objects, which stop the GUI
-#: thread too (160-290 ms each, four while importing these, measured with gc.callbacks): see :func:`_preload`.
+#: 2.7 of its 3.5 s), without the garbage collections those imports trigger (:func:`import_quietly`). Loading
+#: torch's native library still holds the GIL about 0.5 s, wherever it happens.
 #: napari_sff.models leaves MONAI to its DDPM part (napari_sff.models.ddpm), which the Model choice may ask for.
 PRELOAD_MODULES = ("torch", "napari_sff.models", "napari_sff.models.ddpm", "napari_sff.domain", "skimage.transform")
-#: How long after docking the preload starts: napari first shows the dock (a stall of its own).
-PRELOAD_DELAY_MS = 300
 #: Set once :data:`PRELOAD_MODULES` are imported (or failed to: the run then imports and reports them itself).
 PRELOADED = threading.Event()
 #: The devices torch can use (:func:`napari_sff.inference.available_devices`), asked in the preload thread: the
 #: first CUDA query initialises the driver, which would stall the GUI thread. Empty until then, or if it failed.
 DEVICES: list[str] = []
-_preload_started = threading.Lock()
 #: What napari's colour bars draw: the tick labels of every map the widget shows (0-100 %, 0-20 pp, ±20 pp, the
 #: SD's 0-5+, fractions) and the letters vispy measures each text's line height with (vispy.visuals.text).
 COLORBAR_GLYPHS = " -.0123456789ÅÉÑŐgjpqy"
 
 
 def _preload() -> None:
-    # No automatic collection while importing (each is a full one: the imports leave ~150 k new long-lived
-    # objects), and none after: freeze + unfreeze moves every object into the oldest generation without looking
-    # at any (O(1)), so the modules' objects are not scanned by the next young collection (270 ms here) nor do
-    # they bring the next full one forward; collecting them now would stop the GUI thread as long.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        for name in PRELOAD_MODULES:
-            importlib.import_module(name)
-        from napari_sff.inference import available_devices
+    import_quietly(PRELOAD_MODULES)
+    from napari_sff.inference import available_devices
 
-        DEVICES[:] = available_devices()
-    finally:
-        gc.freeze()
-        gc.unfreeze()
-        if collecting:
-            gc.enable()
-        PRELOADED.set()
+    DEVICES[:] = available_devices()
 
 
 def start_preload() -> None:
-    """Import :data:`PRELOAD_MODULES` in a worker thread, once per process."""
-    if not _preload_started.acquire(blocking=False):
-        return
-    from napari.qt.threading import create_worker
-
-    create_worker(_preload, _start_thread=True, _ignore_errors=True)  # an import error surfaces in the run
+    """Import :data:`PRELOAD_MODULES` in a worker thread shortly after docking, once per process (an import error
+    surfaces in the run)."""
+    run_once_in_background(PRELOADED, _preload)
 
 
-def when_preloaded(callback: Callable[[], None], poll_ms: int = 50) -> None:
+def when_preloaded(callback: Callable[[], None]) -> None:
     """Call ``callback`` on the GUI thread once :data:`PRELOADED` is set (now, if it is): for what needs torch,
-    such as the list of devices. Polls rather than connecting to the worker, whose signals napari deletes when
-    it is done."""
-    if PRELOADED.is_set():
-        callback()
-        return
-    from qtpy.QtCore import QTimer
-
-    QTimer.singleShot(poll_ms, lambda: when_preloaded(callback, poll_ms))
+    such as the list of devices."""
+    when_set(PRELOADED, callback)
 
 
 def warm_colorbar_text(viewer: Any) -> bool:

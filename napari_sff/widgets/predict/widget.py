@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
-from qtpy.QtCore import QObject, QTimer, Signal
+from qtpy.QtCore import QObject, Signal
 
 from napari_sff import io
 from napari_sff.widgets import _layers
@@ -23,7 +23,6 @@ from napari_sff.widgets.predict.export import ExportMixin
 from napari_sff.widgets.predict.layers import OutputLayersMixin
 from napari_sff.widgets.predict.preload import (
     DEVICES,
-    PRELOAD_DELAY_MS,
     PRELOADED,
     start_preload,
     warm_colorbar_text,
@@ -131,10 +130,9 @@ class PredictWidget(RequestMixin, RunMixin, OutputLayersMixin, ComparisonMixin, 
                                             "new DICOM series in its source study (a new folder)")
         self.append(self.save_dicom_button)
         self.save_dicom_button.changed.connect(self._on_save_dicom)
-        # After napari has shown the dock: a preload thread started earlier would contend for the GIL with every
-        # Qt call above (construction took 1.4 s instead of 0.6 while it loaded torch's native library), and
-        # loading that library holds the GIL ~0.4 s, which would add to docking's own stall instead of following it
-        QTimer.singleShot(PRELOAD_DELAY_MS, start_preload)
+        # Last (and it starts after napari has shown the dock): a preload thread started earlier would contend for
+        # the GIL with every Qt call above (construction took 1.4 s instead of 0.6 while it loaded torch)
+        start_preload()
         warm_colorbar_text(self.viewer)
         when_preloaded(self._on_preloaded)
 

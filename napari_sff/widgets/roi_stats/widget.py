@@ -100,9 +100,8 @@ class RoiStatsWidget(RequestMixin, TableMixin, ExportMixin, PlotsMixin, Containe
         self.tabs.addTab(self.summary, "Summary")
         self.tabs.addTab(self.table, "All columns")
         self.tabs.setMinimumHeight(180)
-        self.figure, self.canvas = self._make_figure()
         self.native.layout().addWidget(self.tabs)
-        self.native.layout().addWidget(self.canvas)
+        self._start_plots()
 
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
@@ -195,8 +194,10 @@ class RoiStatsWidget(RequestMixin, TableMixin, ExportMixin, PlotsMixin, Containe
 
     @property
     def busy(self) -> bool:
-        """True while an update is waiting for the debounce, running, or queued behind a running one."""
-        return not self._closed and (self._timer.isActive() or self._worker is not None or self._pending)
+        """True while an update is waiting for the debounce, running, or queued behind a running one, or the
+        plots are not made yet."""
+        return not self._closed and (self._timer.isActive() or self._worker is not None or self._pending
+                                     or self.figure is None)
 
     def schedule(self, *_: Any) -> None:
         """Recompute after DEBOUNCE_MS of quiet; results of computations started earlier are dropped."""

@@ -1,0 +1,67 @@
+"""A docked widget's heavy imports, done in a background thread without stopping the viewer, and a way back to
+the GUI thread once they are in. Used by the Predict widget (torch, the models) and the ROI widget (matplotlib).
+
+Imports in a thread hold the GIL only in short stretches, except loading native libraries and Python's garbage
+collections, which stop the GUI thread too: a full collection over the new objects took 160-290 ms each, several
+per import of torch (measured with gc.callbacks). :func:`import_quietly` imports without them.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import threading
+from collections.abc import Callable, Sequence
+
+#: How long after it is asked for (when a widget is docked) background work starts: napari first shows the dock,
+#: a stall of its own, and loading native libraries holds the GIL (torch's ~0.5 s), which would add to it
+#: (Predict widget: longest stall 0.87-0.92 s at once, 0.48-0.52 s delayed; ROI widget 0.40-0.54 / 0.16-0.23 s).
+AFTER_DOCKING_MS = 300
+_started: set[int] = set()  # id() of the events whose work has been started (once per process)
+_lock = threading.Lock()
+
+
+def import_quietly(modules: Sequence[str]) -> None:
+    """Import ``modules`` with no automatic garbage collection during the imports and none after: freeze +
+    unfreeze moves every object into the oldest generation without looking at any (O(1)), so the modules'
+    objects are neither scanned by the next young collection nor bring the next full one forward."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for name in modules:
+            importlib.import_module(name)
+    finally:
+        gc.freeze()
+        gc.unfreeze()
+        if collecting:
+            gc.enable()
+
+
+def run_once_in_background(done: threading.Event, work: Callable[[], None], delay_ms: int = AFTER_DOCKING_MS) -> None:
+    """Run ``work`` in a napari thread worker ``delay_ms`` from now, once per process for each ``done``, which is
+    set when it ends (failed too: whoever needs the modules imports them and reports the error)."""
+    with _lock:
+        if id(done) in _started:
+            return
+        _started.add(id(done))
+    from napari.qt.threading import create_worker
+    from qtpy.QtCore import QTimer
+
+    def run() -> None:
+        try:
+            work()
+        finally:
+            done.set()
+
+    QTimer.singleShot(delay_ms, lambda: create_worker(run, _start_thread=True, _ignore_errors=True))
+
+
+def when_set(done: threading.Event, callback: Callable[[], None], poll_ms: int = 50) -> None:
+    """Call ``callback`` on the GUI thread once ``done`` is set (now, if it is). Polls rather than connecting to
+    the worker, whose signals napari deletes when it is done."""
+    if done.is_set():
+        callback()
+        return
+    from qtpy.QtCore import QTimer
+
+    QTimer.singleShot(poll_ms, lambda: when_set(done, callback, poll_ms))
