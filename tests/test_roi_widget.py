@@ -189,6 +189,35 @@ def test_docking_imports_matplotlib_in_the_background_and_then_makes_the_plots(b
     assert result["matplotlib_imported_on_gui_thread"] == [False]
 
 
+def test_the_report_dialog_writes_in_a_worker_and_says_so(sample, qtbot, tmp_path):
+    """*Export report…* gathers the content on the GUI thread and writes the file in a worker: the same report
+    as export_report, a notification naming it, and a one-line error for a file type it cannot write."""
+    from pdf_reader import pdf_texts
+
+    viewer, widget, truth, prediction = sample
+    refreshed(qtbot, widget)
+    start = len(notification_manager.records)
+
+    def said(count):  # the worker may be done before a signal could be waited for: wait for what it says
+        qtbot.waitUntil(lambda: len(notification_manager.records) >= start + count, timeout=60_000)
+
+    widget.export_report_in_background(tmp_path / "report.pdf")
+    said(1)
+    assert (tmp_path / "report.pdf").exists()
+    widget.export_report(tmp_path / "direct.pdf")
+    def undated(path):  # the creation time may differ by a minute
+        return [text for text in pdf_texts(path) if not text.startswith("Report created")]
+
+    assert undated(tmp_path / "report.pdf") == undated(tmp_path / "direct.pdf")
+    messages = [str(n.message) for n in notification_manager.records[start:]]
+    assert messages == [f"napari-sff: saved {tmp_path / 'report.pdf'}"]
+    widget.export_report_in_background(tmp_path / "report.tiff")
+    said(2)
+    errors = [str(n.message) for n in notification_manager.records[start + 1:]]
+    assert len(errors) == 1 and errors[0].startswith(f"napari-sff: could not save the report {tmp_path / 'report.tiff'}")
+    assert "\n" not in errors[0] and not (tmp_path / "report.tiff").exists()
+
+
 def test_shape_roi_on_an_anisotropic_translated_image(small, qtbot):
     viewer, widget, image, labels = small
     world = lambda k, r, c: np.array(TRANSLATE) + np.array(SCALE) * (k, r, c)  # noqa: E731
