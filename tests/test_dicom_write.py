@@ -273,7 +273,7 @@ def test_layer_writer_takes_model_and_weights_from_metadata(axial):
     assert io.layer_dicom_kind("7 fat", {io.LAYER_KIND_KEY: "image"}) is None  # a Dixon fat signal series
 
 
-def test_save_button_writes_the_selected_map(make_napari_viewer, axial):
+def test_save_button_writes_the_selected_map(make_napari_viewer, axial, qtbot):
     from napari.utils.notifications import notification_manager
 
     from napari_sff.widgets.predict import PredictWidget
@@ -298,6 +298,18 @@ def test_save_button_writes_the_selected_map(make_napari_viewer, axial):
     assert any("saved 'SFF U-Net [t2w]'" in m for m in messages)
     assert any("'t2w' is not a fat fraction or SD map" in m for m in messages)
     assert not any(s in m for m in messages for s in SECRETS)
+    # The button writes in a worker (seconds for a large series) and says so when done; errors too.
+    viewer.layers.selection.active = layer
+    start = len(notification_manager.records)
+    widget.save_dicom(tmp_path / "sff_button", background=True)
+    qtbot.waitUntil(lambda: len(notification_manager.records) > start, timeout=60_000)
+    check_with_simpleitk(tmp_path / "sff_button", volume, sff.array)
+    viewer.layers.selection.active = viewer.layers["t2w"]
+    widget.save_dicom(tmp_path / "t2w_button", background=True)
+    qtbot.waitUntil(lambda: len(notification_manager.records) > start + 1, timeout=60_000)
+    later = [str(n.message) for n in notification_manager.records[start:]]
+    assert "saved 'SFF U-Net [t2w]'" in later[0] and "'t2w' is not a fat fraction or SD map" in later[1]
+    assert not (tmp_path / "t2w_button").exists()
 
 
 def test_the_plugins_reader_reads_the_map_back_in_place(tmp_path):

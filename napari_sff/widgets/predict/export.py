@@ -19,10 +19,13 @@ class ExportMixin:
 
         folder, _ = QFileDialog.getSaveFileName(self.native, "Save as DICOM series: name a new folder")
         if folder:
-            self.save_dicom(folder)
+            self.save_dicom(folder, background=True)
 
-    def save_dicom(self, folder: str | Path, layer: Any = None, **options: Any) -> Path | None:
-        """Write ``layer`` (default: the selected one) with :func:`io.write_layer_dicom`; problems are notifications."""
+    def save_dicom(self, folder: str | Path, layer: Any = None, *, background: bool = False,
+                   **options: Any) -> Any:
+        """Write ``layer`` (default: the selected one) with :func:`io.write_layer_dicom`; problems are
+        notifications. Returns the series folder (None on a problem), or with ``background`` (the button: a
+        series of a 512 x 512 x 100 map is seconds of writing) the started worker, which notifies when done."""
         import napari
         from napari.utils.notifications import show_error, show_info
 
@@ -32,10 +35,23 @@ class ExportMixin:
             return None
         meta = {"name": layer.name, "metadata": layer.metadata, "scale": layer.scale, "translate": layer.translate,
                 "rotate": layer.rotate}
+        name = layer.name
+
+        def saved(out: Path) -> Path:
+            show_info(f"napari-sff: saved '{name}' as a DICOM series in {out}")
+            return out
+
+        if background:
+            from napari.qt.threading import create_worker
+
+            worker = create_worker(io.write_layer_dicom, layer.data, meta, folder, **options, _ignore_errors=True,
+                                   _start_thread=False)
+            worker.returned.connect(saved)
+            worker.errored.connect(lambda exc: show_error(f"napari-sff: {exc}"))
+            worker.start()
+            return worker
         try:
-            out = io.write_layer_dicom(layer.data, meta, folder, **options)
+            return saved(io.write_layer_dicom(layer.data, meta, folder, **options))
         except (ValueError, OSError) as exc:
             show_error(f"napari-sff: {exc}")
             return None
-        show_info(f"napari-sff: saved '{layer.name}' as a DICOM series in {out}")
-        return out
