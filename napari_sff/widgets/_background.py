@@ -1,5 +1,6 @@
 """A docked widget's heavy imports, done in a background thread without stopping the viewer, and a way back to
 the GUI thread once they are in. Used by the Predict widget (torch, the models) and the ROI widget (matplotlib).
+Also the widgets' file saving (a report, a DICOM series), written in a worker with a notification when done.
 
 Imports in a thread hold the GIL only in short stretches, except loading native libraries and Python's garbage
 collections, which stop the GUI thread too: a full collection over the new objects took 160-290 ms each, several
@@ -12,6 +13,7 @@ import gc
 import importlib
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 #: How long after it is asked for (when a widget is docked) background work starts: napari first shows the dock,
 #: a stall of its own, and loading native libraries holds the GIL (torch's ~0.5 s), which would add to it
@@ -65,3 +67,17 @@ def when_set(done: threading.Event, callback: Callable[[], None], poll_ms: int =
     from qtpy.QtCore import QTimer
 
     QTimer.singleShot(poll_ms, lambda: when_set(done, callback, poll_ms))
+
+
+def save_in_background(write: Callable[..., Any], *args: Any, saved: Callable[[Any], str],
+                       failed: Callable[[BaseException], str], **kwargs: Any) -> Any:
+    """``write(*args, **kwargs)`` in a napari thread worker (writing a file takes seconds), then one notification
+    on the GUI thread: ``saved(result)``, or ``failed(error)``; returns the started worker."""
+    from napari.qt.threading import create_worker
+    from napari.utils.notifications import show_error, show_info
+
+    worker = create_worker(write, *args, **kwargs, _ignore_errors=True, _start_thread=False)
+    worker.returned.connect(lambda result: show_info(saved(result)))
+    worker.errored.connect(lambda error: show_error(failed(error)))
+    worker.start()
+    return worker

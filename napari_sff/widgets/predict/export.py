@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_sff import io
+from napari_sff.widgets._background import save_in_background
 
 
 class ExportMixin:
@@ -37,21 +38,19 @@ class ExportMixin:
                 "rotate": layer.rotate}
         name = layer.name
 
-        def saved(out: Path) -> Path:
-            show_info(f"napari-sff: saved '{name}' as a DICOM series in {out}")
-            return out
+        def saved(out: Path) -> str:
+            return f"napari-sff: saved '{name}' as a DICOM series in {out}"
+
+        def failed(exc: BaseException) -> str:
+            return f"napari-sff: {exc}"
 
         if background:
-            from napari.qt.threading import create_worker
-
-            worker = create_worker(io.write_layer_dicom, layer.data, meta, folder, **options, _ignore_errors=True,
-                                   _start_thread=False)
-            worker.returned.connect(saved)
-            worker.errored.connect(lambda exc: show_error(f"napari-sff: {exc}"))
-            worker.start()
-            return worker
+            return save_in_background(io.write_layer_dicom, layer.data, meta, folder, **options, saved=saved,
+                                      failed=failed)
         try:
-            return saved(io.write_layer_dicom(layer.data, meta, folder, **options))
+            out = io.write_layer_dicom(layer.data, meta, folder, **options)
         except (ValueError, OSError) as exc:
-            show_error(f"napari-sff: {exc}")
+            show_error(failed(exc))
             return None
+        show_info(saved(out))
+        return out

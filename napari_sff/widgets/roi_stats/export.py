@@ -10,6 +10,7 @@ from qtpy.QtWidgets import QFileDialog
 
 from napari_sff import io, report, stats
 from napari_sff.widgets import _layers
+from napari_sff.widgets._background import save_in_background
 from napari_sff.widgets._layers import SCOPES
 
 
@@ -47,17 +48,10 @@ class ExportMixin:
         """What *Export report…* does: the content gathered now (the screenshot is of the canvas as it is), the
         file written in a napari thread worker (a PDF took 1.15 s on the GUI thread), a notification when done;
         the worker, started."""
-        from napari.qt.threading import create_worker
-        from napari.utils.notifications import show_error, show_info
-
-        content = self.report_content()
-        worker = create_worker(report.write_report, path, overwrite=True, **content, _ignore_errors=True,
-                               _start_thread=False)
-        worker.returned.connect(lambda written: show_info(
-            f"napari-sff: saved {' and '.join(str(p) for p in written)}"))
-        worker.errored.connect(lambda error: show_error(f"napari-sff: could not save the report {path}: {error}"))
-        worker.start()
-        return worker
+        return save_in_background(
+            report.write_report, path, overwrite=True, **self.report_content(),
+            saved=lambda written: f"napari-sff: saved {' and '.join(str(p) for p in written)}",
+            failed=lambda error: f"napari-sff: could not save the report {path}: {error}")
 
     def report_content(self) -> dict[str, Any]:
         """:func:`report.write_report`'s content, gathered on the GUI thread as plain values: a canvas
