@@ -16,7 +16,8 @@ def _simulate(args: argparse.Namespace) -> int:
     from napari_sff.sample_data import write_cases
 
     manifest = write_cases(args.out_dir, args.cases, seed=args.seed, size=args.size, n_slices=args.slices,
-                           overwrite=args.overwrite, domain=args.domain, tissues=args.tissues)
+                           overwrite=args.overwrite, domain=args.domain, tissues=args.tissues,
+                           muscle_prior=args.muscle_prior)
     print(f"wrote {args.cases} case(s) to {args.out_dir} (manifest: {manifest})")
     return 0
 
@@ -277,6 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--domain", choices=("default", "randomized"), default="default",
                           help="'randomized': physics, acquisition and anatomy drawn from the ranges in "
                                "docs/simulator_ranges.md (adds the 'random' anatomy); 'default': the narrow protocol")
+    simulate.add_argument("--muscle-prior", choices=("simulator", "population"), default="simulator",
+                          help="how often muscles are healthy, sarcopenic, myopathic or fatty-atrophied: "
+                               "'simulator' (disease-rich, what the shipped models saw) or 'population' (mostly "
+                               "healthy); napari_sff.simulate.MUSCLE_PRIORS")
     simulate.add_argument("--tissues", action="store_true",
                           help="also write <case>_tissues.nii.gz + .json (tissue class per voxel) for "
                                "python -m training.evaluate --tissues")

@@ -65,7 +65,7 @@ def synthetic_abdomen() -> list[tuple]:
 
 def write_cases(
     out_dir: str | os.PathLike, n_cases: int, *, seed: int = 0, size: int = 256, n_slices: int = 24,
-    overwrite: bool = False, domain: str = "default", tissues: bool = False,
+    overwrite: bool = False, domain: str = "default", tissues: bool = False, muscle_prior: str = "simulator",
 ) -> Path:
     """Write ``<case>_t2w/_sff/_labels.nii.gz`` per case and a JSON manifest of case parameters.
 
@@ -80,7 +80,8 @@ def write_cases(
         raise FileExistsError(f"{manifest_path} exists; choose an empty folder or pass --overwrite")
     entries = []
     for index, case in enumerate(simulate_cases(n_cases, seed=seed, size=size, n_slices=n_slices,
-                                                domain=domain, return_tissues=tissues)):
+                                                domain=domain, return_tissues=tissues,
+                                                muscle_prior=muscle_prior)):
         case_id = f"case{index:04d}_{case.params.get('anatomy', 'case')}"
         files = {}
         for suffix, volume in case_volumes(case).items():
@@ -94,6 +95,7 @@ def write_cases(
             "label_names": {str(k): v for k, v in case.label_names.items()}, "params": case.params,
         })
     manifest = {"generator": "napari_sff.simulate", "seed": seed, "size": size, "slices": n_slices,
-                "cases": entries, **({"domain": domain} if domain != "default" else {})}
+                "cases": entries, **({"domain": domain} if domain != "default" else {}),
+                **({"muscle_prior": muscle_prior} if muscle_prior != "simulator" else {})}
     io.atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
     return manifest_path

@@ -70,6 +70,29 @@ def test_simulate_tissues_writes_the_tissue_class_map_the_evaluation_reads(tmp_p
     assert not list(plain.glob("*_tissues*"))
 
 
+def test_simulate_muscle_prior_is_recorded_and_gives_the_simulators_cases(tmp_path):
+    from napari_sff import io
+    from napari_sff.simulate import simulate_case
+
+    out = tmp_path / "sim"
+    args = ["simulate", str(out), "--cases", "1", "--seed", "5", "--size", "32", "--slices", "1",
+            "--domain", "randomized", "--muscle-prior", "population"]
+    assert cli.main(args) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    case = manifest["cases"][0]
+    assert manifest["muscle_prior"] == case["params"]["muscle_prior"] == "population"
+    again = simulate_case(case["params"]["anatomy"], size=32, n_slices=1, seed=case["params"]["seed"],
+                          domain="randomized", muscle_prior="population")
+    np.testing.assert_allclose(io.read_nifti(out / case["files"]["sff"]).array,
+                               io.Volume.from_array(again.sff, again.spacing).array, atol=1e-6)
+    with pytest.raises(SystemExit):
+        cli.main([*args[:-1], "lean"])
+    from napari_sff.simulate import MUSCLE_PRIORS
+
+    for name in MUSCLE_PRIORS:  # the option's choices (written out: the parser imports no simulator) are all
+        assert cli.build_parser().parse_args(["simulate", "x", "--muscle-prior", name]).muscle_prior == name
+
+
 def test_info_reports_devices_and_weights(capsys):
     assert cli.main(["info", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from conftest import TINY_CONFIGS
@@ -146,3 +147,29 @@ def test_unet_config_trains_another_architecture_from_scratch(tmp_path):
     assert {key: header["config"][key] for key in wider} == wider
     with pytest.raises(ValueError, match="cannot fine-tune the shipped"):
         gpu_job.run_job(out, work=tmp_path / "work", dry_run=True, init="shipped", unet_config=wider, phases=[])
+
+
+def test_muscle_prior_reaches_the_simulated_cases(tmp_path):
+    import numpy as np
+
+    from napari_sff import io
+    from napari_sff.simulate import simulate_cases
+
+    report = gpu_job.run_job(tmp_path / "out", work=tmp_path / "work", dry_run=True, domain="randomized",
+                             muscle_prior="population", phases=["simulate"])
+    simulated = report["phases"]["simulate"]
+    assert simulated["status"] == "ok", simulated.get("error")
+    assert report["muscle_prior"] == simulated["muscle_prior"] == "population"
+    # Block 0's first case is simulate_cases' first case of the block's seed: with the population prior.
+    block_seed = int(np.random.SeedSequence([gpu_job.PROFILES["dry"]["simulate"]["seed"], 0]).generate_state(1)[0])
+    written = io.read_nifti(next(Path(simulated["folder"]).glob("b0000c0_*_sff.nii"))).array
+
+    def first_case(prior):
+        case = next(simulate_cases(1, seed=block_seed, size=simulated["size"], n_slices=simulated["slices_per_case"],
+                                   domain="randomized", muscle_prior=prior))
+        return io.Volume.from_array(case.sff, case.spacing).array
+
+    np.testing.assert_allclose(written, first_case("population"), atol=1e-6)
+    assert not np.allclose(written, first_case("simulator"), atol=1e-6)
+    with pytest.raises(ValueError, match="unknown muscle prior"):
+        gpu_job.run_job(tmp_path / "out", work=tmp_path / "work", dry_run=True, muscle_prior="lean", phases=[])

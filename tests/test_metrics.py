@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.metrics import evaluation_mask, image_metrics, summarise
+from training.metrics import evaluation_mask, image_metrics, pearson_r, summarise
 
 
 def phantom(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -60,3 +60,15 @@ def test_psnr_and_ssim_known_answers():
                     for sd in (0.02, 0.2))
     assert 1.0 > mild > strong
     assert np.isnan(ssim_psnr(truth[:5, :5], truth[:5, :5], mask[:5, :5])[0])  # smaller than a 7 x 7 window
+
+
+def test_pearson_r_matches_scipy_and_is_nan_without_a_warning_where_undefined():
+    import warnings
+
+    from scipy.stats import pearsonr
+
+    a, b = np.array([0.1, 0.4, 0.2, 0.9]), np.array([0.0, 0.5, 0.1, 0.7])
+    assert pearson_r(a, b) == pytest.approx(pearsonr(a, b).statistic)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(pearson_r(a, np.full(4, 0.3))) and np.isnan(pearson_r([0.2], [0.1]))

@@ -175,3 +175,38 @@ def test_randomized_sff_keeps_the_task_solvable(anatomy):
         if (tissues == fluid).any():
             assert np.median(case.sff[tissues == fluid]) < 0.02
         assert 0.88 <= np.median(case.sff[tissues == fat]) <= 0.96
+
+
+def test_muscle_priors_draw_their_conditions_and_atrophy_patterns():
+    from collections import Counter
+
+    from napari_sff.simulate import MUSCLE_PRIORS
+    from napari_sff.simulate.lesions import add_atrophy
+    from napari_sff.simulate.muscles import _draw_muscle_fat
+
+    class NoMuscles:  # add_atrophy returns after drawing the pattern when a scene has fewer than two muscles
+        muscle_group = [0]
+
+    names = {1: "quadriceps", 2: "hamstrings"}
+    n = 4000
+    for prior in MUSCLE_PRIORS.values():
+        rng = np.random.default_rng(3)
+        conditions = Counter(_draw_muscle_fat(rng, names, {}, prior.conditions)[0] for _ in range(n))
+        for condition, probability in prior.conditions.items():  # 4 binomial SDs at most
+            assert abs(conditions[condition] / n - probability) < 4 * np.sqrt(probability * (1 - probability) / n)
+        patterns = Counter(add_atrophy(NoMuscles(), rng, prior.no_atrophy)["atrophy_pattern"] for _ in range(n))
+        assert set(patterns) == set(RANGES["atrophy_pattern"].choices)
+        no_atrophy = 1 / len(RANGES["atrophy_pattern"].choices) if prior.no_atrophy is None else prior.no_atrophy
+        assert abs(patterns["none"] / n - no_atrophy) < 4 * np.sqrt(no_atrophy * (1 - no_atrophy) / n)
+    assert MUSCLE_PRIORS["population"].conditions["healthy"] > MUSCLE_PRIORS["simulator"].conditions["healthy"]
+
+
+def test_a_muscle_prior_other_than_the_default_is_recorded_and_unknown_ones_are_refused():
+    population = simulate_case("thigh", size=32, n_slices=1, seed=4, domain="randomized", muscle_prior="population")
+    assert population.params["muscle_prior"] == "population"
+    default = simulate_case("thigh", size=32, n_slices=1, seed=4, domain="randomized")
+    assert "muscle_prior" not in default.params
+    np.testing.assert_array_equal(default.t2w, simulate_case("thigh", size=32, n_slices=1, seed=4,
+                                                             domain="randomized", muscle_prior="simulator").t2w)
+    with pytest.raises(ValueError, match="simulator, population"):
+        simulate_case("thigh", size=32, n_slices=1, muscle_prior="healthy")

@@ -25,12 +25,20 @@ def evaluation_mask(raw_t2w: np.ndarray) -> np.ndarray:
     return ndimage.binary_fill_holes(body_mask(raw_t2w))
 
 
+def pearson_r(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r of paired values; NaN where it is undefined (fewer than two, or either side constant)."""
+    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    if a.size < 2 or a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
 def _pixel_metrics(p: np.ndarray, t: np.ndarray) -> tuple[float, float, np.ndarray]:
     """MAE, Pearson r and the sums that pool r across images, for paired pixel vectors."""
     n = p.size
     if n == 0:
         return np.nan, np.nan, np.zeros(6)
-    r = float(np.corrcoef(p, t)[0, 1]) if n > 1 and p.std() > 0 and t.std() > 0 else np.nan
+    r = pearson_r(p, t)
     sums = np.array([n, p.sum(), t.sum(), (p * p).sum(), (t * t).sum(), (p * t).sum()])
     return float(np.abs(p - t).mean()), r, sums
 

@@ -28,6 +28,7 @@ from napari_sff.io.label_names import read_label_names
 from napari_sff.preprocess import normalise_t2w
 from napari_sff.stats import bland_altman, roi_table
 from training.data import CACHE_INFO
+from training.metrics import pearson_r
 
 #: Muscle voxels are split at these true SFF values in the tissue breakdown.
 MUSCLE_SFF_BINS = (0.1, 0.3)
@@ -81,7 +82,7 @@ def _roi_summary(means: dict[str, list[float]], cases: int, steps: dict[str, int
     for name, values in means.items():
         values = np.array(values)
         summary[name] = {"mae": float(np.abs(values - truth).mean()) if truth.size else float("nan"),
-                         "r": float(np.corrcoef(values, truth)[0, 1]) if truth.size > 1 else float("nan"),
+                         "r": pearson_r(values, truth),
                          **bland_altman(values, truth), "steps": steps.get(name)}
     return summary
 

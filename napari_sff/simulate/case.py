@@ -27,6 +27,7 @@ from napari_sff.simulate.randomization import check_domain, draw_protocol, fixed
 from napari_sff.simulate.tissues import (
     _FLOAT,
     ANATOMIES,
+    DEFAULT_MUSCLE_PRIOR,
     FOV_MM,
     GAMMA_HZ_PER_T,
     HEALTHY_PARASPINAL_FAT,
@@ -35,6 +36,7 @@ from napari_sff.simulate.tissues import (
     SIGNAL_PD_THRESHOLD,
     SUBVOXELS,
     TISSUE_IDS,
+    get_muscle_prior,
 )
 
 
@@ -60,6 +62,7 @@ def simulate_case(
     field_strength: float | None = None,
     return_tissues: bool = False,
     domain: str = "default",
+    muscle_prior: str = DEFAULT_MUSCLE_PRIOR,
 ) -> SimulatedCase:
     """Simulate one paired T2w/SFF volume; the same arguments always give bit-identical arrays.
 
@@ -74,8 +77,11 @@ def simulate_case(
     keeps its anatomy; the in-plane spacing is drawn (0.5-2 mm) and the field of view is spacing x size,
     with the anatomy fitted to at most ``anatomy_overscan`` times it (a small field of view crops). The
     ``random`` anatomy (random muscles and tissue blobs in a skin-fat envelope) works in both domains.
+    ``muscle_prior`` (a name in ``MUSCLE_PRIORS``) sets how often muscles are healthy, sarcopenic, myopathic or
+    (randomized domain) fatty-atrophied; one other than the default is recorded in ``params["muscle_prior"]``.
     """
     check_domain(domain)
+    prior = get_muscle_prior(muscle_prior)
     anatomies = (*ANATOMIES, RANDOM_ANATOMY)
     if anatomy not in anatomies:
         raise ValueError(f"unknown anatomy {anatomy!r}; valid anatomies: {', '.join(anatomies)}")
@@ -146,7 +152,7 @@ def simulate_case(
     else:
         label_names = ABDOMEN_LABELS if anatomy == "abdomen" else LIMB_LAYOUTS[anatomy].label_names
     overrides = {"paraspinal": HEALTHY_PARASPINAL_FAT}
-    condition, group_fat = _draw_muscle_fat(anatomy_rng, label_names, overrides)
+    condition, group_fat = _draw_muscle_fat(anatomy_rng, label_names, overrides, prior.conditions)
     props = _tissue_properties(tissue_rng, field_strength)
     if anatomy == "abdomen":
         anatomy_params, props["fat"][TISSUE_IDS["liver"]] = _build_abdomen(scene, group_fat)
@@ -156,7 +162,7 @@ def simulate_case(
         anatomy_params = _build_limbs(scene, anatomy, n_limbs, condition, group_fat)
     if randomized:
         drawn["tissue_t1_t2_pd_factors"] = randomize_tissues(draw_rng, props, drawn)
-        drawn.update(add_atrophy(scene, lesion_rng))
+        drawn.update(add_atrophy(scene, lesion_rng, prior.no_atrophy))
         drawn.update(add_lesions(scene, lesion_rng, scene.grid.fov))
 
     # Physics.
@@ -225,6 +231,8 @@ def simulate_case(
     if randomized:
         params["domain"] = domain
         params["randomized"] = _rounded(drawn)
+    if muscle_prior != DEFAULT_MUSCLE_PRIOR:  # the default's parameters (and pinned hashes) stay as they were
+        params["muscle_prior"] = muscle_prior
     return SimulatedCase(
         t2w=t2w,
         sff=sff,
@@ -244,6 +252,7 @@ def simulate_cases(
     n_slices: int = 24,
     return_tissues: bool = False,
     domain: str = "default",
+    muscle_prior: str = DEFAULT_MUSCLE_PRIOR,
 ) -> Iterator[SimulatedCase]:
     """Yield ``n_cases`` cases; anatomies are shuffled within each block of three so they stay balanced (of
     four in the randomized domain, which adds the ``random`` anatomy).
@@ -260,7 +269,7 @@ def simulate_cases(
             order = [anatomies[i] for i in order_rng.permutation(len(anatomies))]
         case_seed = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
         yield simulate_case(order.pop(0), size=size, n_slices=n_slices, seed=case_seed,
-                            return_tissues=return_tissues, domain=domain)
+                            return_tissues=return_tissues, domain=domain, muscle_prior=muscle_prior)
 
 
 def _acquire_randomized(

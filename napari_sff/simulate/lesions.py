@@ -17,7 +17,7 @@ import scipy.ndimage
 
 from napari_sff.simulate.geometry import _Frame, _make_blob, _Scene, _smooth_field
 from napari_sff.simulate.muscles import _add_muscle_seeds
-from napari_sff.simulate.randomization import RANDOM_STRUCTURE_TISSUES, draw
+from napari_sff.simulate.randomization import RANDOM_STRUCTURE_TISSUES, RANGES, draw
 from napari_sff.simulate.tissues import _FLOAT
 
 
@@ -32,9 +32,15 @@ def _fatty_twins(scene: _Scene, rng: np.random.Generator, fat_fraction: float) -
     return twin_of, affected
 
 
-def add_atrophy(scene: _Scene, rng: np.random.Generator) -> dict:
-    """Fatty replacement: graded per muscle, or patchy / peripheral / moth-eaten within affected muscles."""
-    pattern = draw(rng, "atrophy_pattern")
+def add_atrophy(scene: _Scene, rng: np.random.Generator, no_atrophy: float | None = None) -> dict:
+    """Fatty replacement: graded per muscle, or patchy / peripheral / moth-eaten within affected muscles.
+
+    ``no_atrophy`` (a muscle prior's): the chance of no pattern, the others alike; None: the table's draw."""
+    if no_atrophy is None:
+        pattern = draw(rng, "atrophy_pattern")
+    else:
+        patterns = [p for p in RANGES["atrophy_pattern"].choices if p != "none"]
+        pattern = "none" if rng.random() < no_atrophy else patterns[int(rng.integers(len(patterns)))]
     params: dict = {"atrophy_pattern": pattern}
     if pattern == "none" or len(scene.muscle_group) < 2:
         return params

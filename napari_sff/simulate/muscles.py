@@ -11,11 +11,13 @@ from napari_sff.simulate.tissues import CONDITION_PROBABILITY, MUSCLE_FAT_BY_CON
 
 
 def _draw_muscle_fat(
-    rng: np.random.Generator, label_names: dict[int, str], healthy_override: dict[str, tuple[float, float]]
+    rng: np.random.Generator, label_names: dict[int, str], healthy_override: dict[str, tuple[float, float]],
+    probability: dict[str, float] = CONDITION_PROBABILITY,
 ) -> tuple[str, dict[int, float]]:
-    """Case condition and base fat fraction per muscle group; myopathy may spare some groups."""
-    conditions = list(CONDITION_PROBABILITY)
-    condition = conditions[rng.choice(len(conditions), p=list(CONDITION_PROBABILITY.values()))]
+    """Case condition (drawn with ``probability``) and base fat fraction per muscle group; myopathy may spare
+    some groups."""
+    conditions = list(probability)
+    condition = conditions[rng.choice(len(conditions), p=list(probability.values()))]
     groups = sorted(label_names)
     affected = set(groups)
     if condition == "myopathic":

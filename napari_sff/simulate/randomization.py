@@ -207,6 +207,24 @@ def ranges_markdown() -> str:
             span += " (integer)" if spec.integer else ""
         lines.append(f"| `{name}` | {span} | {spec.unit} | {spec.what} | {spec.source} |")
     lines += ["", "Structures of the `random` anatomy: " + ", ".join(RANDOM_STRUCTURE_TISSUES) + ".", ""]
+    from napari_sff.simulate.tissues import DEFAULT_MUSCLE_PRIOR, MUSCLE_FAT_BY_CONDITION, MUSCLE_PRIORS
+
+    lines += [
+        "## Muscle priors (`--muscle-prior`, `MUSCLE_PRIORS`; both domains)",
+        "",
+        "How often a case's muscles are healthy, sarcopenic or myopathic (base fat fraction per muscle: "
+        + ", ".join(f"{name} {low:g}-{high:g}" for name, (low, high) in MUSCLE_FAT_BY_CONDITION.items())
+        + "), and in the randomized domain how often no `atrophy_pattern` is added.",
+        "",
+        "| prior | healthy / sarcopenic / myopathic | no atrophy pattern | source |",
+        "|---|---|---|---|",
+    ]
+    for name, prior in MUSCLE_PRIORS.items():
+        shares = " / ".join(f"{prior.conditions[c]:g}" for c in MUSCLE_FAT_BY_CONDITION)
+        none = "as the table (1 in 5)" if prior.no_atrophy is None else f"{prior.no_atrophy:g}"
+        default = " (default)" if name == DEFAULT_MUSCLE_PRIOR else ""
+        lines.append(f"| `{name}`{default} | {shares} | {none} | {prior.source} |")
+    lines.append("")
     return "\n".join(lines)
 
 

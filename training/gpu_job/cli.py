@@ -21,6 +21,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="every phase with tiny settings on the CPU")
     parser.add_argument("--domain", choices=("default", "randomized"), default="default",
                         help="simulator domain of the training cases (napari_sff.simulate.simulate_case)")
+    parser.add_argument("--muscle-prior", choices=("simulator", "population"), default="simulator",
+                        help="how often the training cases' muscles are healthy, sarcopenic, myopathic or "
+                             "fatty-atrophied (napari_sff.simulate.MUSCLE_PRIORS; model card section 0c)")
     parser.add_argument("--init", choices=("scratch", "shipped"), default="scratch",
                         help="'shipped': fine-tune the weights in napari_sff/weights (their architecture) instead "
                              "of training from scratch (what carried over best on the CPU: docs/model_card.md, "
@@ -40,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown phase(s) {', '.join(unknown)}; choose from {', '.join(PHASES)}")
     report = run_job(args.out, work=args.work, dry_run=args.dry_run, domain=args.domain, total_s=args.total_s,
                      phases=args.phases, start_method=args.start_method, init=args.init,
-                     unet_config=args.unet_config)
+                     unet_config=args.unet_config, muscle_prior=args.muscle_prior)
     failed = [name for name, result in report["phases"].items() if result["status"] != "ok"]
     return 1 if len(failed) == len(report["phases"]) else 0
 

@@ -38,7 +38,8 @@ def _headline(name: str, result: dict) -> str:
         return f"{result.get('gpu') or result.get('device')}, torch {result.get('torch')}, " \
                f"GEMM {result['gemm']['tflops']:.1f} TFLOP/s ({result['gemm']['dtype']})"
     if name == "simulate":
-        return f"{result['cases']} cases ({result['domain']}) at {result['cases_per_s']:.1f}/s"
+        prior = result.get("muscle_prior", "simulator")
+        return f"{result['cases']} cases ({result['domain']}, muscle prior {prior}) at {result['cases_per_s']:.1f}/s"
     if name == "cache":
         return ", ".join(f"{k} {v['slices']} slices" for k, v in result["splits"].items())
     if name in ("unet", "ddpm"):

@@ -41,14 +41,18 @@ def _phase_process(name: str, ctx: dict, plan: dict, result_path: str) -> None:
 
 def run_job(out: str | Path, *, work: str | Path | None = None, dry_run: bool = False, domain: str = "default",
             total_s: float | None = None, phases: Sequence[str] = PHASES, start_method: str | None = None,
-            init: str = "scratch", unet_config: dict | None = None) -> dict:
+            init: str = "scratch", unet_config: dict | None = None, muscle_prior: str = "simulator") -> dict:
     """Run every phase in its own process, each stopped at its budget; returns (and writes) the report.
 
     ``init="shipped"`` trains both models on from the weights in ``napari_sff/weights`` (in their own
     architecture) instead of from scratch; ``unet_config`` (e.g. ``{"base_channels": 32, "depth": 5}``) gives the
-    U-Net trained from scratch another width or depth than the profile's."""
+    U-Net trained from scratch another width or depth than the profile's; ``muscle_prior`` is the simulated
+    cases' (``napari_sff.simulate.MUSCLE_PRIORS``)."""
     if init not in ("scratch", "shipped"):
         raise ValueError(f"init must be 'scratch' or 'shipped', not {init!r}")
+    from napari_sff.simulate.tissues import get_muscle_prior
+
+    get_muscle_prior(muscle_prior)  # an unknown name fails here, not in the simulate phase's workers
     if unet_config and init == "shipped":
         raise ValueError("--unet-config trains a new architecture from scratch; it cannot fine-tune the shipped "
                          "weights (drop --init shipped)")
@@ -65,7 +69,8 @@ def run_job(out: str | Path, *, work: str | Path | None = None, dry_run: bool = 
     total = float(total_s or profile["total_s"])
     deadline = started + total
     ctx = {"out": str(out.resolve()), "work": str(work.resolve()), "started": started, "profile": profile_name,
-           "device": profile["device"], "domain": domain, "init": init, "unet_config": unet_config}
+           "device": profile["device"], "domain": domain, "init": init, "unet_config": unet_config,
+           "muscle_prior": muscle_prior}
     method = start_method or profile["start_method"]
     context = multiprocessing.get_context(method)
     if method == "fork":  # children inherit the imports instead of repeating them (CUDA is never touched here)
@@ -73,7 +78,7 @@ def run_job(out: str | Path, *, work: str | Path | None = None, dry_run: bool = 
         import training.evaluate  # noqa: F401
         import training.train  # noqa: F401
     report: dict = {"command": " ".join(sys.argv), "profile": profile_name, "total_s": total, "work": str(work),
-                    "init": init, "unet_config": unet_config,
+                    "init": init, "unet_config": unet_config, "muscle_prior": muscle_prior,
                     "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)), "phases": {}}
     log(started, f"gpu_job ({profile_name}): out {out}, work {work}, {total:.0f} s in all")
     for name in phases:
