@@ -45,12 +45,14 @@ MARGIN = 0.1
 MAX_SLICES = 32
 
 
-def slice_statistics(raw_slices: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-slice statistics of raw T2w slices (N, H, W), computed on their normalised images inside the body."""
+def slice_statistics(raw_slices: np.ndarray, normalised: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per-slice statistics of raw T2w slices (N, H, W), computed on their normalised images inside the body.
+
+    ``normalised``: ``normalise_t2w(raw_slices)`` when the caller has it already (prediction does)."""
     raw = np.asarray(raw_slices, dtype=np.float32)
     if raw.ndim == 2:
         raw = raw[None]
-    normalised = normalise_t2w(raw)
+    normalised = normalise_t2w(raw) if normalised is None else np.asarray(normalised, dtype=np.float32).reshape(raw.shape)
     body = body_mask(raw)
     rows, cols = np.gradient(normalised, axis=(1, 2))
     gradient = np.hypot(rows, cols)
@@ -80,17 +82,23 @@ def training_ranges(statistics: Sequence[Mapping[str, np.ndarray]]) -> dict[str,
 
 def sample_slices(slices: np.ndarray, most: int = MAX_SLICES) -> np.ndarray:
     """At most ``most`` evenly spaced slices of a stack (N, H, W)."""
-    if len(slices) <= most:
-        return np.asarray(slices)
-    return np.asarray(slices[np.linspace(0, len(slices) - 1, most).round().astype(int)])
+    return np.asarray(slices[_sampled(len(slices), most)])
 
 
-def outside_training_range(raw_slices: np.ndarray, ranges: Mapping[str, Sequence[float]] | None) -> str | None:
+def _sampled(n: int, most: int = MAX_SLICES) -> np.ndarray | slice:
+    return slice(None) if n <= most else np.linspace(0, n - 1, most).round().astype(int)
+
+
+def outside_training_range(raw_slices: np.ndarray, ranges: Mapping[str, Sequence[float]] | None,
+                           normalised: np.ndarray | None = None) -> str | None:
     """One line naming the statistics of a scan (medians over its slices) outside the training ranges; None if
-    every one is inside, or the checkpoint recorded no ranges (weights made before this check existed)."""
+    every one is inside, or the checkpoint recorded no ranges (weights made before this check existed).
+    ``normalised``: the slices already normalised (``normalise_t2w``), so that they are not normalised twice."""
     if not ranges:
         return None
-    statistics = slice_statistics(sample_slices(raw_slices))
+    chosen = _sampled(len(raw_slices))
+    statistics = slice_statistics(np.asarray(raw_slices[chosen]),
+                                  None if normalised is None else np.asarray(normalised[chosen]))
     outside = []
     for name, (low, high) in ranges.items():
         if name not in statistics:

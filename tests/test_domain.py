@@ -62,6 +62,43 @@ def test_predict_warns_on_one_line_when_the_scan_is_outside(tmp_path, tiny_confi
     assert err[0].startswith("napari-sff predict: warning: ") and "outside what the model was trained on" in err[0]
 
 
+def test_prediction_normalises_each_slice_once_and_the_check_reads_the_same_statistics(
+        simulator_ranges, tiny_configs, monkeypatch):
+    from napari_sff import inference, preprocess
+    from napari_sff.inference import predict as predict_module
+    from napari_sff.models import build_model
+
+    scan = simulate_case("thigh", size=48, n_slices=40, seed=5).t2w  # more slices than the check samples
+    normalised = preprocess.normalise_t2w(scan)
+    for raw, given in ((scan, normalised), (scan[:3], normalised[:3])):
+        ours, theirs = domain.slice_statistics(raw, given), domain.slice_statistics(raw)
+        for name in domain.STATISTICS:
+            np.testing.assert_array_equal(ours[name], theirs[name])
+    narrow = {name: [0.0, 0.001] for name in domain.STATISTICS}
+    expected = domain.outside_training_range(scan, narrow)
+    assert expected and expected.startswith("this scan lies outside")
+    assert domain.outside_training_range(scan, narrow, normalised) == expected
+
+    normalised_rows = []
+
+    def counting(slices, *args, **kwargs):
+        normalised_rows.append(len(slices))
+        return preprocess.normalise_t2w(slices, *args, **kwargs)
+
+    monkeypatch.setattr(predict_module, "normalise_t2w", counting)
+    monkeypatch.setattr(domain, "normalise_t2w", counting)
+    model = build_model("unet", tiny_configs["unet"]).eval()
+    model.input_statistics = narrow
+    result = inference.predict_volume(scan, (5.0, 1.5, 1.5), model=model, device="cpu", batch_size=8,
+                                      resample=False, mirror=False)
+    assert result.out_of_distribution == expected
+    assert normalised_rows == [len(scan)]  # once, for the model and the check together
+    normalised_rows.clear()
+    batch = inference.predict_volumes([(scan, (5.0, 1.5, 1.5)), (scan[:4], (5.0, 1.5, 1.5))], model=model,
+                                      device="cpu", batch_size=8, resample=False, mirror=False)
+    assert batch[0].out_of_distribution == expected and normalised_rows == [len(scan) + 4]
+
+
 # --- the U-Net's own view: bottleneck-feature distance -------------------------------------------------------
 
 

@@ -60,7 +60,7 @@ def predict_slices(
     model: Any, slices: np.ndarray, *, device: torch.device, batch_size: int | None = None, ddim_steps: int = 50,
     samples: int = 1, eta: float = 0.0, seed: int = 0, progress: ProgressCallback | None = None,
     cancel: CancelCallback | None = None, settings: RunSettings | None = None, features: Any = None,
-    mirror: bool = True,
+    mirror: bool = True, normalised: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Raw T2w slices (N, H, W) -> SFF (N, H, W) in [0, 1], and the DDPM SD when ``samples`` > 1.
 
@@ -70,13 +70,16 @@ def predict_slices(
     ``features`` (a :class:`napari_sff.domain.FeatureRecorder` on the model) collects the slices' features.
     ``mirror`` (U-Net only; the DDPM averages ``samples`` instead) returns the mean of each slice's map and its
     left-right mirror image's: lower error on every held-out set of the model card at twice the network time.
+    ``normalised``: ``normalise_t2w(slices)`` when the caller has it already (predict_volume's out-of-distribution
+    check reads it too).
     """
     is_ddpm = getattr(model, "arch", "unet") == "ddpm"
     steps_per_slice = ddim_steps if is_ddpm else 1
     total = len(slices) * steps_per_slice
     sff = np.zeros(slices.shape, dtype=np.float32)
     std = np.zeros(slices.shape, dtype=np.float32) if is_ddpm and samples > 1 else None
-    normalised = normalise_t2w(np.asarray(slices, dtype=np.float32))
+    if normalised is None:
+        normalised = normalise_t2w(np.asarray(slices, dtype=np.float32))
     if settings is None:
         settings = run_settings(model, device, batch_size, shape=slices.shape[1:])
     elif batch_size is not None:
@@ -120,11 +123,12 @@ def predict_volume(
     settings = run_settings(model, torch_device, batch_size, shape=plan.slices.shape[1:],
                             calibrate_if_missing=calibrate)
     started += time.perf_counter() - planned  # a first calibration is not the scan's time
+    normalised = normalise_t2w(np.asarray(plan.slices, dtype=np.float32))
     with _feature_recorder(model) as recorder:
         sff_slices, std_slices = predict_slices(
             model, plan.slices, device=torch_device, ddim_steps=ddim_steps, samples=samples,
             eta=eta, seed=seed, progress=progress, cancel=cancel, settings=settings, features=recorder,
-            mirror=mirror,
+            mirror=mirror, normalised=normalised,
         )
     sff, std = finish_slices(plan, sff_slices, std_slices)
     seconds = time.perf_counter() - started
@@ -132,7 +136,7 @@ def predict_volume(
     return Prediction(
         sff=sff, std=std, slice_axis=plan.axis, slice_indices=plan.indices, seconds=seconds,
         device=str(torch_device), arch=getattr(model, "arch", arch), model_spacing=plan.target,
-        out_of_distribution=_out_of_distribution(plan, model, distances), feature_distance=distances,
+        out_of_distribution=_out_of_distribution(plan, model, distances, normalised), feature_distance=distances,
         feature_threshold=_feature_threshold(model, distances), mirrored=_mirrors(model, mirror),
     )
 
@@ -157,10 +161,11 @@ def _feature_distances(recorder: Any, model: Any) -> np.ndarray | None:
     return None if features is None else feature_distance(features, model.feature_statistics)
 
 
-def _out_of_distribution(plan: SlicePlan, model: Any, distances: np.ndarray | None = None) -> str | None:
+def _out_of_distribution(plan: SlicePlan, model: Any, distances: np.ndarray | None = None,
+                         normalised: np.ndarray | None = None) -> str | None:
     """The scan's slices, as the model sees them, against the ranges its checkpoint recorded, and (U-Net) the
     slices whose features lie beyond the training slices'."""
-    found = [outside_training_range(plan.slices, getattr(model, "input_statistics", None)),
+    found = [outside_training_range(plan.slices, getattr(model, "input_statistics", None), normalised),
              unlike_training(distances, plan.indices, getattr(model, "feature_statistics", None))]
     found = [message for message in found if message]
     return "; ".join(found) if found else None
@@ -191,10 +196,12 @@ def predict_volumes(
         group = plans[start:stop]
         settings = run_settings(model, torch_device, batch_size, shape=group[0].slices.shape[1:])  # cached
         started = time.perf_counter()
+        slices = np.concatenate([plan.slices for plan in group])
+        normalised_all = normalise_t2w(np.asarray(slices, dtype=np.float32))
         with _feature_recorder(model) as recorder:
-            sff_all, std_all = predict_slices(model, np.concatenate([plan.slices for plan in group]),
-                                              device=torch_device, ddim_steps=ddim_steps, samples=samples, eta=eta,
-                                              seed=seed, settings=settings, features=recorder, mirror=mirror)
+            sff_all, std_all = predict_slices(model, slices, device=torch_device, ddim_steps=ddim_steps,
+                                              samples=samples, eta=eta, seed=seed, settings=settings,
+                                              features=recorder, mirror=mirror, normalised=normalised_all)
         seconds = time.perf_counter() - started
         distances_all = _feature_distances(recorder, model)
         total = sum(len(plan.slices) for plan in group)
@@ -207,7 +214,8 @@ def predict_volumes(
             predictions.append(Prediction(
                 sff=sff, std=std, slice_axis=plan.axis, slice_indices=plan.indices, seconds=seconds * n / total,
                 device=str(torch_device), arch=getattr(model, "arch", arch), model_spacing=plan.target,
-                out_of_distribution=_out_of_distribution(plan, model, distances), feature_distance=distances,
+                out_of_distribution=_out_of_distribution(plan, model, distances, normalised_all[offset:offset + n]),
+                feature_distance=distances,
                 feature_threshold=_feature_threshold(model, distances), mirrored=_mirrors(model, mirror)))
             offset += n
         start = stop
