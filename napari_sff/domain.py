@@ -82,11 +82,9 @@ def training_ranges(statistics: Sequence[Mapping[str, np.ndarray]]) -> dict[str,
 
 def sample_slices(slices: np.ndarray, most: int = MAX_SLICES) -> np.ndarray:
     """At most ``most`` evenly spaced slices of a stack (N, H, W)."""
-    return np.asarray(slices[_sampled(len(slices), most)])
-
-
-def _sampled(n: int, most: int = MAX_SLICES) -> np.ndarray | slice:
-    return slice(None) if n <= most else np.linspace(0, n - 1, most).round().astype(int)
+    if len(slices) <= most:
+        return np.asarray(slices)
+    return np.asarray(slices[np.linspace(0, len(slices) - 1, most).round().astype(int)])
 
 
 def outside_training_range(raw_slices: np.ndarray, ranges: Mapping[str, Sequence[float]] | None,
@@ -96,9 +94,7 @@ def outside_training_range(raw_slices: np.ndarray, ranges: Mapping[str, Sequence
     ``normalised``: the slices already normalised (``normalise_t2w``), so that they are not normalised twice."""
     if not ranges:
         return None
-    chosen = _sampled(len(raw_slices))
-    statistics = slice_statistics(np.asarray(raw_slices[chosen]),
-                                  None if normalised is None else np.asarray(normalised[chosen]))
+    statistics = slice_statistics(sample_slices(raw_slices), None if normalised is None else sample_slices(normalised))
     outside = []
     for name, (low, high) in ranges.items():
         if name not in statistics:

@@ -9,7 +9,7 @@ from pathlib import Path
 from napari_sff import io
 from napari_sff.io.label_names import write_label_names
 from napari_sff.simulate import SimulatedCase, simulate_case, simulate_cases
-from napari_sff.simulate.tissues import MIXED_TISSUE, TISSUE_IDS
+from napari_sff.simulate.tissues import DEFAULT_MUSCLE_PRIOR, MIXED_TISSUE, TISSUE_IDS
 
 #: Names of the values of ``<case>_tissues.nii.gz`` (``--tissues``): the simulator's tissue ids (air = 0 is the
 #: background) and its mixed value, where no tissue fills 3 of a voxel's 4 sub-voxels.
@@ -65,7 +65,8 @@ def synthetic_abdomen() -> list[tuple]:
 
 def write_cases(
     out_dir: str | os.PathLike, n_cases: int, *, seed: int = 0, size: int = 256, n_slices: int = 24,
-    overwrite: bool = False, domain: str = "default", tissues: bool = False, muscle_prior: str = "simulator",
+    overwrite: bool = False, domain: str = "default", tissues: bool = False,
+    muscle_prior: str = DEFAULT_MUSCLE_PRIOR,
 ) -> Path:
     """Write ``<case>_t2w/_sff/_labels.nii.gz`` per case and a JSON manifest of case parameters.
 
@@ -96,6 +97,6 @@ def write_cases(
         })
     manifest = {"generator": "napari_sff.simulate", "seed": seed, "size": size, "slices": n_slices,
                 "cases": entries, **({"domain": domain} if domain != "default" else {}),
-                **({"muscle_prior": muscle_prior} if muscle_prior != "simulator" else {})}
+                **({"muscle_prior": muscle_prior} if muscle_prior != DEFAULT_MUSCLE_PRIOR else {})}
     io.atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
     return manifest_path
