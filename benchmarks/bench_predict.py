@@ -2,14 +2,17 @@
 
     python benchmarks/bench_predict.py [--device auto] [--slices 8] [--repeats 3] [--out docs/bench_predict_cpu.json]
 
-In one run: the float32 GEMM peak (2048² matmul, best of several rounds: a shared machine's noise only slows it),
+In one run: the float32 GEMM peak (a 2048² product, best of several rounds: a shared machine's noise only slows it;
+the faster of MKL's ``a @ b`` and oneDNN's 1 x 1 convolution, each recorded: on an AMD EPYC MKL reached less than
+half of oneDNN's rate, see napari_sff.timing.gemm_rates),
 the shipped U-Net's FLOPs per slice (counted with ``torch.utils.flop_counter``, on the padded grid the model
 really sees), and for (a) a 256² volume at a pixel size inside the model's range and (b) a 512² volume at 0.7 mm
 (resampled into the model's range and back): resample-in, model and resample-back ms/slice for every setting
-tried (batch 1/2/4/8, channels-last or not, threads), each end to end as a fraction of the GEMM peak, and
-``predict_volume`` with the setting its calibration chose for that slice size: ``ms_per_slice`` is what
-``napari-sff predict`` prints (the prediction's own time), ``wall_ms_per_slice`` the whole call's (it adds the
-out-of-distribution checks made after the prediction). Also the
+tried (batch 1/2/4/8, channels-last or not, threads, and bfloat16 on CPUs that have it in hardware), each end to
+end as a fraction of the GEMM peak of its precision, and ``predict_volume`` with the setting its calibration chose
+for that slice size (``predict_volume``) and the same in float32 (``predict_volume_float32``, what issue #11's
+targets are stated in): ``ms_per_slice`` is what ``napari-sff predict`` prints (the prediction's own time),
+``wall_ms_per_slice`` the whole call's (it adds the out-of-distribution checks made after the prediction). Also the
 pipeline as it was before (skimage resize in and cubic out, batch 1 contiguous on CPUs, batch 8 channels-last
 on CUDA), timed in the same run, and the largest SFF difference between the two. Every U-Net pass is one per
 slice (``mirror=False``) except ``predict_volume_mirrored``, predict's default (each slice and its mirror image:
@@ -28,14 +31,17 @@ from _common import forward_flops, gemm_rate, time_call, torch_setup, write_repo
 
 from napari_sff import inference
 from napari_sff.inference import RunSettings, load_model, resolve_device
+from napari_sff.inference.devices import cpu_has_native_bf16, device_description
+from napari_sff.timing import gemm_rates
 
 #: The side of the float32 square matmul the GEMM peak is measured with.
 GEMM_SIZE = 2048
 
 
-def gemm_peak(device, rounds: int = 3) -> float:
-    """float32 GFLOP/s of a GEMM_SIZE² matmul (napari_sff.timing's gemm_rate): the best of ``rounds`` medians."""
-    return gemm_rate(device, GEMM_SIZE, rounds=rounds) / 1e9
+def gemm_peak(device, rounds: int = 3, dtype=None) -> float:
+    """GFLOP/s of a GEMM_SIZE² product (float32 unless ``dtype``; napari_sff.timing's gemm_rate: the fastest
+    kernel's best of ``rounds`` medians)."""
+    return gemm_rate(device, GEMM_SIZE, dtype, rounds=rounds) / 1e9
 
 
 def legacy_predict(array, spacing, model, device):
@@ -72,22 +78,28 @@ def legacy_predict(array, spacing, model, device):
     return np.moveaxis(sff, 0, axis), times
 
 
-def add_fractions(result: dict, peak: float) -> None:
-    """Fractions of ``peak`` (GFLOP/s) end to end, for the model alone, and against the peak measured beside it."""
+def add_fractions(result: dict, peaks: dict[str, float]) -> None:
+    """Fractions of the GEMM peak of each run's precision (``peaks``: GFLOP/s by precision) end to end, for the
+    model alone, and against the peak measured beside it."""
     flops = result["gflop_per_slice"] * 1e9
-    for config in result["configs"].values():
+    for name, config in result["configs"].items():
+        peak = peaks["bfloat16" if name.endswith("/bfloat16") else "float32"]
+        config["fraction_of"] = "bfloat16" if name.endswith("/bfloat16") else "float32"
         config["model_fraction_of_peak"] = flops / (config["model_ms_per_slice"] / 1000) / 1e9 / peak
         config["end_to_end_fraction_of_peak"] = flops / (config["end_to_end_ms_per_slice"] / 1000) / 1e9 / peak
         config["end_to_end_fraction_of_peak_beside"] = (flops / (config["end_to_end_ms_per_slice"] / 1000) / 1e9
                                                         / config["gemm_peak_beside_gflops"])
-    for key, passes in (("predict_volume", 1), ("predict_volume_mirrored", 2), ("before", 1)):
+    for key, passes in (("predict_volume", 1), ("predict_volume_float32", 1), ("predict_volume_mirrored", 2),
+                        ("predict_volume_mirrored_float32", 2), ("before", 1)):
+        peak = peaks[result[key].get("precision", "float32")]
         for timed, fraction in (("ms_per_slice", "fraction_of_peak"), ("wall_ms_per_slice", "wall_fraction_of_peak")):
             if timed in result[key]:
                 result[key][fraction] = passes * flops / (result[key][timed] / 1000) / 1e9 / peak
 
 
 def bench_volume(array, spacing, model, device, peaks: list[float], repeats, candidates) -> dict:
-    """Times for one volume; ``peaks`` gets a GEMM peak measured after each setting (fractions come later)."""
+    """Times for one volume; ``peaks`` gets the float32 GEMM peak measured after each float32 setting (fractions
+    come later)."""
     plan = inference.plan_slices(array, spacing, model)
     n = len(plan.slices)
     shape = plan.slices.shape[1:]
@@ -103,27 +115,39 @@ def bench_volume(array, spacing, model, device, peaks: list[float], repeats, can
         seconds = time_call(lambda s=settings: inference.predict_slices(model, plan.slices, device=device,
                                                                           settings=s, mirror=False), repeats) / n
         total = seconds + resample
-        peaks.append(gemm_peak(device, rounds=1))  # the peak beside it: the load on a shared machine drifts
+        # The peak beside it, in its precision: the load on a shared machine drifts. Float32's count for the run.
+        beside = gemm_peak(device, rounds=1, dtype=getattr(torch, settings.precision or "float32"))
+        if settings.precision in (None, "float32"):
+            peaks.append(beside)
         configs[inference._candidate_name(settings)] = {
             "model_ms_per_slice": 1000 * seconds, "end_to_end_ms_per_slice": 1000 * total,
-            "gemm_peak_beside_gflops": peaks[-1]}
+            "gemm_peak_beside_gflops": beside}
     best_name = min(configs, key=lambda k: configs[k]["end_to_end_ms_per_slice"])
 
     # predict_volume as `napari-sff predict` runs it (its own ms/slice), with the calibrated settings.
-    def run_new(mirror=False):
-        return inference.predict_volume(array, spacing, model=model, device=str(device), mirror=mirror)
+    def run_new(mirror=False, precision=None):
+        return inference.predict_volume(array, spacing, model=model, device=str(device), mirror=mirror,
+                                        precision=precision)
 
-    def printed_and_wall(mirror=False) -> tuple[float, float]:
-        """(the ms/slice predict prints: the Prediction's own, median of the timed runs; the whole call's, which
-        adds the out-of-distribution checks made after the prediction)."""
-        printed = []
-        wall = 1000 * time_call(lambda: printed.append(run_new(mirror=mirror).ms_per_slice), repeats) / n
-        return float(np.median(printed[1:])), wall  # printed[0] is time_call's untimed warm-up run
+    def printed_and_wall(mirror=False, precision=None) -> dict:
+        """The ms/slice predict prints (the Prediction's own, median of the timed runs), the whole call's (which
+        adds the out-of-distribution checks made after the prediction) and the precision it ran in."""
+        runs = []
+        wall = 1000 * time_call(lambda: runs.append(run_new(mirror, precision)), repeats) / n
+        return {"ms_per_slice": float(np.median([r.ms_per_slice for r in runs[1:]])),  # runs[0]: the warm-up
+                "wall_ms_per_slice": wall, "precision": runs[-1].precision}
 
-    new = run_new()  # a first call calibrates for this slice size (not timed)
+    new = run_new(precision="float32")  # a first call calibrates for this slice size (not timed)
     chosen = inference._candidate_name(inference.run_settings(model, device, shape=shape))
-    new_ms, new_wall_ms = printed_and_wall()
-    mirrored_ms, mirrored_wall_ms = printed_and_wall(mirror=True)
+    # Interleaved rounds, each variant's median over them: the load on a shared machine drifts within a run.
+    variants = {"calibrated": (False, None), "float32": (False, "float32"), "mirrored": (True, None),
+                "mirrored_float32": (True, "float32")}
+    rounds: dict[str, list[dict]] = {name: [] for name in variants}
+    for _ in range(3):
+        for name, how in variants.items():
+            rounds[name].append(printed_and_wall(*how))
+    timed = {name: {key: (float(np.median([r[key] for r in runs])) if key != "precision" else runs[-1][key])
+                    for key in runs[0]} for name, runs in rounds.items()}
     # The old pipeline, timed and compared in the same run.
     old_sff, _ = legacy_predict(array, spacing, model, device)
     stages = [legacy_predict(array, spacing, model, device)[1] for _ in range(repeats)]
@@ -131,17 +155,22 @@ def bench_volume(array, spacing, model, device, peaks: list[float], repeats, can
     old_total = sum(old.values())
     body = array > np.percentile(array, 99) * 0.1  # the body mask normalise_t2w uses, roughly: bright voxels
     difference = np.abs(new.sff - old_sff)
+    precision_difference = np.abs(run_new().sff - new.sff)  # the calibrated precision's map against float32's
     return {
         "volume_shape": list(array.shape), "spacing_mm": list(spacing), "model_input_shape": list(shape),
         "gflop_per_slice": flops / 1e9,
         "resample_in_ms_per_slice": 1000 * per_slice["resample_in"],
         "resample_back_ms_per_slice": 1000 * per_slice["resample_back"],
         "configs": configs, "fastest_config": best_name,
-        "predict_volume": {"ms_per_slice": new_ms, "wall_ms_per_slice": new_wall_ms, "settings": chosen},
-        "predict_volume_mirrored": {"ms_per_slice": mirrored_ms, "wall_ms_per_slice": mirrored_wall_ms},
+        "predict_volume": {**timed["calibrated"], "settings": chosen},
+        "predict_volume_float32": timed["float32"],
+        "predict_volume_mirrored": timed["mirrored"],
+        "predict_volume_mirrored_float32": timed["mirrored_float32"],
         "before": {"stages_ms_per_slice": old, "ms_per_slice": old_total},
-        "speedup_over_before": old_total / new_ms,
+        "speedup_over_before": old_total / timed["calibrated"]["ms_per_slice"],
         "sff_difference_to_before": {"max": float(difference.max()), "mean_in_body": float(difference[body].mean())},
+        "sff_difference_calibrated_to_float32": {"max": float(precision_difference.max()),
+                                                 "mean_in_body": float(precision_difference[body].mean())},
     }
 
 
@@ -178,11 +207,16 @@ def main() -> int:
         results[name] = bench_volume(array, spacing, model, device, peaks, args.repeats, candidates)
     peaks.append(gemm_peak(device))
     # The machine's limit is the best GEMM rate seen in the run (contention only ever lowers it): strict fractions.
-    results["gemm_peak_gflops"] = {"used": max(peaks), "all": peaks}
+    kernels = {precision: {name: rate / 1e9 for name, rate in gemm_rates(
+        device, GEMM_SIZE, getattr(torch, precision), rounds=3).items()} for precision in ("float32", "bfloat16")}
+    results["gemm_peak_gflops"] = {"used": max([*peaks, *kernels["float32"].values()]), "all": peaks,
+                                   "kernels": kernels, "used_bfloat16": max(kernels["bfloat16"].values())}
     for name in cases:
-        add_fractions(results[name], max(peaks))
+        add_fractions(results[name], {"float32": results["gemm_peak_gflops"]["used"],
+                                      "bfloat16": results["gemm_peak_gflops"]["used_bfloat16"]})
     results["setup"] = {**torch_setup(device, args.repeats), "slices": args.slices,
-                        "physical_cores": inference._physical_cores()}
+                        "physical_cores": inference._physical_cores(), "cpu": device_description(device),
+                        "native_bf16": cpu_has_native_bf16() if device.type == "cpu" else None}
     write_report(results, args.out)
     return 0
 

@@ -33,6 +33,7 @@ class PredictSettings:
     slice_axis: int | str = "auto"
     resample: bool = True
     mirror: bool = True  # U-Net: average with the left-right mirrored slices (napari_sff.inference.predict_slices)
+    precision: str | None = None  # None: the device's calibrated or default precision (RunSettings.precision)
     series: str | None = None  # DICOM series of an input holding several
     volume: int | None = None  # which volume of a 4D input
     dicom_storage: str = "mr"
@@ -108,7 +109,7 @@ def predict_job(job: Job, settings: PredictSettings, *,
         job.array, job.geometry.spacing, settings.arch, weights=settings.weights, device=settings.device,
         slice_axis=settings.slice_axis, batch_size=settings.batch_size, ddim_steps=settings.ddim_steps,
         samples=settings.samples, seed=settings.seed, progress=progress, resample=settings.resample,
-        mirror=settings.mirror,
+        mirror=settings.mirror, precision=settings.precision,
     )
     _warn_if_outside(job, prediction)
     return prediction
@@ -128,7 +129,7 @@ def predict_jobs(jobs: list[Job], settings: PredictSettings) -> list[Prediction]
         [(job.array, job.geometry.spacing) for job in jobs], settings.arch, weights=settings.weights,
         device=settings.device, slice_axis=settings.slice_axis, batch_size=settings.batch_size,
         ddim_steps=settings.ddim_steps, samples=settings.samples, seed=settings.seed, resample=settings.resample,
-        mirror=settings.mirror,
+        mirror=settings.mirror, precision=settings.precision,
     )
     for job, prediction in zip(jobs, predictions, strict=True):
         _warn_if_outside(job, prediction)

@@ -64,7 +64,7 @@ def describe(prediction: Any, *, weights: str | os.PathLike | None, ddim_steps: 
         "weights_sha256": file_sha256(path) if path.exists() else None,
         "device": prediction.device, "slice_axis": prediction.slice_axis, "slices": len(prediction.slice_indices),
         "seconds": round(float(prediction.seconds), 3), "ms_per_slice": round(float(prediction.ms_per_slice), 2),
-        "mirrored": bool(prediction.mirrored),
+        "mirrored": bool(prediction.mirrored), "precision": prediction.precision,
         "model_spacing_mm": None if prediction.model_spacing is None else [float(v) for v in prediction.model_spacing],
         "out_of_distribution": prediction.out_of_distribution,
         "feature_distance": None if distances is None else {

@@ -9,7 +9,7 @@ importing this module stays cheap (the plugin's menus and the CLI start fast).
 
 Callers: :func:`napari_sff.inference.settings.calibrate` (best of 2), ``benchmarks/_common.py`` and every
 benchmark (median), ``training/gpu_job`` (median timing, FLOPs, the GEMM peak), ``benchmarks/bench_predict.py``
-(FLOPs per slice, the float32 GEMM peak).
+(FLOPs per slice, the float32 GEMM peak, each GEMM kernel's rate).
 """
 
 from __future__ import annotations
@@ -69,14 +69,48 @@ def forward_flops(model: Callable[..., object], *inputs: Any) -> float:
     return float(counter.get_total_flops())
 
 
-def gemm_rate(device: Any, size: int = 2048, dtype: Any = None, *, repeats: int = 3, warmup: int = 1,
-              rounds: int = 1) -> float:
-    """FLOP/s of a ``size`` x ``size`` matrix product on ``device`` (``dtype``: float32 unless given): the best
-    of ``rounds`` medians of ``repeats`` runs each. The best, because contention on a shared machine only ever
-    lowers the rate, so the highest seen is closest to the hardware's peak."""
+def gemm_rates(device: Any, size: int = 2048, dtype: Any = None, *, repeats: int = 3, warmup: int = 1,
+               rounds: int = 1) -> dict[str, float]:
+    """FLOP/s of one ``size`` x ``size`` matrix product (``dtype``: float32 unless given) by each GEMM kernel the
+    device has, keyed by name: ``"matmul"`` (``a @ b``: the BLAS library, MKL in torch's CPU wheels) and, on CPUs
+    with oneDNN, ``"onednn"`` (the same product as a 1 x 1 convolution in channels-last memory, the library that
+    runs the models' convolutions). Each is the best of ``rounds`` medians of ``repeats`` runs: contention on a
+    shared machine only ever lowers a rate, so the highest seen is closest to the hardware's.
+
+    Why two: MKL picks its kernels by CPU vendor, and on an AMD EPYC (Zen 5, AVX-512) ``a @ b`` ran at 212-223
+    GFLOP/s while oneDNN's 1 x 1 convolution of the same size ran at 469-481 (benchmarks/bench_predict.py records
+    both): a model's "fraction of the GEMM peak" against MKL alone came out above 1.
+    """
     import torch
 
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1 (got {rounds})")
-    a, b = (torch.randn(size, size, device=device, dtype=dtype or torch.float32) for _ in range(2))
-    return max(2 * size**3 / time_call(lambda: a @ b, repeats, warmup) for _ in range(rounds))
+    dtype = dtype or torch.float32
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+    kernels = {"matmul": lambda: a @ b}
+    if getattr(a.device, "type", str(device)) == "cpu" and torch.backends.mkldnn.is_available():
+        kernels["onednn"] = _onednn_product(a, b)
+
+    def best(kernel: Callable[[], object]) -> float:
+        return max(2 * size**3 / time_call(kernel, repeats, warmup) for _ in range(rounds))
+
+    return {name: best(kernel) for name, kernel in kernels.items()}
+
+
+def _onednn_product(a: Any, b: Any) -> Callable[[], Any]:
+    """``a @ b`` as oneDNN computes it: a 1 x 1 convolution of ``b`` (``k`` channels, 1 x ``n`` pixels, stored
+    channels-last) with ``a`` as the ``m`` x ``k`` kernel. Returns a call giving the (m, n) product."""
+    import torch.nn.functional as F
+
+    m, k = a.shape
+    n = b.shape[1]
+    image = b.t().contiguous().reshape(1, 1, n, k).permute(0, 3, 1, 2)  # (1, k, 1, n), channels-last strides
+    kernel = a.reshape(m, k, 1, 1)
+    return lambda: F.conv2d(image, kernel).reshape(m, n)
+
+
+def gemm_rate(device: Any, size: int = 2048, dtype: Any = None, *, repeats: int = 3, warmup: int = 1,
+              rounds: int = 1) -> float:
+    """The machine's GEMM rate (FLOP/s) for ``size`` x ``size`` products: the fastest kernel of
+    :func:`gemm_rates`, the number a model's FLOP/s is compared with."""
+    return max(gemm_rates(device, size, dtype, repeats=repeats, warmup=warmup, rounds=rounds).values())

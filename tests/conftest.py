@@ -23,6 +23,13 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def cpu_without_native_bf16(monkeypatch):
+    """Calibration candidates do not depend on the test machine's CPU: without native bfloat16 none are in
+    bfloat16 (tests of bfloat16 calibration patch it back)."""
+    monkeypatch.setattr("napari_sff.inference.settings.cpu_has_native_bf16", lambda: False)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_calibration(tmp_path_factory):
     """Predictions in tests use the device defaults, and nothing is written to the user's cache: calibration

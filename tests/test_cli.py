@@ -93,6 +93,14 @@ def test_simulate_muscle_prior_is_recorded_and_gives_the_simulators_cases(tmp_pa
         assert cli.build_parser().parse_args(["simulate", "x", "--muscle-prior", name]).muscle_prior == name
 
 
+def test_predict_precision_choices_are_the_inference_precisions():
+    from napari_sff.inference.devices import PRECISIONS
+
+    assert cli.PRECISION_CHOICES == ("auto", *PRECISIONS)  # written out: the parser imports no inference code
+    assert cli.build_parser().parse_args(["predict", "in.nii", "-o", "out.nii", "--precision", "float32"]).precision \
+        == "float32"
+
+
 def test_info_reports_devices_and_weights(capsys):
     assert cli.main(["info", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -209,6 +209,87 @@ def test_large_slices_get_their_own_calibration(scratch_cache, monkeypatch):
     assert inference.calibration_key(model, cpu, 512) == inference.calibration_key(model, cpu) + "|512x512"
 
 
+class RoundingModel(torch.nn.Module):
+    """Its map is 0.5 in float32. Under bfloat16 autocast its 1 x 1 convolution (weight 256, exact in bfloat16)
+    sees the input rounded to bfloat16, and the map becomes 0.5 + ``gain`` x (that rounding error)."""
+
+    arch = "unet"
+
+    def __init__(self, gain: float):
+        super().__init__()
+        self.gain = gain
+        self.conv = torch.nn.Conv2d(1, 1, 1, bias=False)
+        torch.nn.init.constant_(self.conv.weight, 256.0)
+        self.dtypes: list[torch.dtype] = []  # the autocast dtype of each call (float32: none)
+
+    def forward(self, x):
+        on = torch.is_autocast_enabled("cpu")
+        self.dtypes.append(torch.get_autocast_dtype("cpu") if on else torch.float32)
+        return 0.5 + self.gain * (self.conv(x).float() / 256 - x.float())
+
+
+def _bf16_rounding_error(values: np.ndarray) -> np.ndarray:
+    """|bfloat16(v) - v| for float32 values, rounding to nearest even by hand on the bits (not with torch)."""
+    bits = values.astype(np.float32).view(np.uint32).astype(np.uint64)
+    rounded = (((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16).astype(np.uint32).view(np.float32)
+    return np.abs(rounded - values)
+
+
+def test_bfloat16_candidates_only_on_a_cpu_that_has_it_and_only_for_the_unet(monkeypatch):
+    from napari_sff.inference import devices
+
+    cpu = torch.device("cpu")
+    assert all(c.precision is None for c in inference.calibration_candidates(cpu))  # conftest: no native bf16
+    monkeypatch.setattr(inference_settings, "cpu_has_native_bf16", lambda: True)
+    reduced = [c for c in inference.calibration_candidates(cpu) if c.precision is not None]
+    assert [(c.batch_size, c.channels_last, c.precision) for c in reduced] == [
+        (b, True, "bfloat16") for b in inference.CALIBRATION_BATCHES]
+    assert all(c.precision is None for c in inference.calibration_candidates(cpu, arch="ddpm"))
+    assert all(c.precision is None for c in inference.calibration_candidates(torch.device("cuda")))
+    flags = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f {} avx512vl\n"
+    assert devices.cpu_has_native_bf16(flags.format("avx512_bf16"))
+    assert devices.cpu_has_native_bf16(flags.format("amx_bf16"))
+    assert not devices.cpu_has_native_bf16(flags.format("avx512_vnni"))
+    assert not devices.cpu_has_native_bf16("")
+    with pytest.raises(ValueError, match="unknown precision 'half'"):
+        inference.RunSettings(1, True, precision="half")
+
+
+@pytest.mark.parametrize(("gain", "chosen"), [(1.0, "bfloat16"), (40.0, None)])
+def test_calibration_takes_bfloat16_only_when_clearly_faster_and_close_to_float32(scratch_cache, monkeypatch,
+                                                                                   gain, chosen):
+    import json
+
+    monkeypatch.setattr(inference_settings, "cpu_has_native_bf16", lambda: True)
+    model, cpu = RoundingModel(gain), torch.device("cpu")
+
+    def timer(candidate, run):  # bfloat16 twice as fast per slice; batch 1 fastest in each precision
+        run()
+        return candidate.batch_size * (0.5 if candidate.precision == "bfloat16" else 1.0) * (
+            1.0 if candidate.batch_size == 1 else 1.5)
+
+    winner, table = inference.calibrate(model, cpu, shape=(16, 16), timer=timer)
+    assert (winner.batch_size, winner.precision) == (1, chosen)
+    assert table["batch1/channels_last/bfloat16"] == pytest.approx(500.0)
+    entry = next(iter(json.loads((scratch_cache / inference.CALIBRATION_FILE).read_text()).values()))
+    # The deviation it measured on the calibration batch's first slice (uniform noise, seed 0), worked out by hand.
+    first = np.random.default_rng(0).uniform(0, 1, (8, 16, 16)).astype(np.float32)[0]
+    expected = np.mean(np.abs(np.clip(0.5 + gain * _bf16_rounding_error(first), 0, 1) - 0.5))
+    assert entry["sff_deviation_from_float32"]["batch1/channels_last/bfloat16"] == pytest.approx(expected, rel=0.05)
+    assert (expected <= inference_settings.PRECISION_TOLERANCE) == (chosen == "bfloat16")
+    assert entry["precision"] == chosen and inference.read_calibration(model, cpu).precision == chosen
+    # Predictions run in the calibrated precision, say so, and a caller's precision wins.
+    model.dtypes.clear()
+    prediction = inference.predict_volume(np.ones((2, 16, 16), np.float32), (3, 1, 1), model=model, device="cpu",
+                                          mirror=False)
+    assert prediction.precision == (chosen or "float32")
+    assert model.dtypes == [torch.bfloat16 if chosen else torch.float32] * 2
+    model.dtypes.clear()
+    forced = inference.predict_volume(np.ones((2, 16, 16), np.float32), (3, 1, 1), model=model, device="cpu",
+                                      mirror=False, precision="float32")
+    assert forced.precision == "float32" and model.dtypes == [torch.float32] * 2
+
+
 def test_ties_go_to_the_smaller_batch_and_an_empty_table_is_refused():
     small, large = inference.RunSettings(1, False), inference.RunSettings(8, True)
     assert inference.choose_settings({large: 0.100, small: 0.109}) == small  # within 10 %: the smaller batch

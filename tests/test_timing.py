@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -56,8 +57,10 @@ def test_forward_flops_of_a_convolution_and_a_matmul_by_hand():
     assert timing.forward_flops(torch.matmul, torch.zeros(4, 6), torch.zeros(6, 7)) == 2 * 4 * 6 * 7
 
 
-def test_gemm_rate_is_the_best_round_of_its_matmul(monkeypatch):
-    size, rounds_seconds, seen = 32, iter([0.5, 0.25, 1.0]), []
+def test_gemm_rates_time_each_kernel_and_the_rate_is_the_fastest_kernels_best_round(monkeypatch):
+    size, seen = 32, []
+    # matmul's three rounds, then oneDNN's: oneDNN's best round (0.125 s) is the fastest of all.
+    rounds_seconds = iter([0.5, 0.25, 1.0, 0.4, 0.125, 0.3])
 
     def fake_time_call(function, repeats, warmup):
         product = function()
@@ -65,13 +68,25 @@ def test_gemm_rate_is_the_best_round_of_its_matmul(monkeypatch):
         return next(rounds_seconds)
 
     monkeypatch.setattr(timing, "time_call", fake_time_call)
-    rate = timing.gemm_rate("cpu", size, torch.bfloat16, repeats=4, warmup=2, rounds=3)
-    assert rate == 2 * 32**3 / 0.25
-    assert seen == [((32, 32), torch.bfloat16, 4, 2)] * 3
+    rates = timing.gemm_rates("cpu", size, torch.bfloat16, repeats=4, warmup=2, rounds=3)
+    expected = {"matmul": 2 * 32**3 / 0.25}
+    if torch.backends.mkldnn.is_available():  # torch's CPU wheels have oneDNN
+        expected["onednn"] = 2 * 32**3 / 0.125
+    assert rates == expected
+    assert seen == [((32, 32), torch.bfloat16, 4, 2)] * 3 * len(expected)
     seen.clear()
-    rounds_seconds = iter([0.5])
-    assert timing.gemm_rate("cpu", size) == 2 * 32**3 / 0.5  # one round of 3 after 1 warm-up, in float32
-    assert seen == [((32, 32), torch.float32, 3, 1)]
+    rounds_seconds = iter([0.5, 1.0])
+    # gemm_rate: the fastest kernel; one round of 3 runs after 1 warm-up each, in float32.
+    assert timing.gemm_rate("cpu", size) == 2 * 32**3 / 0.5
+    assert seen == [((32, 32), torch.float32, 3, 1)] * len(expected)
+
+
+def test_the_onednn_kernel_computes_the_matrix_product_in_channels_last_memory():
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((5, 7)), rng.standard_normal((7, 11))  # not square: rows and columns kept apart
+    product = timing._onednn_product(torch.from_numpy(a).float(), torch.from_numpy(b).float())()
+    assert product.shape == (5, 11)
+    np.testing.assert_allclose(product.numpy(), a @ b, rtol=1e-5, atol=1e-5)  # numpy's product, not torch's
 
 
 def test_the_calibration_times_with_the_shared_timer_best_of_two(monkeypatch):

@@ -293,6 +293,35 @@ def test_a_reference_unet_is_scored_on_the_same_images_with_a_paired_test(paired
         evaluate.score(predicted, truth, raw)[0]["mae"], rel=1e-5)
 
 
+def test_evaluate_runs_in_the_precision_asked_and_scores_another_paired(paired_dir, tmp_path, tiny_weights):
+    from napari_sff.inference import load_model, predict_slices
+    from training import evaluate
+    from training.metrics import evaluation_mask
+
+    cache = training_data.build_slice_cache(paired_dir, tmp_path / "cache", size=32, seed=1)
+    out, md = tmp_path / "report.json", tmp_path / "report.md"
+    evaluate.main(["--data", str(cache), "--split", "train", "--unet", str(tiny_weights["unet"]), "--no-mirror",
+                   "--precision", "float32", "--compare-precision", "bfloat16", "--device", "cpu", "--out", str(out),
+                   "--markdown", str(md)])
+    assert "NAPARI_SFF_PRECISION" not in os.environ  # the run's precision does not outlive it
+    report = json.loads(out.read_text())
+    other = report["models"]["unet_other_precision"]
+    assert report["precision"] == "float32" and other["precision"] == "bfloat16"
+    assert report["paired_tests"]["unet_vs_unet_other_precision"]["n"] == report["images"]
+    raw, truth = evaluate.load_split(str(cache), "train", None)
+    unet, _ = load_model("unet", tiny_weights["unet"], "cpu")
+    maps = {p: predict_slices(unet, raw, device=torch.device("cpu"), mirror=False, precision=p)[0]
+            for p in ("float32", "bfloat16")}
+    for key, precision in (("unet", "float32"), ("unet_other_precision", "bfloat16")):
+        assert report["models"][key]["mae"] == pytest.approx(evaluate.score(maps[precision], truth, raw)[0]["mae"],
+                                                             rel=1e-5)
+    moved = np.abs(maps["bfloat16"] - maps["float32"])[np.stack([evaluation_mask(r) for r in raw])]
+    assert moved.max() > 0  # bfloat16 really ran: its maps are not float32's
+    assert other["map_difference_in_body"]["mean"] == pytest.approx(float(moved.mean()), rel=1e-4)
+    assert other["map_difference_in_body"]["max"] == pytest.approx(float(moved.max()), rel=1e-4)
+    assert "precision float32." in md.read_text() and "| U-Net in bfloat16 |" in md.read_text()
+
+
 def test_roi_agreement_compares_each_labelled_roi_mean_with_the_truth(paired_dir, tmp_path, tiny_weights):
     from napari_sff import io
     from napari_sff.preprocess import normalise_t2w

@@ -32,9 +32,10 @@ import numpy as np
 from scipy import stats
 
 from napari_sff.inference import load_model, predict_slices, predict_volume, resolve_device
+from napari_sff.inference.devices import PRECISIONS
 from napari_sff.io import atomic_write_text
 from training.data import CACHE_INFO, Augmentation, SliceDataset, build_slice_cache
-from training.metrics import image_metrics, summarise
+from training.metrics import evaluation_mask, image_metrics, summarise
 from training.volume_checks import (
     CORE_RIM,
     MUSCLE_ROI_SHARE,
@@ -79,21 +80,23 @@ def score(predicted: np.ndarray, truth: np.ndarray, raw: np.ndarray) -> tuple[di
 
 
 def run_model(arch: str, weights: str, raw: np.ndarray, *, device, batch_size: int, ddim_steps: int = 50,
-              samples: int = 1, seed: int = 0, features=None, mirror: bool = True) -> tuple[np.ndarray, float]:
+              samples: int = 1, seed: int = 0, features=None, mirror: bool = True,
+              precision: str | None = None) -> tuple[np.ndarray, float]:
     """Predictions and ms/image (one warm-up batch excluded from the timing); ``features`` (a
-    :class:`napari_sff.domain.FeatureRecorder` on the loaded model) keeps the timed pass's features."""
+    :class:`napari_sff.domain.FeatureRecorder` on the loaded model) keeps the timed pass's features; ``precision``
+    overrides the run's (``--precision``)."""
     import time
 
     import torch
 
     model, _ = load_model(arch, weights, device)
     predict_slices(model, raw[:batch_size], device=device, batch_size=batch_size, ddim_steps=min(ddim_steps, 2),
-                   mirror=mirror)
+                   mirror=mirror, precision=precision)
     if device.type == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
     predicted, _ = predict_slices(model, raw, device=device, batch_size=batch_size, ddim_steps=ddim_steps,
-                                  samples=samples, seed=seed, features=features, mirror=mirror)
+                                  samples=samples, seed=seed, features=features, mirror=mirror, precision=precision)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return predicted, 1000.0 * (time.perf_counter() - started) / max(1, len(raw))
@@ -233,7 +236,34 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> dict:
             "p_value": float(result.pvalue)}
 
 
+def _precision_used(args: argparse.Namespace, device) -> str:
+    """The precision the models ran in: the one asked for, else the U-Net's (or DDPM's) settings on ``device``."""
+    from napari_sff.inference.predict import run_precision
+    from napari_sff.inference.settings import run_settings
+
+    if getattr(args, "precision", "auto") != "auto":
+        return args.precision
+    arch, weights = ("unet", args.unet) if args.unet else ("ddpm", args.ddpm)
+    model, _ = load_model(arch, weights, device)
+    return run_precision(run_settings(model, device, args.batch_size), device)
+
+
 def evaluate(args: argparse.Namespace) -> dict:
+    """The report: every model on the split, with the checks asked for, in ``args.precision`` (``auto``: as predict
+    runs on this device), which every prediction made here takes through ``$NAPARI_SFF_PRECISION``."""
+    saved = os.environ.get("NAPARI_SFF_PRECISION")
+    if getattr(args, "precision", "auto") != "auto":
+        os.environ["NAPARI_SFF_PRECISION"] = args.precision
+    try:
+        return _evaluate(args)
+    finally:
+        if saved is None:
+            os.environ.pop("NAPARI_SFF_PRECISION", None)
+        else:
+            os.environ["NAPARI_SFF_PRECISION"] = saved
+
+
+def _evaluate(args: argparse.Namespace) -> dict:
     import torch
 
     device = resolve_device(args.device)
@@ -258,6 +288,7 @@ def evaluate(args: argparse.Namespace) -> dict:
             predicted, ms = run_model("unet", args.unet, raw, device=device, batch_size=args.batch_size,
                                       features=recorder, mirror=args.mirror)
         summary, image_maes = score(predicted, truth, raw)
+        predicted_main = predicted
         maes["unet"] = (every, image_maes)
         examples["unet"] = predicted[example_index]
         rows["unet"] = {**summary, "ms_per_image": ms}
@@ -268,6 +299,17 @@ def evaluate(args: argparse.Namespace) -> dict:
             summary, image_maes = score(predicted, truth, raw)
             maes["unet_one_pass"] = (every, image_maes)
             rows["unet_one_pass"] = {**summary, "ms_per_image": ms}
+        if args.compare_precision:  # the same weights in another precision, paired, and how far the maps move
+            other, ms = run_model("unet", args.unet, raw, device=device, batch_size=args.batch_size,
+                                  mirror=args.mirror, precision=args.compare_precision)
+            summary, image_maes = score(other, truth, raw)
+            maes["unet_other_precision"] = (every, image_maes)
+            body = np.stack([evaluation_mask(image) for image in raw])
+            moved = np.abs(other - predicted_main)[body]
+            rows["unet_other_precision"] = {
+                **summary, "ms_per_image": ms, "precision": args.compare_precision,
+                "map_difference_in_body": {"mean": float(moved.mean()), "p99": float(np.percentile(moved, 99)),
+                                           "max": float(moved.max())}}
     if args.unet_reference:  # other U-Net weights on the same images: is the new checkpoint better, paired?
         predicted, ms = run_model("unet", args.unet_reference, raw, device=device, batch_size=args.batch_size,
                                   mirror=args.mirror)
@@ -315,7 +357,8 @@ def evaluate(args: argparse.Namespace) -> dict:
         spacing = spacing_rows(models, cases=args.spacing_check, device=device, batch_size=args.batch_size,
                                seed=args.spacing_seed, mirror=args.mirror)
     tests = {}
-    for first, second in (("unet", "unet_one_pass"), ("unet", "unet_reference"), ("unet", "ddpm"),
+    for first, second in (("unet", "unet_one_pass"), ("unet", "unet_other_precision"), ("unet", "unet_reference"),
+                          ("unet", "ddpm"),
                           ("unet", "identity"), ("ddpm", "identity")):
         if first in maes and second in maes:
             (index_a, a), (index_b, b) = maes[first], maes[second]
@@ -323,7 +366,8 @@ def evaluate(args: argparse.Namespace) -> dict:
             tests[f"{first}_vs_{second}"] = paired_test(a[in_a], b[in_b])
     report = {
         "data": str(args.data), "split": args.split, "images": int(len(raw)), "device": str(device),
-        "batch_size": args.batch_size, "unet_mirror": bool(args.mirror), "torch": torch.__version__, "machine": platform.platform(),
+        "batch_size": args.batch_size, "unet_mirror": bool(args.mirror),
+        "precision": _precision_used(args, device), "torch": torch.__version__, "machine": platform.platform(),
         "cpu_count": os.cpu_count(),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "models": rows, "ddim_ablation": ablation, "paired_tests": tests, "robustness": robustness,
@@ -358,11 +402,13 @@ def markdown(report: dict) -> str:
     mirrored = report.get("unet_mirror", False)
     names = {"identity": "Identity (normalised T2w)", "unet": "U-Net, mean with mirror" if mirrored else "U-Net",
              "unet_one_pass": "U-Net, one pass",
+             "unet_other_precision": f"U-Net in {report['models'].get('unet_other_precision', {}).get('precision')}"
+                                     + (", mean with mirror" if mirrored else ""),
              "unet_reference": "U-Net, reference weights" + (", mean with mirror" if mirrored else ""),
              "ddpm": "DDPM (DDIM)"}
     split = report["split"]
     lines = [f"{split.capitalize()} split: {report['images']} images, device {report['gpu'] or report['device']}, "
-             f"batch size {report['batch_size']}.", "",
+             f"batch size {report['batch_size']}, precision {report.get('precision', 'float32')}.", "",
              "| model | r (body, pooled) | r per image (mean) | MAE ± SD over images (body) | SSIM ± SD (body) | "
              "PSNR ± SD dB (body) | r (whole image) | MAE ± SD (whole image) | ms/image |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -374,6 +420,12 @@ def markdown(report: dict) -> str:
                      f"{row['mae_sd']:.3f} | {_mean_sd_cell(row, 'ssim', 3)} | {_mean_sd_cell(row, 'psnr', 1)} | "
                      f"{row['r_full']:.3f} | {row['mae_full']:.3f} ± {row['mae_full_sd']:.3f} | "
                      f"{row['ms_per_image']:.1f} |")
+    other = report["models"].get("unet_other_precision")
+    if other:
+        moved = other["map_difference_in_body"]
+        lines += ["", f"{names['unet_other_precision']}: its maps lie {100 * moved['mean']:.2f} pp from the main "
+                      f"run's on average in the body ({100 * moved['p99']:.2f} pp at the 99th percentile, "
+                      f"{100 * moved['max']:.1f} pp at most)."]
     if report["ddim_ablation"]:
         lines += ["", "| DDIM steps | samples | r | MAE ± SD | SSIM ± SD | PSNR ± SD dB | ms/image |",
                   "|---|---|---|---|---|---|---|"]
@@ -496,6 +548,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-mirror", dest="mirror", action="store_false",
                         help="U-Net: one pass per slice (default: the mean with the mirrored slice, as predict does)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto", choices=("auto", *PRECISIONS),
+                        help="auto: as predict runs on this device (its calibration or default); float32 for tables "
+                             "that compare across machines")
+    parser.add_argument("--compare-precision", choices=PRECISIONS,
+                        help="also score the U-Net in this precision on the same images: paired test, and how far "
+                             "its maps lie from the main run's in the body")
     parser.add_argument("--out", help="write the JSON report here")
     parser.add_argument("--markdown", help="write the markdown table here")
     args = parser.parse_args(argv)

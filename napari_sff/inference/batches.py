@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from napari_sff.inference.devices import default_precision
+
 ProgressCallback = Callable[[int, int], None]
 CancelCallback = Callable[[], bool]
 
@@ -34,7 +36,7 @@ def _predict_batches(model, normalised, sff, std, device, settings, is_ddpm, ddi
         try:
             mean, spread = _run_batch(model, normalised[start:stop], device, is_ddpm, ddim_steps, samples, eta,
                                       seed + start, progress, cancel, start * steps_per_slice, total,
-                                      settings.channels_last, mirror)
+                                      settings.channels_last, mirror, settings.precision)
         except torch.OutOfMemoryError:
             if batch_size == 1:
                 raise RuntimeError("out of memory with batch size 1; use a smaller image or --device cpu") from None
@@ -53,13 +55,15 @@ def _predict_batches(model, normalised, sff, std, device, settings, is_ddpm, ddi
 
 
 def _run_batch(model, batch, device, is_ddpm, ddim_steps, samples, eta, seed, progress, cancel, done, total,
-               channels_last=False, mirror=False):
+               channels_last=False, mirror=False, precision=None):
     import torch
 
     x = torch.from_numpy(np.ascontiguousarray(batch[:, None])).to(device)
     if channels_last:  # one channel: the same bytes, only the strides say so (no copy)
         x = x.contiguous(memory_format=torch.channels_last)
-    autocast = torch.autocast(device_type=device.type, dtype=torch.float16, enabled=device.type == "cuda")
+    precision = precision or default_precision(device)  # None: the device's (float16 autocast on CUDA)
+    autocast = torch.autocast(device_type=device.type, dtype=getattr(torch, precision),
+                              enabled=precision != "float32")
     with torch.inference_mode(), autocast:
         if not is_ddpm:
             # The mirrored pass first: a FeatureRecorder keeps the features of the last pass, the slices as given.

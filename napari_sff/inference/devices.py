@@ -51,6 +51,33 @@ def resolve_device(name: str = "auto") -> torch.device:
 #: at 256² and 395² (benchmarks/bench_predict.py); on GPUs larger batches fill the device (not measured here).
 DEFAULT_BATCH = {"cpu": 1, "cuda": 8, "mps": 8}
 DEFAULT_CHANNELS_LAST = {"cpu": True, "cuda": True, "mps": False}
+#: The precision a model runs in when its settings name none: float16 autocast on CUDA (tensor cores; what predict
+#: always did there), float32 elsewhere. A CPU with native bfloat16 may calibrate to bfloat16 (settings.py).
+DEFAULT_PRECISION = {"cpu": "float32", "cuda": "float16", "mps": "float32"}
+#: Precisions a run can ask for: float32 throughout, or autocast to one of the 16-bit types.
+PRECISIONS = ("float32", "bfloat16", "float16")
+
+
+def default_precision(device: Any) -> str:
+    """The precision for ``device`` (a torch.device or its name) when none is asked for: :data:`DEFAULT_PRECISION`."""
+    return DEFAULT_PRECISION.get(_device_kind(device), "float32")
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX512_BF16 or AMX): only there can bfloat16 win.
+
+    On a CPU without it torch emulates bfloat16, 8x slower than float32 on the 2-core machine of earlier sessions;
+    on an AMD EPYC with AVX512_BF16 the U-Net ran 1.5-1.7x faster in bfloat16 (benchmarks/bench_predict.py). Linux
+    reports the instruction sets in /proc/cpuinfo (``cpuinfo``: its text, read when not given); elsewhere this
+    says False and bfloat16 is never calibrated.
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def default_batch_size(device: Any) -> int:

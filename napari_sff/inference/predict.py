@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import numpy as np
 
 from napari_sff.domain import FeatureRecorder, feature_distance, outside_training_range, unlike_training
 from napari_sff.inference.batches import CancelCallback, ProgressCallback, _predict_batches
-from napari_sff.inference.devices import resolve_device
+from napari_sff.inference.devices import default_precision, resolve_device
 from napari_sff.inference.geometry import SlicePlan, finish_slices, plan_slices
 from napari_sff.inference.loading import load_model
 from napari_sff.inference.settings import RunSettings, _settings_applied, run_settings
@@ -50,6 +51,8 @@ class Prediction:
     feature_threshold: float | None = None
     # The U-Net's map is the mean of the slices' and their left-right mirror images' (test-time augmentation).
     mirrored: bool = False
+    # The precision the network ran in ("float32", or "bfloat16" / "float16" autocast): RunSettings.precision.
+    precision: str = "float32"
 
     @property
     def ms_per_slice(self) -> float:
@@ -60,7 +63,7 @@ def predict_slices(
     model: Any, slices: np.ndarray, *, device: torch.device, batch_size: int | None = None, ddim_steps: int = 50,
     samples: int = 1, eta: float = 0.0, seed: int = 0, progress: ProgressCallback | None = None,
     cancel: CancelCallback | None = None, settings: RunSettings | None = None, features: Any = None,
-    mirror: bool = True, normalised: np.ndarray | None = None,
+    mirror: bool = True, normalised: np.ndarray | None = None, precision: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Raw T2w slices (N, H, W) -> SFF (N, H, W) in [0, 1], and the DDPM SD when ``samples`` > 1.
 
@@ -71,7 +74,8 @@ def predict_slices(
     ``mirror`` (U-Net only; the DDPM averages ``samples`` instead) returns the mean of each slice's map and its
     left-right mirror image's: lower error on every held-out set of the model card at twice the network time.
     ``normalised``: ``normalise_t2w(slices)`` when the caller has it already (predict_volume's out-of-distribution
-    check reads it too).
+    check reads it too). ``precision`` ("float32", "bfloat16", "float16") overrides the settings' (see
+    :func:`run_precision`).
     """
     is_ddpm = getattr(model, "arch", "unet") == "ddpm"
     steps_per_slice = ddim_steps if is_ddpm else 1
@@ -84,6 +88,7 @@ def predict_slices(
         settings = run_settings(model, device, batch_size, shape=slices.shape[1:])
     elif batch_size is not None:
         settings = dataclasses.replace(settings, batch_size=max(1, int(batch_size)), source="caller")
+    settings = _with_precision(settings, precision)
     with _settings_applied(model, settings):
         _predict_batches(model, normalised, sff, std, device, settings, is_ddpm, ddim_steps, samples, eta, seed,
                          progress, cancel, steps_per_slice, total, features, _mirrors(model, mirror))
@@ -104,7 +109,7 @@ def predict_volume(
     device: str = "auto", slice_axis: int | str = "auto", slice_indices: Sequence[int] | None = None,
     batch_size: int | None = None, ddim_steps: int = 50, samples: int = 1, eta: float = 0.0, seed: int = 0,
     progress: ProgressCallback | None = None, cancel: CancelCallback | None = None, model: Any = None,
-    resample: bool = True, mirror: bool = True, calibrate: bool | None = None,
+    resample: bool = True, mirror: bool = True, calibrate: bool | None = None, precision: str | None = None,
 ) -> Prediction:
     """Predict SFF for a 3D T2w array (display order) on its own grid.
 
@@ -113,15 +118,16 @@ def predict_volume(
     checkpoint's ``input_spacing_mm``) are resized into it, predicted, and the SFF resized back (cubic).
     ``mirror``: see :func:`predict_slices`. Without a ``batch_size``, the settings are the cached calibration,
     else one made now (``calibrate``: None = unless ``NAPARI_SFF_CALIBRATE=0``; False = the device default
-    instead, as the widget asks: seconds of timing inside a Run would look like a hang).
+    instead, as the widget asks: seconds of timing inside a Run would look like a hang). ``precision``: None = the
+    settings' (a CPU with native bfloat16 may have calibrated to it), or "float32" / "bfloat16" / "float16".
     """
     array = np.asarray(array)
     model, torch_device = _model_on(arch, weights, device, model)
     started = time.perf_counter()
     plan = plan_slices(array, spacing, model, slice_axis=slice_axis, slice_indices=slice_indices, resample=resample)
     planned = time.perf_counter()
-    settings = run_settings(model, torch_device, batch_size, shape=plan.slices.shape[1:],
-                            calibrate_if_missing=calibrate)
+    settings = _with_precision(run_settings(model, torch_device, batch_size, shape=plan.slices.shape[1:],
+                                            calibrate_if_missing=calibrate), precision)
     started += time.perf_counter() - planned  # a first calibration is not the scan's time
     normalised = normalise_t2w(np.asarray(plan.slices, dtype=np.float32))
     with _feature_recorder(model) as recorder:
@@ -138,7 +144,20 @@ def predict_volume(
         device=str(torch_device), arch=getattr(model, "arch", arch), model_spacing=plan.target,
         out_of_distribution=_out_of_distribution(plan, model, distances, normalised), feature_distance=distances,
         feature_threshold=_feature_threshold(model, distances), mirrored=_mirrors(model, mirror),
+        precision=run_precision(settings, torch_device),
     )
+
+
+def run_precision(settings: RunSettings, device: Any) -> str:
+    """The precision ``settings`` run a model in on ``device``: theirs, else the device's default."""
+    return settings.precision or default_precision(device)
+
+
+def _with_precision(settings: RunSettings, precision: str | None) -> RunSettings:
+    """``settings`` in ``precision``, else in ``$NAPARI_SFF_PRECISION`` (one precision for every run of a process:
+    the widget, a cohort, an evaluation), else as they are."""
+    precision = precision or os.environ.get("NAPARI_SFF_PRECISION") or None
+    return settings if precision is None else dataclasses.replace(settings, precision=precision)
 
 
 def _mirrors(model: Any, mirror: bool) -> bool:
@@ -175,7 +194,7 @@ def predict_volumes(
     volumes: Sequence[tuple[np.ndarray, Sequence[float]]], arch: str = "unet", *, weights: str | Path | None = None,
     device: str = "auto", slice_axis: int | str = "auto", batch_size: int | None = None, ddim_steps: int = 50,
     samples: int = 1, eta: float = 0.0, seed: int = 0, model: Any = None, resample: bool = True,
-    mirror: bool = True,
+    mirror: bool = True, precision: str | None = None,
 ) -> list[Prediction]:
     """:func:`predict_volume` for several (array, spacing) volumes, their slices batched together.
 
@@ -194,7 +213,8 @@ def predict_volumes(
         while stop < len(plans) and plans[stop].slices.shape[1:] == plans[start].slices.shape[1:]:
             stop += 1
         group = plans[start:stop]
-        settings = run_settings(model, torch_device, batch_size, shape=group[0].slices.shape[1:])  # cached
+        settings = _with_precision(run_settings(model, torch_device, batch_size,
+                                                shape=group[0].slices.shape[1:]), precision)  # cached
         started = time.perf_counter()
         slices = np.concatenate([plan.slices for plan in group])
         normalised_all = normalise_t2w(np.asarray(slices, dtype=np.float32))
@@ -216,7 +236,8 @@ def predict_volumes(
                 device=str(torch_device), arch=getattr(model, "arch", arch), model_spacing=plan.target,
                 out_of_distribution=_out_of_distribution(plan, model, distances, normalised_all[offset:offset + n]),
                 feature_distance=distances,
-                feature_threshold=_feature_threshold(model, distances), mirrored=_mirrors(model, mirror)))
+                feature_threshold=_feature_threshold(model, distances), mirrored=_mirrors(model, mirror),
+                precision=run_precision(settings, torch_device)))
             offset += n
         start = stop
     return predictions

@@ -1,9 +1,10 @@
-"""How a model runs on a device (batch size, memory format, CPU threads), measured once and cached.
+"""How a model runs on a device (batch size, memory format, CPU threads, precision), measured once and cached.
 
 Good settings differ by device, torch version, model and slice size (on the 2-core CPU batch 2 channels-last
-was fastest on 256² slices and batch 1 on 395² ones; GPUs fill up with larger batches), so :func:`calibrate`
-times a few candidates on first use for the size class of the slices (:func:`size_class`) and caches the
-winner in the user cache dir; :func:`run_settings` is what every prediction asks.
+was fastest on 256² slices and batch 1 on 395² ones; GPUs fill up with larger batches; bfloat16 was 8x slower
+than float32 on a CPU without it in hardware and 1.5-1.7x faster on one with it), so :func:`calibrate` times a
+few candidates on first use for the size class of the slices (:func:`size_class`) and caches the winner in the
+user cache dir; :func:`run_settings` is what every prediction asks.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from napari_sff.inference.batches import _run_batch
 from napari_sff.inference.devices import (
     DEFAULT_BATCH,
     DEFAULT_CHANNELS_LAST,
+    PRECISIONS,
     _device_kind,
     _physical_cores,
+    cpu_has_native_bf16,
     device_description,
 )
 from napari_sff.timing import time_call
@@ -42,12 +45,19 @@ CALIBRATION_FILE = "calibration.json"
 
 @dataclass(frozen=True)
 class RunSettings:
-    """How predict_slices runs a model on a device: slices per batch, memory format, CPU threads (None: as set)."""
+    """How predict_slices runs a model on a device: slices per batch, memory format, CPU threads (None: as set),
+    precision (one of :data:`~napari_sff.inference.devices.PRECISIONS`; None: the device's default, float16
+    autocast on CUDA and float32 elsewhere)."""
 
     batch_size: int
     channels_last: bool
     threads: int | None = None
     source: str = "default"  # "default", "calibrated" (measured on this device) or "caller"
+    precision: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
 
 
 def default_settings(device: Any) -> RunSettings:
@@ -98,7 +108,8 @@ def read_calibration(model: Any, device: Any, side: int = CALIBRATION_SIDES[0]) 
         return None
     try:
         return RunSettings(int(entry["batch_size"]), bool(entry["channels_last"]),
-                           None if entry.get("threads") is None else int(entry["threads"]), "calibrated")
+                           None if entry.get("threads") is None else int(entry["threads"]), "calibrated",
+                           entry.get("precision"))
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -126,9 +137,20 @@ def _read_cache() -> dict:
 CALIBRATION_TIE = 0.10
 
 
-def calibration_candidates(device: Any, batches: Sequence[int] = CALIBRATION_BATCHES) -> list[RunSettings]:
-    """Settings worth timing on ``device``: each batch size in both memory formats (MPS: contiguous only), and on
-    CPUs with more threads than physical cores also the physical core count."""
+#: A reduced-precision candidate counts only if its SFF differs from float32's by at most this much on average
+#: (0.5 percentage points) on the calibration slice. Measured with the shipped U-Net on an AMD EPYC with native
+#: bfloat16: over the body of the model card's 144 phantom slices the maps moved 0.21 pp on average (99th
+#: percentile 1.1 pp, one voxel 15 pp), per-image MAE 0.0785 -> 0.0782, muscle ROI means unchanged at 4.7 pp
+#: against the model's own error of about 8 pp per image (README, "Device-aware defaults").
+PRECISION_TOLERANCE = 0.005
+
+
+def calibration_candidates(device: Any, batches: Sequence[int] = CALIBRATION_BATCHES,
+                           arch: str = "unet") -> list[RunSettings]:
+    """Settings worth timing on ``device``: each batch size in both memory formats (MPS: contiguous only), on
+    CPUs with more threads than physical cores also the physical core count, and on CPUs with native bfloat16
+    (:func:`~napari_sff.inference.devices.cpu_has_native_bf16`) each batch size in bfloat16, channels-last (the
+    U-Net only: the DDPM's 50-step sampling is not checked by one step's agreement)."""
     import torch
 
     kind = _device_kind(device)
@@ -137,17 +159,20 @@ def calibration_candidates(device: Any, batches: Sequence[int] = CALIBRATION_BAT
     physical = _physical_cores() if kind == "cpu" else None
     if physical and physical < torch.get_num_threads():
         threads.append(physical)
-    return [RunSettings(int(b), cl, t, "calibrated") for t in threads for cl in formats for b in batches]
+    candidates = [RunSettings(int(b), cl, t, "calibrated") for t in threads for cl in formats for b in batches]
+    if kind == "cpu" and arch != "ddpm" and cpu_has_native_bf16():
+        candidates += [RunSettings(int(b), True, None, "calibrated", "bfloat16") for b in batches]
+    return candidates
 
 
 def choose_settings(seconds_per_slice: dict[RunSettings, float]) -> RunSettings:
-    """The fastest candidate per slice; ties (within ``CALIBRATION_TIE``) go to the smaller batch, then contiguous
-    memory."""
+    """The fastest candidate per slice; ties (within ``CALIBRATION_TIE``) go to the device's own precision, then
+    the smaller batch, then contiguous memory: a reduced precision must be clearly faster to be chosen."""
     if not seconds_per_slice:
         raise ValueError("no calibration timings to choose from")
     best = min(seconds_per_slice.values())
     close = [s for s, seconds in seconds_per_slice.items() if seconds <= (1 + CALIBRATION_TIE) * best]
-    return min(close, key=lambda s: (s.batch_size, s.channels_last, s.threads or 0))
+    return min(close, key=lambda s: (s.precision is not None, s.batch_size, s.channels_last, s.threads or 0))
 
 
 def _time_once(candidate: RunSettings, run: Callable[[], object]) -> float:
@@ -173,39 +198,64 @@ def calibrate(
     import torch
 
     device = torch.device(device) if not hasattr(device, "type") else device
-    candidates = list(candidates or calibration_candidates(device))
-    timer = timer or _time_once
     is_ddpm = getattr(model, "arch", "unet") == "ddpm"
+    candidates = list(candidates or calibration_candidates(device, arch="ddpm" if is_ddpm else "unet"))
+    timer = timer or _time_once
     largest = max(c.batch_size for c in candidates)
     rng = np.random.default_rng(0)
     batch = rng.uniform(0, 1, (largest, *(int(n) for n in shape))).astype(np.float32)
     timings: dict[RunSettings, float] = {}
+    first_slice: dict[RunSettings, np.ndarray] = {}  # each candidate's SFF of the batch's first slice
+
+    def run(c: RunSettings) -> object:
+        result = _run_batch(model, batch[:c.batch_size], device, is_ddpm, 1, 1, 0.0, 0, None, None, 0, 1,
+                            c.channels_last, precision=c.precision)
+        first_slice[c] = result[0][0]
+        return result
+
     for candidate in candidates:
         with _settings_applied(model, candidate, convert_callers=True):
-            def run(c: RunSettings = candidate) -> object:
-                return _run_batch(model, batch[:c.batch_size], device, is_ddpm, 1, 1, 0.0, 0, None, None, 0, 1,
-                                  c.channels_last)
-
             try:
-                timings[candidate] = timer(candidate, run) / candidate.batch_size
+                timings[candidate] = timer(candidate, lambda c=candidate: run(c)) / candidate.batch_size
+                if candidate.precision is not None and candidate not in first_slice:  # a timer that did not run it
+                    run(candidate)
             except torch.OutOfMemoryError:
-                continue
-    winner = choose_settings(timings)
+                timings.pop(candidate, None)
+    deviations = _precision_deviations(first_slice, timings, lambda c: run(c))
+    eligible = {c: t for c, t in timings.items() if deviations.get(c, 0.0) <= PRECISION_TOLERANCE}
+    winner = choose_settings(eligible)
     table = {_candidate_name(c): 1000 * seconds for c, seconds in timings.items()}
     if save:
         data = _read_cache()
         data[calibration_key(model, device, size_class(shape))] = {
             "batch_size": winner.batch_size, "channels_last": winner.channels_last, "threads": winner.threads,
-            "ms_per_slice": table, "shape": list(shape), "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "precision": winner.precision, "ms_per_slice": table,
+            "sff_deviation_from_float32": {_candidate_name(c): d for c, d in deviations.items()},
+            "shape": list(shape), "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         from napari_sff.io.atomic import atomic_write_text
 
         atomic_write_text(cache_dir() / CALIBRATION_FILE, json.dumps(data, indent=1))
     return winner, table
 
 
+def _precision_deviations(first_slice: dict[RunSettings, np.ndarray], timed: dict[RunSettings, float],
+                          run: Callable[[RunSettings], object]) -> dict[RunSettings, float]:
+    """Mean |SFF difference| of each timed explicit-precision candidate's first slice from a float32 candidate's
+    (run once more when no float32 candidate was timed with an output)."""
+    reduced = [c for c in timed if c.precision not in (None, "float32")]
+    if not reduced:
+        return {}
+    full = next((c for c in timed if c.precision in (None, "float32") and c in first_slice), None)
+    if full is None:
+        full = RunSettings(1, reduced[0].channels_last, None, "calibrated", "float32")
+        run(full)
+    return {c: float(np.mean(np.abs(first_slice[c] - first_slice[full]))) for c in reduced}
+
+
 def _candidate_name(settings: RunSettings) -> str:
     fmt = "channels_last" if settings.channels_last else "contiguous"
-    return f"batch{settings.batch_size}/{fmt}" + ("" if settings.threads is None else f"/threads{settings.threads}")
+    return (f"batch{settings.batch_size}/{fmt}" + ("" if settings.threads is None else f"/threads{settings.threads}")
+            + ("" if settings.precision is None else f"/{settings.precision}"))
 
 
 def run_settings(model: Any, device: Any, batch_size: int | None = None, *,

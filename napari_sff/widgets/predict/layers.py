@@ -80,7 +80,7 @@ class OutputLayersMixin:
         if prediction is not None:
             info.update(device=prediction.device, ms_per_slice=prediction.ms_per_slice,
                         weights=request.weights.get(arch) or "shipped", model_spacing_mm=prediction.model_spacing,
-                        mirrored=prediction.mirrored)
+                        mirrored=prediction.mirrored, precision=prediction.precision)
             if kind == "sff" and prediction.feature_distance is not None:  # the readout shows the slice's
                 info.update(slice_axis=prediction.slice_axis, feature_threshold=prediction.feature_threshold,
                             feature_distance=self._slice_distances(name, prediction))

@@ -121,7 +121,9 @@ class RunMixin:
             resampled = (f", at {prediction.model_spacing[0]:.2f} × {prediction.model_spacing[1]:.2f} mm"
                          if prediction.model_spacing else "")
             mirrored = ", with mirror" if prediction.mirrored else ""
-            timings.append(f"{ARCH_LABELS[arch]} {prediction.ms_per_slice:.1f} ms ({device}{mirrored}{resampled})")
+            precision = "" if prediction.precision == "float32" else f", {prediction.precision}"
+            timings.append(f"{ARCH_LABELS[arch]} {prediction.ms_per_slice:.1f} ms "
+                           f"({device}{precision}{mirrored}{resampled})")
             if prediction.out_of_distribution:  # napari_sff.domain: the scan against the checkpoint's training data
                 self._warn_once(f"napari-sff: {ARCH_LABELS[arch]} on '{layer.name}': {prediction.out_of_distribution}")
         self.timing.value = "; ".join(timings)
