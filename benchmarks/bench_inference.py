@@ -14,7 +14,8 @@ import argparse
 import numpy as np
 from _common import time_call, torch_setup, write_report
 
-from napari_sff.inference import load_model, predict_slices, resolve_device
+from napari_sff.inference import load_model, predict_slices, resolve_device, run_settings
+from napari_sff.inference.predict import run_precision
 
 
 def main() -> int:
@@ -45,7 +46,9 @@ def main() -> int:
         results["ddpm"][f"steps{steps}_batch1_ms_per_slice"] = 1000 * seconds
     unet_ms = results["unet"]["batch1_ms_per_slice"]
     results["ddpm_over_unet_batch1"] = {key: value / unet_ms for key, value in results["ddpm"].items()}
-    results["setup"] = {**torch_setup(device, args.repeats), "size": args.size}
+    results["setup"] = {**torch_setup(device, args.repeats), "size": args.size,
+                        "precision": {arch: run_precision(run_settings(model, device, 1), device)
+                                      for arch, model in (("unet", unet), ("ddpm", ddpm))}}
     write_report(results, args.out)
     return 0
 
