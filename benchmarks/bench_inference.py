@@ -15,7 +15,6 @@ import numpy as np
 from _common import time_call, torch_setup, write_report
 
 from napari_sff.inference import load_model, predict_slices, resolve_device, run_settings
-from napari_sff.inference.predict import run_precision
 
 
 def main() -> int:
@@ -47,7 +46,7 @@ def main() -> int:
     unet_ms = results["unet"]["batch1_ms_per_slice"]
     results["ddpm_over_unet_batch1"] = {key: value / unet_ms for key, value in results["ddpm"].items()}
     results["setup"] = {**torch_setup(device, args.repeats), "size": args.size,
-                        "precision": {arch: run_precision(run_settings(model, device, 1), device)
+                        "precision": {arch: run_settings(model, device, 1).precision_on(device)
                                       for arch, model in (("unet", unet), ("ddpm", ddpm))}}
     write_report(results, args.out)
     return 0

@@ -238,14 +238,13 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> dict:
 
 def _precision_used(args: argparse.Namespace, device) -> str:
     """The precision the models ran in: the one asked for, else the U-Net's (or DDPM's) settings on ``device``."""
-    from napari_sff.inference.predict import run_precision
     from napari_sff.inference.settings import run_settings
 
     if getattr(args, "precision", "auto") != "auto":
         return args.precision
     arch, weights = ("unet", args.unet) if args.unet else ("ddpm", args.ddpm)
     model, _ = load_model(arch, weights, device)
-    return run_precision(run_settings(model, device, args.batch_size), device)
+    return run_settings(model, device, args.batch_size).precision_on(device)
 
 
 def evaluate(args: argparse.Namespace) -> dict:

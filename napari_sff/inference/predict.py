@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,10 +18,10 @@ import numpy as np
 
 from napari_sff.domain import FeatureRecorder, feature_distance, outside_training_range, unlike_training
 from napari_sff.inference.batches import CancelCallback, ProgressCallback, _predict_batches
-from napari_sff.inference.devices import default_precision, resolve_device
+from napari_sff.inference.devices import resolve_device
 from napari_sff.inference.geometry import SlicePlan, finish_slices, plan_slices
 from napari_sff.inference.loading import load_model
-from napari_sff.inference.settings import RunSettings, _settings_applied, run_settings
+from napari_sff.inference.settings import RunSettings, _settings_applied, run_settings, with_precision
 from napari_sff.preprocess import normalise_t2w
 
 if TYPE_CHECKING:
@@ -75,7 +74,7 @@ def predict_slices(
     left-right mirror image's: lower error on every held-out set of the model card at twice the network time.
     ``normalised``: ``normalise_t2w(slices)`` when the caller has it already (predict_volume's out-of-distribution
     check reads it too). ``precision`` ("float32", "bfloat16", "float16") overrides the settings' (see
-    :func:`run_precision`).
+    :func:`napari_sff.inference.settings.with_precision`).
     """
     is_ddpm = getattr(model, "arch", "unet") == "ddpm"
     steps_per_slice = ddim_steps if is_ddpm else 1
@@ -88,7 +87,7 @@ def predict_slices(
         settings = run_settings(model, device, batch_size, shape=slices.shape[1:])
     elif batch_size is not None:
         settings = dataclasses.replace(settings, batch_size=max(1, int(batch_size)), source="caller")
-    settings = _with_precision(settings, precision)
+    settings = with_precision(settings, precision)
     with _settings_applied(model, settings):
         _predict_batches(model, normalised, sff, std, device, settings, is_ddpm, ddim_steps, samples, eta, seed,
                          progress, cancel, steps_per_slice, total, features, _mirrors(model, mirror))
@@ -126,7 +125,7 @@ def predict_volume(
     started = time.perf_counter()
     plan = plan_slices(array, spacing, model, slice_axis=slice_axis, slice_indices=slice_indices, resample=resample)
     planned = time.perf_counter()
-    settings = _with_precision(run_settings(model, torch_device, batch_size, shape=plan.slices.shape[1:],
+    settings = with_precision(run_settings(model, torch_device, batch_size, shape=plan.slices.shape[1:],
                                             calibrate_if_missing=calibrate), precision)
     started += time.perf_counter() - planned  # a first calibration is not the scan's time
     normalised = normalise_t2w(np.asarray(plan.slices, dtype=np.float32))
@@ -144,20 +143,8 @@ def predict_volume(
         device=str(torch_device), arch=getattr(model, "arch", arch), model_spacing=plan.target,
         out_of_distribution=_out_of_distribution(plan, model, distances, normalised), feature_distance=distances,
         feature_threshold=_feature_threshold(model, distances), mirrored=_mirrors(model, mirror),
-        precision=run_precision(settings, torch_device),
+        precision=settings.precision_on(torch_device),
     )
-
-
-def run_precision(settings: RunSettings, device: Any) -> str:
-    """The precision ``settings`` run a model in on ``device``: theirs, else the device's default."""
-    return settings.precision or default_precision(device)
-
-
-def _with_precision(settings: RunSettings, precision: str | None) -> RunSettings:
-    """``settings`` in ``precision``, else in ``$NAPARI_SFF_PRECISION`` (one precision for every run of a process:
-    the widget, a cohort, an evaluation), else as they are."""
-    precision = precision or os.environ.get("NAPARI_SFF_PRECISION") or None
-    return settings if precision is None else dataclasses.replace(settings, precision=precision)
 
 
 def _mirrors(model: Any, mirror: bool) -> bool:
@@ -213,7 +200,7 @@ def predict_volumes(
         while stop < len(plans) and plans[stop].slices.shape[1:] == plans[start].slices.shape[1:]:
             stop += 1
         group = plans[start:stop]
-        settings = _with_precision(run_settings(model, torch_device, batch_size,
+        settings = with_precision(run_settings(model, torch_device, batch_size,
                                                 shape=group[0].slices.shape[1:]), precision)  # cached
         started = time.perf_counter()
         slices = np.concatenate([plan.slices for plan in group])
@@ -237,7 +224,7 @@ def predict_volumes(
                 out_of_distribution=_out_of_distribution(plan, model, distances, normalised_all[offset:offset + n]),
                 feature_distance=distances,
                 feature_threshold=_feature_threshold(model, distances), mirrored=_mirrors(model, mirror),
-                precision=run_precision(settings, torch_device)))
+                precision=settings.precision_on(torch_device)))
             offset += n
         start = stop
     return predictions

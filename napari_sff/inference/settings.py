@@ -29,6 +29,7 @@ from napari_sff.inference.devices import (
     _device_kind,
     _physical_cores,
     cpu_has_native_bf16,
+    default_precision,
     device_description,
 )
 from napari_sff.timing import time_call
@@ -58,6 +59,17 @@ class RunSettings:
     def __post_init__(self) -> None:
         if self.precision is not None and self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
+
+    def precision_on(self, device: Any) -> str:
+        """The precision these settings run a model in on ``device``: theirs, else the device's default."""
+        return self.precision or default_precision(device)
+
+
+def with_precision(settings: RunSettings, precision: str | None = None) -> RunSettings:
+    """``settings`` in ``precision``, else in ``$NAPARI_SFF_PRECISION`` (one precision for every run of a process:
+    the widget, a cohort, an evaluation), else as they are."""
+    precision = precision or os.environ.get("NAPARI_SFF_PRECISION") or None
+    return settings if precision is None else dataclasses.replace(settings, precision=precision)
 
 
 def default_settings(device: Any) -> RunSettings:
@@ -221,7 +233,7 @@ def calibrate(
                     run(candidate)
             except torch.OutOfMemoryError:
                 timings.pop(candidate, None)
-    deviations = _precision_deviations(first_slice, timings, lambda c: run(c))
+    deviations = _precision_deviations(first_slice, timings, run, device)
     eligible = {c: t for c, t in timings.items() if deviations.get(c, 0.0) <= PRECISION_TOLERANCE}
     winner = choose_settings(eligible)
     table = {_candidate_name(c): 1000 * seconds for c, seconds in timings.items()}
@@ -239,13 +251,14 @@ def calibrate(
 
 
 def _precision_deviations(first_slice: dict[RunSettings, np.ndarray], timed: dict[RunSettings, float],
-                          run: Callable[[RunSettings], object]) -> dict[RunSettings, float]:
-    """Mean |SFF difference| of each timed explicit-precision candidate's first slice from a float32 candidate's
-    (run once more when no float32 candidate was timed with an output)."""
+                          run: Callable[[RunSettings], object], device: Any) -> dict[RunSettings, float]:
+    """Mean |SFF difference| of each timed candidate that asks for a reduced precision, from a float32 candidate's
+    first slice (one run in float32 more when no float32 candidate was timed with an output). Candidates in the
+    device's default precision are not checked (float16 on CUDA: what predict always ran there)."""
     reduced = [c for c in timed if c.precision not in (None, "float32")]
     if not reduced:
         return {}
-    full = next((c for c in timed if c.precision in (None, "float32") and c in first_slice), None)
+    full = next((c for c in timed if c.precision_on(device) == "float32" and c in first_slice), None)
     if full is None:
         full = RunSettings(1, reduced[0].channels_last, None, "calibrated", "float32")
         run(full)
