@@ -23,6 +23,26 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+def cpu_reports_native_bf16() -> bool:
+    """What the CPU itself says (Linux /proc/cpuinfo), independent of torch: AVX512-BF16 / AMX-BF16 units (x86), BF16
+    (Arm "Features"). AVX-512 alone is not enough: oneDNN then emulates bf16, slower than float32.
+
+    Elsewhere (macOS, Windows) torch's own per-instruction-set queries stand in.
+    """
+    from pathlib import Path
+
+    import torch
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        flags = set()
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags |= set(line.split(":", 1)[1].split())
+        return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
 @pytest.fixture(autouse=True)
 def cpu_without_native_bf16(monkeypatch):
     """Calibration candidates do not depend on the test machine's CPU: without native bfloat16 none are in

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -72,6 +73,26 @@ def test_init_shipped_fine_tunes_the_shipped_weights_in_their_own_architecture(t
     assert header["config"] == read_metadata(default_weights_path("unet"))["config"]  # not the dry run's tiny one
     with pytest.raises(ValueError, match="init must be"):
         gpu_job.run_job(out, work=tmp_path / "work", dry_run=True, init="imagenet", phases=[])
+
+
+def test_init_widened_fine_tunes_the_shipped_unet_made_twice_as_wide(tmp_path):
+    from napari_sff.models import default_weights_path, load_checkpoint, read_metadata
+
+    out = tmp_path / "out"
+    report = gpu_job.run_job(out, work=tmp_path / "work", dry_run=True, init="widened",
+                             phases=["simulate", "cache", "unet"])
+    trained = report["phases"]["unet"]
+    assert trained["status"] == "ok", trained.get("error")
+    assert report["init"] == "widened" and trained["init"].endswith("unet_widened.safetensors")
+    _, header = load_checkpoint(out / "unet.safetensors", expected_arch="unet")
+    shipped = read_metadata(default_weights_path("unet"))["config"]
+    assert header["config"] == {**shipped, "base_channels": 2 * shipped["base_channels"]}
+    started = header["metadata"]["initialised_from"]  # the run's start, and that start's own lineage
+    assert started["weights"] == "unet_widened.safetensors" and started["widened_from"]["factor"] == 2
+    assert started["widened_from"]["sha256"] == hashlib.sha256(default_weights_path("unet").read_bytes()).hexdigest()
+    with pytest.raises(ValueError, match="drop --init widened"):
+        gpu_job.run_job(out, work=tmp_path / "work", dry_run=True, init="widened",
+                        unet_config={"base_channels": 8}, phases=[])
 
 
 def test_a_failing_phase_is_recorded_and_the_next_one_runs(tmp_path):

@@ -13,7 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_CONFIGS
+from conftest import TINY_CONFIGS, cpu_reports_native_bf16
 
 from training import data as training_data
 from training import train as training_train
@@ -552,28 +552,12 @@ def test_augmentation_ranges_from_json_lists_become_tuples():
     assert augment.noise == (0, 0.01) and augment.gamma == (0.9, 1.1) and augment.crop is None
 
 
-def cpu_has_native_bf16() -> bool:
-    """What the CPU itself says (Linux /proc/cpuinfo), independent of torch: AVX512-BF16 / AMX-BF16 units (x86), BF16
-    (Arm "Features"). AVX-512 alone is not enough: oneDNN then emulates bf16, slower than float32.
-
-    Elsewhere (macOS, Windows) torch's own per-instruction-set queries stand in.
-    """
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        flags = set()
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                flags |= set(line.split(":", 1)[1].split())
-        return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-
-
 def test_autocast_dtype_follows_device_and_switch():
     config = training_train.TrainConfig()
     assert training_train.autocast_dtype(config, torch.device("cuda")) == torch.float16
     # bfloat16 only where the CPU has bf16 units (the docstring's claim); emulated bf16 is slower than float32.
     cpu = training_train.autocast_dtype(config, torch.device("cpu"))
-    assert cpu == (torch.bfloat16 if cpu_has_native_bf16() else None)
+    assert cpu == (torch.bfloat16 if cpu_reports_native_bf16() else None)
     config.amp = False
     assert training_train.autocast_dtype(config, torch.device("cuda")) is None
     assert training_train.autocast_dtype(config, torch.device("cpu")) is None
@@ -597,7 +581,7 @@ def test_training_step_runs_under_the_autocast_it_promises(paired_dir, tmp_path,
               TINY_UNET, "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--crop", "16",
               "--cache-size", "32", "--workers", "0", "--val-slices", "1", "--device", "cpu", "--amp", amp)
     in_training = {dtype for training, dtype in seen if training}
-    expected = torch.bfloat16 if amp == "true" and cpu_has_native_bf16() else torch.float32
+    expected = torch.bfloat16 if amp == "true" and cpu_reports_native_bf16() else torch.float32
     assert in_training == {expected}
     assert {dtype for training, dtype in seen if not training} == {torch.float32}
 

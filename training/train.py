@@ -23,7 +23,6 @@ import csv
 import json
 import math
 import os
-import platform
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -40,6 +39,7 @@ import torch.distributed as dist  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 from torch.utils.data import DataLoader, DistributedSampler, Subset  # noqa: E402
 
+from napari_sff.inference.devices import cpu_has_native_bf16  # noqa: E402
 from napari_sff.io import atomic_write, atomic_write_text  # noqa: E402
 from napari_sff.models import build_model, load_checkpoint, make_config, save_checkpoint  # noqa: E402
 from training.data import CACHE_INFO, Augmentation, SliceDataset, build_slice_cache  # noqa: E402
@@ -143,7 +143,7 @@ def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | N
         return None
     if device.type == "cuda":
         return torch.bfloat16 if cuda_capability(device) >= (8, 0) else torch.float16
-    if device.type == "cpu" and torch.backends.mkldnn.is_available() and _native_cpu_bf16():
+    if device.type == "cpu" and torch.backends.mkldnn.is_available() and cpu_has_native_bf16():
         return torch.bfloat16
     return None
 
@@ -153,14 +153,6 @@ def cuda_capability(device: torch.device) -> tuple[int, int]:
     if not torch.cuda.is_available():
         return (0, 0)
     return tuple(torch.cuda.get_device_capability(device))
-
-
-def _native_cpu_bf16() -> bool:
-    """bf16 arithmetic units on this CPU: AVX512-BF16 or AMX on x86 (oneDNN's own check accepts any AVX-512, where
-    bf16 is emulated and slower), bf16 extensions on Arm."""
-    if platform.machine().lower() in ("aarch64", "arm64"):
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def start_model(config: TrainConfig) -> torch.nn.Module:
@@ -176,6 +168,19 @@ def start_model(config: TrainConfig) -> torch.nn.Module:
         raise ValueError(f"--model-config {json.dumps(config.model_config)} differs from the config saved in "
                          f"{config.init_weights}; drop --model-config to use the checkpoint's")
     return model
+
+
+def initial_weights_card(init_weights: str | None) -> dict:
+    """What a run started from, for its checkpoints' headers: the file's name and sha256, and its own lineage
+    (``widened_from``, ``initialised_from``) so that a chain of fine-tunes stays traceable. Empty from scratch."""
+    if not init_weights:
+        return {}
+    from napari_sff.models import read_metadata
+    from napari_sff.provenance import file_sha256
+
+    source = read_metadata(init_weights).get("metadata", {})
+    lineage = {key: source[key] for key in ("widened_from", "initialised_from") if key in source}
+    return {"initialised_from": {"weights": Path(init_weights).name, "sha256": file_sha256(init_weights), **lineage}}
 
 
 def setup_distributed(device_name: str) -> tuple[torch.device, int, int]:
@@ -357,7 +362,7 @@ def train(config: TrainConfig) -> dict:
                                        "lr", "seconds", "train_seconds"]) if rank == 0 else None
     loader_args = {"num_workers": config.workers, "persistent_workers": config.workers > 0, "drop_last": True,
                    "pin_memory": device.type == "cuda"}
-    data_card = describe_data(cache, augmentation)  # the same for every checkpoint of the run
+    data_card = {**describe_data(cache, augmentation), **initial_weights_card(config.init_weights)}  # every checkpoint
     started = time.perf_counter()  # "seconds" in the log: training time of the run, across resumes
     stopped_by = None
     for epoch in range(start_epoch, config.epochs):

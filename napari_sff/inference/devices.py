@@ -63,21 +63,19 @@ def default_precision(device: Any) -> str:
     return DEFAULT_PRECISION.get(_device_kind(device), "float32")
 
 
-def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
-    """Whether this CPU computes bfloat16 in hardware (AVX512_BF16 or AMX): only there can bfloat16 win.
+def cpu_has_native_bf16() -> bool:
+    """bfloat16 arithmetic units on this CPU: AVX512-BF16 or AMX on x86, bf16 extensions on Arm. Only there can
+    bfloat16 win, in training (training.train's autocast) or prediction (the calibration's candidates).
 
-    On a CPU without it torch emulates bfloat16, 8x slower than float32 on the 2-core machine of earlier sessions;
-    on an AMD EPYC with AVX512_BF16 the U-Net ran 1.5-1.7x faster in bfloat16 (benchmarks/bench_predict.py). Linux
-    reports the instruction sets in /proc/cpuinfo (``cpuinfo``: its text, read when not given); elsewhere this
-    says False and bfloat16 is never calibrated.
+    oneDNN's own check accepts any AVX-512, where bfloat16 is emulated: 8x slower than float32 for the U-Net on
+    the 2-core machine of earlier sessions, against 1.5-1.7x faster on an AMD EPYC with AVX512-BF16
+    (benchmarks/bench_predict.py).
     """
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    import torch
+
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def default_batch_size(device: Any) -> int:

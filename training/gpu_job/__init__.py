@@ -1,7 +1,7 @@
 """One prepared command for a single H100/H200 lent for a few minutes: data, both models, evaluation, speed.
 
     python -m training.gpu_job --out DIR [--work DIR] [--domain randomized] [--muscle-prior population]
-        [--init shipped | --unet-config JSON]
+        [--init shipped | --init widened | --unet-config JSON]
         [--total-s 555]
     python -m training.gpu_job --out DIR --dry-run      # every phase, tiny, on the CPU, in well under a minute
 

@@ -24,10 +24,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--muscle-prior", choices=("simulator", "population"), default="simulator",
                         help="how often the training cases' muscles are healthy, sarcopenic, myopathic or "
                              "fatty-atrophied (napari_sff.simulate.MUSCLE_PRIORS; model card section 0c)")
-    parser.add_argument("--init", choices=("scratch", "shipped"), default="scratch",
+    parser.add_argument("--init", choices=("scratch", "shipped", "widened"), default="scratch",
                         help="'shipped': fine-tune the weights in napari_sff/weights (their architecture) instead "
                              "of training from scratch (what carried over best on the CPU: docs/model_card.md, "
-                             "section 0)")
+                             "section 0); 'widened': the same with the shipped U-Net made twice as wide first "
+                             "(training.widen; model card section 0d)")
     parser.add_argument("--unet-config", type=json.loads, default=None,
                         help="JSON U-Net width / depth trained from scratch, e.g. '{\"base_channels\": 32, "
                              "\"depth\": 5}' (on the CPU more cases no longer helped the shipped 16 / 4: "

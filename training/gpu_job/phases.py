@@ -143,10 +143,15 @@ def _train_phase(arch: str, ctx: dict, plan: dict) -> dict:
     deadline = time.time() + plan["budget_s"]
     settings = {**TrainConfig.defaults_for(arch), **plan["train"], "device": ctx["device"]}
     model_config = plan["model_config"]
-    if ctx.get("init") == "shipped":  # fine-tune the shipped weights (their own architecture), not from scratch
+    if ctx.get("init") in ("shipped", "widened"):  # fine-tune the shipped weights, not from scratch
         from napari_sff.models import default_weights_path
 
         settings["init_weights"] = str(default_weights_path(arch))
+        if arch == "unet" and ctx["init"] == "widened":  # twice as wide, computing the shipped map (training.widen)
+            from training import widen
+
+            settings["init_weights"] = str(Path(ctx["work"]) / "unet_widened.safetensors")
+            widen.main([str(default_weights_path(arch)), settings["init_weights"], "--factor", "2"])
         model_config = None
     elif arch == "unet" and ctx.get("unet_config"):  # another width / depth, trained from scratch
         model_config = ctx["unet_config"]

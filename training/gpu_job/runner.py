@@ -39,23 +39,28 @@ def _phase_process(name: str, ctx: dict, plan: dict, result_path: str) -> None:
     atomic_write_text(result_path, json.dumps(finite(result), indent=1))
 
 
+#: How the job's models start: from scratch, from the shipped weights, or (U-Net) from them made twice as wide.
+INITS = ("scratch", "shipped", "widened")
+
+
 def run_job(out: str | Path, *, work: str | Path | None = None, dry_run: bool = False, domain: str = "default",
             total_s: float | None = None, phases: Sequence[str] = PHASES, start_method: str | None = None,
             init: str = "scratch", unet_config: dict | None = None, muscle_prior: str = "simulator") -> dict:
     """Run every phase in its own process, each stopped at its budget; returns (and writes) the report.
 
     ``init="shipped"`` trains both models on from the weights in ``napari_sff/weights`` (in their own
-    architecture) instead of from scratch; ``unet_config`` (e.g. ``{"base_channels": 32, "depth": 5}``) gives the
+    architecture) instead of from scratch; ``init="widened"`` does the same with the shipped U-Net made twice as
+    wide first (``training.widen``: the same map, 4x the parameters); ``unet_config`` (e.g. ``{"base_channels": 32, "depth": 5}``) gives the
     U-Net trained from scratch another width or depth than the profile's; ``muscle_prior`` is the simulated
     cases' (``napari_sff.simulate.MUSCLE_PRIORS``)."""
-    if init not in ("scratch", "shipped"):
-        raise ValueError(f"init must be 'scratch' or 'shipped', not {init!r}")
+    if init not in INITS:
+        raise ValueError(f"init must be one of {', '.join(INITS)}, not {init!r}")
     from napari_sff.simulate.tissues import get_muscle_prior
 
     get_muscle_prior(muscle_prior)  # an unknown name fails here, not in the simulate phase's workers
-    if unet_config and init == "shipped":
+    if unet_config and init != "scratch":
         raise ValueError("--unet-config trains a new architecture from scratch; it cannot fine-tune the shipped "
-                         "weights (drop --init shipped)")
+                         f"weights (drop --init {init})")
     from napari_sff.io import atomic_write_text
 
     os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would flood the log the device tool returns
