@@ -261,6 +261,23 @@ def test_batch_size_auto_takes_the_cached_calibration_and_never_calibrates_in_a_
     assert (chosen[-1].batch_size, chosen[-1].source) == (4, "caller")
 
 
+def test_precision_auto_is_the_settings_and_a_chosen_precision_runs_and_is_shown(docked, qtbot):
+    """*auto* leaves the precision to the calibration or the device (float32 on a CPU without bfloat16 units, as
+    the tests' CPU is made to be); a chosen one reaches the network, the timing line and the layer's metadata."""
+    viewer, widget = docked
+    assert widget.precision.value == "" and widget.precision.native.currentText() == "auto"
+    assert widget.make_request().precision is None
+    widget.scope.value = "Current slice"
+    wait_for(qtbot, widget.run())
+    name = output_name("sff", "unet", widget.image.value.name)
+    assert viewer.layers[name].metadata["napari_sff"]["precision"] == "float32"
+    assert "float32" not in widget.timing.value  # the usual precision is not spelled out
+    widget.precision.value = "bfloat16"
+    wait_for(qtbot, widget.run())
+    assert viewer.layers[name].metadata["napari_sff"]["precision"] == "bfloat16"
+    assert ", bfloat16" in widget.timing.value
+
+
 def test_empty_viewer_gives_a_notification(make_napari_viewer):
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-sff", "Predict SFF")

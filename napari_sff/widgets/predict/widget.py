@@ -35,6 +35,8 @@ from napari_sff.widgets.predict.worker import RunRequest, WorkerLink
 
 #: The batch size choices: (shown, slices per batch; 0 = auto, the calibrated or the device's default)
 BATCH_CHOICES = [("auto", 0), *((str(n), n) for n in (1, 2, 4, 8, 16, 32, 64, 128, 256))]
+#: The precision choices: (shown, asked of predict_volume; "" = auto, the calibrated or the device's default)
+PRECISION_CHOICES = [("auto", ""), ("float32 (full)", "float32"), ("bfloat16", "bfloat16"), ("float16", "float16")]
 
 
 class _ProgressBridge(QObject):
@@ -85,6 +87,10 @@ class PredictWidget(RequestMixin, RunMixin, OutputLayersMixin, ComparisonMixin, 
                                    tooltip="slices per network call; auto: the fastest that napari-sff predict "
                                            "measured on this device (napari-sff info shows it), else the "
                                            "device's default (1 on CPUs, 8 on GPUs)")
+        self.precision = ComboBox(label="precision", choices=PRECISION_CHOICES, value="",
+                                  tooltip="auto: what napari-sff predict calibrated on this device (bfloat16 only on "
+                                          "CPUs with it in hardware, when clearly faster and within 0.5 pp of "
+                                          "float32), else float32 (float16 on GPUs); float32 for full precision")
         self.ground_truth = ComboBox(label="ground truth", choices=self._image_choices, nullable=True)
         self.resample = CheckBox(text="resample to the model's training pixel size", value=True,
                                  tooltip="pixels outside the spacing the model was trained on are resized into it "
@@ -101,7 +107,8 @@ class PredictWidget(RequestMixin, RunMixin, OutputLayersMixin, ComparisonMixin, 
         self.timing = Label(label="time/slice", value="")
         self.readout = Label(label="under cursor", value="")
         self.extend([self.image, self.time_point, self.model, self.unet_weights, self.ddpm_weights, self.device,
-                     self.ddim_steps, self.samples, self.scope, self.batch_size, self.ground_truth, self.resample,
+                     self.ddim_steps, self.samples, self.scope, self.batch_size, self.precision, self.ground_truth,
+                     self.resample,
                      self.mirror, self.live,
                      self.side_by_side, self.run_button, self.stop_button, self.progress, self.device_badge,
                      self.timing, self.readout])

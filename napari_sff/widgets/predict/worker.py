@@ -52,6 +52,7 @@ class RunRequest:
     ground_truth: Any = None
     resample: bool = True
     mirror: bool = True  # U-Net: the mean with the mirrored slices' maps
+    precision: str | None = None  # None: the calibrated (or device default) precision
     results: dict = field(default_factory=dict)
     # (layer data, its value scale, plan, prediction-grid voxel -> truth voxel) captured on the GUI thread; the
     # worker converts it to fractions and resamples it into ``truth``
@@ -154,7 +155,7 @@ def predict_all(request: RunRequest, link: WorkerLink) -> RunRequest:
             device=request.device, slice_axis=request.slice_axis, slice_indices=request.slice_indices,
             batch_size=request.batch_size, ddim_steps=request.ddim_steps, samples=request.samples,
             progress=progress, cancel=link.cancelled, resample=request.resample, mirror=request.mirror,
-            calibrate=False,  # auto: a calibration cached by napari-sff predict, else the device's default
+            precision=request.precision, calibrate=False,  # auto: a calibration cached by napari-sff predict, else the device's default
         )
     return request
 
