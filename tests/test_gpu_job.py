@@ -60,38 +60,40 @@ def test_dry_run_reports_every_phase_and_writes_loadable_weights(tmp_path):
     assert len(files) <= 8 and {"gpu_job.json", "gpu_job.md", "ablation.md"} <= set(files)  # the device tool's limit
 
 
-def test_init_shipped_fine_tunes_the_shipped_weights_in_their_own_architecture(tmp_path):
-    from napari_sff.models import default_weights_path, load_checkpoint, read_metadata
+def _unet_trained_with(init: str, tmp_path: Path) -> tuple[dict, dict, dict]:
+    """The dry run's U-Net phase alone with ``init``: (report, the phase's result, the trained checkpoint's header)."""
+    from napari_sff.models import load_checkpoint
 
     out = tmp_path / "out"
-    report = gpu_job.run_job(out, work=tmp_path / "work", dry_run=True, init="shipped",
-                             phases=["simulate", "cache", "unet"])
+    report = gpu_job.run_job(out, work=tmp_path / "work", dry_run=True, init=init, phases=["simulate", "cache", "unet"])
     trained = report["phases"]["unet"]
     assert trained["status"] == "ok", trained.get("error")
-    assert report["init"] == "shipped" and trained["init"] == str(default_weights_path("unet"))
-    _, header = load_checkpoint(out / "unet.safetensors", expected_arch="unet")
+    assert report["init"] == init
+    return report, trained, load_checkpoint(out / "unet.safetensors", expected_arch="unet")[1]
+
+
+def test_init_shipped_fine_tunes_the_shipped_weights_in_their_own_architecture(tmp_path):
+    from napari_sff.models import default_weights_path, read_metadata
+
+    _, trained, header = _unet_trained_with("shipped", tmp_path)
+    assert trained["init"] == str(default_weights_path("unet"))
     assert header["config"] == read_metadata(default_weights_path("unet"))["config"]  # not the dry run's tiny one
     with pytest.raises(ValueError, match="init must be"):
-        gpu_job.run_job(out, work=tmp_path / "work", dry_run=True, init="imagenet", phases=[])
+        gpu_job.run_job(tmp_path / "out", work=tmp_path / "work", dry_run=True, init="imagenet", phases=[])
 
 
 def test_init_widened_fine_tunes_the_shipped_unet_made_twice_as_wide(tmp_path):
-    from napari_sff.models import default_weights_path, load_checkpoint, read_metadata
+    from napari_sff.models import default_weights_path, read_metadata
 
-    out = tmp_path / "out"
-    report = gpu_job.run_job(out, work=tmp_path / "work", dry_run=True, init="widened",
-                             phases=["simulate", "cache", "unet"])
-    trained = report["phases"]["unet"]
-    assert trained["status"] == "ok", trained.get("error")
-    assert report["init"] == "widened" and trained["init"].endswith("unet_widened.safetensors")
-    _, header = load_checkpoint(out / "unet.safetensors", expected_arch="unet")
+    _, trained, header = _unet_trained_with("widened", tmp_path)
+    assert trained["init"].endswith("unet_widened.safetensors")
     shipped = read_metadata(default_weights_path("unet"))["config"]
     assert header["config"] == {**shipped, "base_channels": 2 * shipped["base_channels"]}
     started = header["metadata"]["initialised_from"]  # the run's start, and that start's own lineage
     assert started["weights"] == "unet_widened.safetensors" and started["widened_from"]["factor"] == 2
     assert started["widened_from"]["sha256"] == hashlib.sha256(default_weights_path("unet").read_bytes()).hexdigest()
     with pytest.raises(ValueError, match="drop --init widened"):
-        gpu_job.run_job(out, work=tmp_path / "work", dry_run=True, init="widened",
+        gpu_job.run_job(tmp_path / "out", work=tmp_path / "work", dry_run=True, init="widened",
                         unet_config={"base_channels": 8}, phases=[])
 
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from . import __doc__ as _overview
 from .profiles import PHASES
-from .runner import run_job
+from .runner import INITS, run_job
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--muscle-prior", choices=("simulator", "population"), default="simulator",
                         help="how often the training cases' muscles are healthy, sarcopenic, myopathic or "
                              "fatty-atrophied (napari_sff.simulate.MUSCLE_PRIORS; model card section 0c)")
-    parser.add_argument("--init", choices=("scratch", "shipped", "widened"), default="scratch",
+    parser.add_argument("--init", choices=INITS, default="scratch",
                         help="'shipped': fine-tune the weights in napari_sff/weights (their architecture) instead "
                              "of training from scratch (what carried over best on the CPU: docs/model_card.md, "
                              "section 0); 'widened': the same with the shipped U-Net made twice as wide first "

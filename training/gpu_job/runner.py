@@ -50,9 +50,9 @@ def run_job(out: str | Path, *, work: str | Path | None = None, dry_run: bool = 
 
     ``init="shipped"`` trains both models on from the weights in ``napari_sff/weights`` (in their own
     architecture) instead of from scratch; ``init="widened"`` does the same with the shipped U-Net made twice as
-    wide first (``training.widen``: the same map, 4x the parameters); ``unet_config`` (e.g. ``{"base_channels": 32, "depth": 5}``) gives the
-    U-Net trained from scratch another width or depth than the profile's; ``muscle_prior`` is the simulated
-    cases' (``napari_sff.simulate.MUSCLE_PRIORS``)."""
+    wide first (``training.widen``: the same map, 4x the parameters); ``unet_config`` (e.g.
+    ``{"base_channels": 32, "depth": 5}``) gives the U-Net trained from scratch another width or depth than the
+    profile's; ``muscle_prior`` is the simulated cases' (``napari_sff.simulate.MUSCLE_PRIORS``)."""
     if init not in INITS:
         raise ValueError(f"init must be one of {', '.join(INITS)}, not {init!r}")
     from napari_sff.simulate.tissues import get_muscle_prior
