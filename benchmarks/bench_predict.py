@@ -82,9 +82,8 @@ def add_fractions(result: dict, peaks: dict[str, float]) -> None:
     """Fractions of the GEMM peak of each run's precision (``peaks``: GFLOP/s by precision) end to end, for the
     model alone, and against the peak measured beside it."""
     flops = result["gflop_per_slice"] * 1e9
-    for name, config in result["configs"].items():
-        peak = peaks["bfloat16" if name.endswith("/bfloat16") else "float32"]
-        config["fraction_of"] = "bfloat16" if name.endswith("/bfloat16") else "float32"
+    for config in result["configs"].values():
+        peak = peaks[config["precision"]]
         config["model_fraction_of_peak"] = flops / (config["model_ms_per_slice"] / 1000) / 1e9 / peak
         config["end_to_end_fraction_of_peak"] = flops / (config["end_to_end_ms_per_slice"] / 1000) / 1e9 / peak
         config["end_to_end_fraction_of_peak_beside"] = (flops / (config["end_to_end_ms_per_slice"] / 1000) / 1e9
@@ -116,12 +115,13 @@ def bench_volume(array, spacing, model, device, peaks: list[float], repeats, can
                                                                           settings=s, mirror=False), repeats) / n
         total = seconds + resample
         # The peak beside it, in its precision: the load on a shared machine drifts. Float32's count for the run.
-        beside = gemm_peak(device, rounds=1, dtype=getattr(torch, settings.precision or "float32"))
-        if settings.precision in (None, "float32"):
+        precision = settings.precision_on(device)
+        beside = gemm_peak(device, rounds=1, dtype=getattr(torch, precision))
+        if precision == "float32":
             peaks.append(beside)
         configs[inference._candidate_name(settings)] = {
             "model_ms_per_slice": 1000 * seconds, "end_to_end_ms_per_slice": 1000 * total,
-            "gemm_peak_beside_gflops": beside}
+            "gemm_peak_beside_gflops": beside, "precision": precision}
     best_name = min(configs, key=lambda k: configs[k]["end_to_end_ms_per_slice"])
 
     # predict_volume as `napari-sff predict` runs it (its own ms/slice), with the calibrated settings.
@@ -205,11 +205,11 @@ def main() -> int:
     results: dict = {"calibration": {"winner": inference._candidate_name(winner), "ms_per_slice": calibration}}
     for name, (array, spacing) in cases.items():
         results[name] = bench_volume(array, spacing, model, device, peaks, args.repeats, candidates)
-    peaks.append(gemm_peak(device))
     # The machine's limit is the best GEMM rate seen in the run (contention only ever lowers it): strict fractions.
     kernels = {precision: {name: rate / 1e9 for name, rate in gemm_rates(
         device, GEMM_SIZE, getattr(torch, precision), rounds=3).items()} for precision in ("float32", "bfloat16")}
-    results["gemm_peak_gflops"] = {"used": max([*peaks, *kernels["float32"].values()]), "all": peaks,
+    peaks.append(max(kernels["float32"].values()))
+    results["gemm_peak_gflops"] = {"used": max(peaks), "all": peaks,
                                    "kernels": kernels, "used_bfloat16": max(kernels["bfloat16"].values())}
     for name in cases:
         add_fractions(results[name], {"float32": results["gemm_peak_gflops"]["used"],

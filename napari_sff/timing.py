@@ -88,7 +88,7 @@ def gemm_rates(device: Any, size: int = 2048, dtype: Any = None, *, repeats: int
     dtype = dtype or torch.float32
     a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
     kernels = {"matmul": lambda: a @ b}
-    if getattr(a.device, "type", str(device)) == "cpu" and torch.backends.mkldnn.is_available():
+    if a.device.type == "cpu" and torch.backends.mkldnn.is_available():
         kernels["onednn"] = _onednn_product(a, b)
 
     def best(kernel: Callable[[], object]) -> float:

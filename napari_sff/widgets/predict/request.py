@@ -78,7 +78,8 @@ class RequestMixin:
                           device=self.device.value, ddim_steps=self.ddim_steps.value, samples=self.samples.value,
                           batch_size=self.batch_size.value or None, slice_axis=slice_axis, slice_indices=indices,
                           ground_truth=truth, resample=self.resample.value, mirror=self.mirror.value,
-                          precision=self.precision.value or None, truth_source=None if truth is None else self._truth_plan(truth, layer, volume))
+                          precision=self.precision.value or None,
+                          truth_source=None if truth is None else self._truth_plan(truth, layer, volume))
 
     def _truth_plan(self, truth: Any, layer: Any, volume: io.Volume) -> tuple | None:
         """How the ground truth reaches the prediction's grid (the T2w's spatial grid) by world coordinates, with
