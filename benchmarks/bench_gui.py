@@ -5,7 +5,9 @@
 Each measurement runs in a fresh process (the first Run and the first docking are what a user meets), from a
 10 ms QTimer's ticks: the gaps between ticks are the stalls. ``dock``: docking in a process without torch, until
 the background imports are done (which thread imported torch, the device list before and after, the colour bar
-glyphs warmed). ``dock-roi``: docking the ROI widget until its plots are made (which thread imported matplotlib). ``first-run``: the widget's first Run with the shipped U-Net on a 100 x 512 x 512 T2w (issue
+glyphs warmed); ``dock-import-only``, the control: the same with torch's native library loaded by the import, GIL
+held (napari_sff.imports). ``dock-roi``: docking the ROI widget until its plots are made (which thread imported
+matplotlib). ``first-run``: the widget's first Run with the shipped U-Net on a 100 x 512 x 512 T2w (issue
 #11's volume; the current slice, whole-volume output layers) and on 100 x 8 x 8, and the GUI-thread steps that
 overlap the longest stall. ``tests/test_predict_widget.py`` runs the same measurements (``--measure``) and asserts
 on them; the numbers in the README come from this file's JSON. Compare within one run: the machine is shared.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -152,16 +155,22 @@ def record_importers(package: str) -> set[bool]:
     return importers
 
 
-def measure_docking(tick_s: float = 0.010) -> dict:
+def measure_docking(tick_s: float = 0.010, load_torch_library_first: bool = True) -> dict:
     """In a fresh process without torch (``--measure dock``): which thread imports torch when the Predict widget
     is docked, the GUI thread's longest stall from docking until the background imports are done (from a 10 ms
     QTimer's ticks), the device choices then, and the glyphs napari renders when the first colour bar is drawn
-    after the widget's warm-up."""
+    after the widget's warm-up. ``load_torch_library_first=False`` (``--measure dock-import-only``, the control):
+    the preload leaves loading torch's native library to the import, which holds the GIL meanwhile."""
     importers = record_importers("torch")
+    if not load_torch_library_first:
+        from napari_sff.widgets.predict import preload
+
+        preload.open_torch_library = lambda: False
     viewer, _timer, ticks, pump = ticking_viewer(tick_s)
 
     pump(0.5)
-    result: dict = {"torch_before_docking": "torch" in sys.modules}
+    result: dict = {"torch_before_docking": "torch" in sys.modules,
+                    "torch_library_loaded_without_gil": load_torch_library_first}
     started = time.perf_counter()
     _, widget = viewer.window.add_plugin_dock_widget("napari-sff", "Predict SFF")
     result["dock_s"] = time.perf_counter() - started
@@ -235,12 +244,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per measurement")
     parser.add_argument("--out", default="docs/bench_gui_cpu.json")
-    parser.add_argument("--measure", choices=("dock", "dock-roi", "first-run"), help="one measurement in this process")
+    parser.add_argument("--measure", choices=("dock", "dock-import-only", "dock-roi", "first-run"),
+                        help="one measurement in this process")
     parser.add_argument("--weights", help="first-run: JSON {\"unet\": path} (default: the shipped U-Net)")
     parser.add_argument("--shape", help="first-run: JSON volume shape (default: 100 x 512 x 512)")
     args = parser.parse_args(argv)
-    if args.measure in ("dock", "dock-roi"):
-        print(json.dumps(measure_docking() if args.measure == "dock" else measure_roi_docking()))
+    if args.measure in ("dock", "dock-import-only"):
+        print(json.dumps(measure_docking(load_torch_library_first=args.measure == "dock")))
+        return 0
+    if args.measure == "dock-roi":
+        print(json.dumps(measure_roi_docking()))
         return 0
     if args.measure == "first-run":
         import torch
@@ -249,13 +262,23 @@ def main(argv: list[str] | None = None) -> int:
         weights = json.loads(args.weights) if args.weights else {"unet": ""}
         print(json.dumps(measure_first_run(weights, tuple(json.loads(args.shape)) if args.shape else BIG_SHAPE)))
         return 0
-    runs: dict[str, list[dict]] = {"dock": [], "dock_roi": [], "first_run_big": [], "first_run_tiny": []}
-    for _ in range(args.repeats):
+    # The plugin's bytecode first, as an installed wheel has it: from a checkout with PYTHONDONTWRITEBYTECODE set
+    # every measured process compiled the widget's modules while docking (36 ms of its stall here).
+    import compileall
+
+    import napari_sff
+
+    compileall.compile_dir(os.path.dirname(napari_sff.__file__), quiet=1)
+    runs: dict[str, list[dict]] = {"dock": [], "dock_import_only": [], "dock_roi": [], "first_run_big": [],
+                                   "first_run_tiny": []}
+    for _ in range(args.repeats):  # interleaved: each pair measured under the same load
         runs["dock"].append(measure_in_fresh_process("dock"))
+        runs["dock_import_only"].append(measure_in_fresh_process("dock-import-only"))
         runs["dock_roi"].append(measure_in_fresh_process("dock-roi"))
         runs["first_run_big"].append(measure_in_fresh_process("first-run", shape=BIG_SHAPE))
         runs["first_run_tiny"].append(measure_in_fresh_process("first-run", shape=TINY_SHAPE))
     summary = {"dock_longest_stall_s": _spread([r["longest_stall_s"] for r in runs["dock"]]),
+               "dock_import_only_longest_stall_s": _spread([r["longest_stall_s"] for r in runs["dock_import_only"]]),
                "dock_s": _spread([r["dock_s"] for r in runs["dock"]]),
                "dock_roi_longest_stall_s": _spread([r["longest_stall_s"] for r in runs["dock_roi"]]),
                **{f"{name}_longest_stall_s": _spread([r["first_longest_stall_s"] for r in runs[name]])
@@ -267,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
 
     setup = {"napari": napari.__version__, "torch": torch.__version__, "machine": platform.platform(),
              "python": platform.python_version(), "repeats": args.repeats,
-             "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "big_shape": BIG_SHAPE, "tiny_shape": TINY_SHAPE}
+             "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "big_shape": BIG_SHAPE, "tiny_shape": TINY_SHAPE,
+             "plugin_bytecode_compiled": True}
     from _common import write_report
 
     write_report({"setup": setup, "summary": summary, "runs": runs}, args.out)

@@ -138,6 +138,7 @@ def test_sample_rows_match_roi_table_and_the_table_shows_them(sample, qtbot, tmp
     widget.values.value = [prediction]
     rows = refreshed(qtbot, widget)
     assert {row.source for row in rows} == {prediction.name} and all(row.diff_mean is None for row in rows)
+    scatter, _ = widget.figure.axes  # each picture is drawn anew (in a worker)
     assert not scatter.collections and "reference" in scatter.texts[0].get_text()
 
 
@@ -187,6 +188,32 @@ def test_docking_imports_matplotlib_in_the_background_and_then_makes_the_plots(b
     print(result)
     assert not result["plots_at_docking"] and result["plots_made"]
     assert result["matplotlib_imported_on_gui_thread"] == [False]
+
+
+def test_the_plots_are_drawn_in_a_worker_and_shown_at_the_plot_area_s_size(sample, qtbot, monkeypatch):
+    """Issue #11 (the viewer never freezes): an Agg draw of the plots took 50-160 ms, at every update of the
+    statistics; it runs in a worker now and the GUI thread only shows its pixels."""
+    import threading
+
+    from napari_sff import report
+    from napari_sff.widgets.roi_stats.plots import PLOT_HEIGHT
+
+    viewer, widget, _, _ = sample
+    threads = []
+    render = report.render_agreement
+    monkeypatch.setattr(report, "render_agreement",
+                        lambda picture: threads.append(threading.current_thread()) or render(picture))
+    widget.refresh()
+    settle(qtbot, widget)
+    assert threads and threading.main_thread() not in threads
+    pixmap = widget.plot_view.pixmap()
+    ratio = pixmap.devicePixelRatio()
+    assert (round(pixmap.width() / ratio), round(pixmap.height() / ratio)) == (widget.plot_view.width(), PLOT_HEIGHT)
+    assert (pixmap.width(), pixmap.height()) == tuple(widget.canvas.get_width_height())  # the figure's own pixels
+    corner = pixmap.toImage().pixelColor(0, 0)
+    expected = to_rgb(get_theme(viewer.theme).background.as_hex())
+    assert (corner.redF(), corner.greenF(), corner.blueF()) == pytest.approx(expected, abs=1 / 255)
+    assert len(widget.figure.axes[0].collections) == 1  # what the rows say (one predicted map)
 
 
 def test_the_report_dialog_writes_in_a_worker_and_says_so(sample, qtbot, tmp_path):
@@ -299,6 +326,7 @@ def test_painting_updates_and_current_slice_changes_counts(small, qtbot):
     row = by_key(widget.rows)[(2, "SFF DDPM [t2w]")]
     assert row.n_voxels == 9 and row.diff_mean == pytest.approx(0.1, abs=1e-6)
     viewer.theme = "light"
+    settle(qtbot, widget)  # the plots are drawn again, in a worker
     assert widget.figure.get_facecolor()[:3] == pytest.approx(to_rgb(get_theme("light").background.as_hex()))
 
 
@@ -420,6 +448,7 @@ def test_reading_view_summary_fits_the_dock_legend_off_the_data_and_report_expor
     viewer.window._qt_window.resizeDocks([dock_widget], [380], Qt.Orientation.Horizontal)
     qtbot.waitUntil(lambda: 350 <= dock_widget.width() <= 420, timeout=5_000)
     QApplication.processEvents()
+    settle(qtbot, widget)  # the plots drawn again at the dock's new width
 
     # One row per ROI, a column per map (short names), Δ in pp for each prediction: no sideways scrolling.
     summary = widget.summary

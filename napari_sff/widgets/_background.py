@@ -2,41 +2,22 @@
 the GUI thread once they are in. Used by the Predict widget (torch, the models) and the ROI widget (matplotlib).
 Also the widgets' file saving (a report, a DICOM series), written in a worker with a notification when done.
 
-Imports in a thread hold the GIL only in short stretches, except loading native libraries and Python's garbage
-collections, which stop the GUI thread too: a full collection over the new objects took 160-290 ms each, several
-per import of torch (measured with gc.callbacks). :func:`import_quietly` imports without them.
+What runs in the thread and how it avoids holding the GIL is :mod:`napari_sff.imports` (no Qt there).
 """
 
 from __future__ import annotations
 
-import gc
-import importlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 #: How long after it is asked for (when a widget is docked) background work starts: napari first shows the dock,
-#: a stall of its own, and loading native libraries holds the GIL (torch's ~0.5 s), which would add to it
-#: (Predict widget: longest stall 0.87-0.92 s at once, 0.48-0.52 s delayed; ROI widget 0.40-0.54 / 0.16-0.23 s).
+#: a stall of its own, and the imports' own short stalls (native libraries other than torch's, see
+#: napari_sff.imports) would add to it (measured when torch's library still held the GIL ~0.5 s: Predict widget's
+#: longest stall 0.87-0.92 s at once, 0.48-0.52 s delayed; ROI widget 0.40-0.54 / 0.16-0.23 s).
 AFTER_DOCKING_MS = 300
 _started: set[int] = set()  # id() of the events whose work has been started (once per process)
 _lock = threading.Lock()
-
-
-def import_quietly(modules: Sequence[str]) -> None:
-    """Import ``modules`` with no automatic garbage collection during the imports and none after: freeze +
-    unfreeze moves every object into the oldest generation without looking at any (O(1)), so the modules'
-    objects are neither scanned by the next young collection nor bring the next full one forward."""
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        for name in modules:
-            importlib.import_module(name)
-    finally:
-        gc.freeze()
-        gc.unfreeze()
-        if collecting:
-            gc.enable()
 
 
 def run_once_in_background(done: threading.Event, work: Callable[[], None], delay_ms: int = AFTER_DOCKING_MS) -> None:

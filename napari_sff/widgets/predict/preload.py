@@ -13,12 +13,14 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from napari_sff.widgets._background import import_quietly, run_once_in_background, when_set
+from napari_sff.imports import import_quietly, open_torch_library
+from napari_sff.widgets._background import run_once_in_background, when_set
 
 #: What the first Run would otherwise import (torch, MONAI, scikit-image, the domain check): imported in the
 #: background as soon as the widget is docked, torch included (imported on the GUI thread it froze docking for
-#: 2.7 of its 3.5 s), without the garbage collections those imports trigger (:func:`import_quietly`). Loading
-#: torch's native library still holds the GIL about 0.5 s, wherever it happens.
+#: 2.7 of its 3.5 s), without the garbage collections those imports trigger (:func:`import_quietly`), after
+#: torch's largest native library is loaded without the GIL (:func:`open_torch_library`: its loading by the
+#: import held the GIL 190-260 ms, the longest stall of docking).
 #: napari_sff.models leaves MONAI to its DDPM part (napari_sff.models.ddpm), which the Model choice may ask for.
 PRELOAD_MODULES = ("torch", "napari_sff.models", "napari_sff.models.ddpm", "napari_sff.domain", "skimage.transform")
 #: Set once :data:`PRELOAD_MODULES` are imported (or failed to: the run then imports and reports them itself).
@@ -32,6 +34,7 @@ COLORBAR_GLYPHS = " -.0123456789ÅÉÑŐgjpqy"
 
 
 def _preload() -> None:
+    open_torch_library()
     import_quietly(PRELOAD_MODULES)
     from napari_sff.inference import available_devices
 

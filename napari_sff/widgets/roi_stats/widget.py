@@ -197,7 +197,7 @@ class RoiStatsWidget(RequestMixin, TableMixin, ExportMixin, PlotsMixin, Containe
         """True while an update is waiting for the debounce, running, or queued behind a running one, or the
         plots are not made yet."""
         return not self._closed and (self._timer.isActive() or self._worker is not None or self._pending
-                                     or self.figure is None)
+                                     or self.plots_busy)
 
     def schedule(self, *_: Any) -> None:
         """Recompute after DEBOUNCE_MS of quiet; results of computations started earlier are dropped."""

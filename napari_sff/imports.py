@@ -1,0 +1,77 @@
+"""Importing heavy packages (torch, matplotlib) in a background thread without stopping the GUI thread.
+
+Python code in a thread gives up the GIL every few milliseconds, but two parts of an import do not: Python's
+garbage collections over the new objects (a full one took 160-290 ms, several per import of torch, measured with
+gc.callbacks) and loading an extension module's native libraries, whose ``dlopen`` (with every C++ static
+initialiser of the library) runs with the GIL held. :func:`import_quietly` imports without the collections;
+:func:`open_native_library` loads a library through a ctypes foreign call, which releases the GIL, so that the
+import that follows finds it already loaded. Used by the widgets' preloads; nothing here imports Qt.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+#: The native library of torch whose loading held the GIL longest: libtorch_cpu (its operator registrations run
+#: as static initialisers): 190-260 ms of the GUI thread's time when imported in a thread, on a 2-core AMD EPYC
+#: (``benchmarks/bench_gui.py``, *dock*). Every build of torch has it; its own dependencies (c10, OpenMP) come
+#: along. Libraries that call into Python while loading (libtorch_python) are left to the import.
+TORCH_NATIVE_LIBRARY = "torch_cpu"
+_SUFFIX = {"linux": ".so", "darwin": ".dylib"}
+
+
+def import_quietly(modules: Sequence[str]) -> None:
+    """Import ``modules`` with no automatic garbage collection during the imports and none after: freeze +
+    unfreeze moves every object into the oldest generation without looking at any (O(1)), so the modules'
+    objects are neither scanned by the next young collection nor bring the next full one forward."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for name in modules:
+            importlib.import_module(name)
+    finally:
+        gc.freeze()
+        gc.unfreeze()
+        if collecting:
+            gc.enable()
+
+
+def native_library_path(package: str, name: str) -> Path | None:
+    """``package``'s bundled library ``lib<name>`` (in its ``lib`` folder, as torch's wheels have it) on Linux and
+    macOS, found without importing ``package``; None where it is not there or on other systems."""
+    suffix = _SUFFIX.get(sys.platform)
+    spec = importlib.util.find_spec(package) if suffix else None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "lib" / f"lib{name}{suffix}"
+    return path if path.is_file() else None
+
+
+def open_native_library(path: str | os.PathLike) -> bool:
+    """``dlopen`` the library at ``path`` (with its dependencies, RTLD_NOW and local symbols: as the extension
+    module's own import would load it) through libc called by ctypes, which releases the GIL for the call.
+    The handle is kept open for the life of the process. False where it could not be loaded: the import that
+    follows then loads it itself and reports any error."""
+    try:
+        libc = ctypes.CDLL(None)
+        dlopen = libc.dlopen
+    except (OSError, AttributeError):  # no dlopen to call (not a POSIX system)
+        return False
+    dlopen.restype, dlopen.argtypes = ctypes.c_void_p, (ctypes.c_char_p, ctypes.c_int)
+    return bool(dlopen(os.fsencode(path), os.RTLD_NOW | os.RTLD_LOCAL))
+
+
+def open_torch_library() -> bool:
+    """Load :data:`TORCH_NATIVE_LIBRARY` without holding the GIL, before ``import torch`` (which then finds it
+    loaded); False where torch or the library is not found, or torch is imported already."""
+    if "torch" in sys.modules:
+        return False
+    path = native_library_path("torch", TORCH_NATIVE_LIBRARY)
+    return path is not None and open_native_library(path)
