@@ -157,7 +157,7 @@ def series(number, description, image_type, *, study="1.2.3", frame="1.2.3.9", u
             "series_uid": uid or f"1.2.3.{number}", "study_uid": study, "frame_of_reference_uid": frame}
 
 
-# Real-world combinations (see the vendor table in napari_sff.dixon): (series, expected (fat, water) numbers).
+# Real-world combinations (see the vendor table in napari_sff.dixon.vendors): (series, expected (fat, water) numbers).
 VENDOR_STUDIES = {
     "Siemens syngo VIBE Dixon": ([
         series(5, "t1_vibe_dixon_tra_opp", ("ORIGINAL", "PRIMARY", "M", "OUT_PHASE", "NORM", "DIS3D")),
