@@ -70,7 +70,7 @@ def _is_input_file(path: Path) -> bool:
 
 def _dicom_series_folder(path: Path) -> bool:
     """A folder whose own files (not sub-folders) include DICOM files: one input (a series or a study)."""
-    from napari_sff.io.dicom.read import has_dicom_preamble
+    from napari_sff.io.dicom.series import has_dicom_preamble
 
     return any(has_dicom_preamble(child) for child in sorted(path.iterdir())[:16] if child.is_file())
 

@@ -12,15 +12,13 @@ from napari_sff.io.atomic import (
     current_umask,
     refuse_outputs,
 )
-from napari_sff.io.dicom.read import (
+from napari_sff.io.dicom.read import read_dicom, read_series, read_volume
+from napari_sff.io.dicom.series import (
     DicomError,
     SeriesInfo,
     describe_series,
     is_dicom_path,
     list_series,
-    read_dicom,
-    read_series,
-    read_volume,
     select_series,
 )
 from napari_sff.io.dicom.write import (

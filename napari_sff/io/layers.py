@@ -173,7 +173,7 @@ def napari_get_reader(path: str | list[str]):
 
 def napari_get_dicom_reader(path: str | list[str]):
     """npe2 reader hook: accept a DICOM folder, DICOMDIR or DICOM file (by its "DICM" marker, any name)."""
-    from napari_sff.io.dicom.read import is_dicom_path
+    from napari_sff.io.dicom.series import is_dicom_path
 
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
     if not paths or any(is_nifti_path(p) for p in paths) or not all(is_dicom_path(p) for p in paths):
@@ -192,7 +192,8 @@ def read_dicom_layers(path: str | os.PathLike) -> list[tuple]:
     Large studies are read lazily (see ``dicom.read.LAZY_READ_BYTES``). A series that is not one consistent
     volume is left out with a one-line warning naming it: napari swallows reader exceptions but shows warnings.
     """
-    from napari_sff.io.dicom.read import DicomError, list_series, read_series
+    from napari_sff.io.dicom.read import read_series
+    from napari_sff.io.dicom.series import DicomError, list_series
 
     try:
         infos = list_series(path)
