@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from training.phantoms import tse
-from training.phantoms.anatomy import ANATOMIES, draw_anatomy, label_names_of, render_slice
+from training.phantoms.anatomy import ANATOMIES, draw_anatomy
+from training.phantoms.slices import label_names_of, render_slice
 from training.phantoms.tissues import SIGNAL_PD_THRESHOLD, TISSUE_IDS, TISSUES
 
 MANIFEST = "phantoms.json"
