@@ -17,6 +17,8 @@ from conftest import TINY_CONFIGS, cpu_reports_native_bf16
 
 from training import data as training_data
 from training import train as training_train
+from training.train import loop as train_loop
+from training.train import startup as train_startup
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_UNET = json.dumps(TINY_CONFIGS["unet"])
@@ -576,7 +578,7 @@ def test_training_step_runs_under_the_autocast_it_promises(paired_dir, tmp_path,
         conv.register_forward_hook(lambda module, args, out: seen.append((module.training, out.dtype)))
         return model
 
-    monkeypatch.setattr(training_train, "start_model", start_model)
+    monkeypatch.setattr(train_loop, "start_model", start_model)  # where train() looks it up
     run_train("--model", "unet", "--data", str(paired_dir), "--out", str(tmp_path / "run"), "--model-config",
               TINY_UNET, "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--crop", "16",
               "--cache-size", "32", "--workers", "0", "--val-slices", "1", "--device", "cpu", "--amp", amp)
@@ -750,9 +752,9 @@ def test_ema_warmup_averages_short_runs_by_their_step_count():
 
 def test_cuda_autocast_is_bf16_from_ampere_on_and_fp16_before(monkeypatch):
     config = training_train.TrainConfig()
-    monkeypatch.setattr(training_train, "cuda_capability", lambda device: (9, 0))  # H100 / H200
+    monkeypatch.setattr(train_startup, "cuda_capability", lambda device: (9, 0))  # H100 / H200
     assert training_train.autocast_dtype(config, torch.device("cuda")) == torch.bfloat16
-    monkeypatch.setattr(training_train, "cuda_capability", lambda device: (7, 5))  # T4: no bf16 tensor cores
+    monkeypatch.setattr(train_startup, "cuda_capability", lambda device: (7, 5))  # T4: no bf16 tensor cores
     assert training_train.autocast_dtype(config, torch.device("cuda")) == torch.float16
 
 
@@ -774,8 +776,8 @@ def test_channels_last_and_compile_reach_the_training_step(paired_dir, tmp_path,
         compiled.append(options)
         return real_compile(model, **options)
 
-    monkeypatch.setattr(training_train, "start_model", start_model)
-    monkeypatch.setattr(training_train.torch, "compile", compile_spy)
+    monkeypatch.setattr(train_loop, "start_model", start_model)  # where train() looks it up
+    monkeypatch.setattr(train_loop.torch, "compile", compile_spy)
     run_train("--model", "unet", "--data", str(paired_dir), "--out", str(tmp_path / "run"), "--model-config",
               TINY_UNET, "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--crop", "16",
               "--cache-size", "32", "--workers", "0", "--val-slices", "1", "--device", "cpu", "--amp", "false",

@@ -1,0 +1,108 @@
+"""What every checkpoint of a run records about its training data (the cache's splits, the pixel spacings, input
+and feature statistics of the training slices), and the weights digest that shows DDP's replicas stayed equal."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.data import CACHE_INFO, Augmentation
+
+NORMALISATION = "napari_sff.preprocess.normalise_t2w (per slice, 99th percentile inside the body mask)"
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """SHA-256 over all parameters and buffers in state-dict order."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def describe_data(cache: Path, augmentation: Augmentation | None) -> dict:
+    """What every checkpoint of a run says about its data: the cache's splits and the pixel spacings seen."""
+    info = json.loads((cache / CACHE_INFO).read_text())
+    splits = {k: {"slices": v["slices"], "cases": len(v["cases"]), "in_plane_spacing_mm": v.get("in_plane_spacing_mm")}
+              for k, v in info["splits"].items()}
+    return {"training_data": {"source": info["data_dir"], "slice_size": info["size"], "splits": splits},
+            "input_spacing_mm": seen_spacing_range(splits["train"]["in_plane_spacing_mm"], augmentation),
+            "input_statistics": input_statistics(cache, augmentation)}
+
+
+#: Training slices whose statistics make a checkpoint's ``input_statistics`` (evenly spaced over the split).
+STATISTICS_SLICES = 2000
+
+
+def input_statistics(cache: Path, augmentation: Augmentation | None, *, max_slices: int = STATISTICS_SLICES,
+                     seed: int = 0) -> dict[str, list[float]] | None:
+    """The ranges of :mod:`napari_sff.domain`'s statistics over (augmented) training slices: what predict
+    compares a scan with to warn that it lies outside what the model saw."""
+    from napari_sff.domain import slice_statistics, training_ranges
+
+    parts = [slice_statistics(slices) for slices in training_slices(cache, augmentation, max_slices, seed)]
+    return training_ranges(parts) if parts else None
+
+
+#: Training slices whose U-Net features make a checkpoint's ``feature_statistics``.
+FEATURE_SLICES = 1000
+
+
+def training_slices(cache: Path, augmentation: Augmentation | None, max_slices: int, seed: int = 0,
+                    chunk: int = 64) -> Iterator[np.ndarray]:
+    """Raw training slices in chunks, evenly spaced over the split and augmented as in training but whole (a crop
+    would change the share of body): what a checkpoint's records of its training data are computed from."""
+    from dataclasses import replace
+
+    from training.data import open_split
+
+    raw, truth = open_split(cache, "train")
+    if not len(raw):
+        return
+    indices = np.unique(np.linspace(0, len(raw) - 1, min(max_slices, len(raw))).round().astype(int))
+    whole_slices = None if augmentation is None else replace(augmentation, crop=None)
+    for start in range(0, len(indices), chunk):
+        part = indices[start:start + chunk]
+        slices = raw[part]
+        if whole_slices is not None:
+            rng = np.random.default_rng((seed, start))
+            slices = np.stack([whole_slices(image, sff, rng)[0] for image, sff in zip(slices, truth[part], strict=True)])
+        yield np.asarray(slices, dtype=np.float32)
+
+
+def feature_statistics(model: torch.nn.Module, cache: Path, augmentation: Augmentation | None, *,
+                       max_slices: int = FEATURE_SLICES, seed: int = 0) -> dict | None:
+    """The U-Net's bottleneck features over its training slices (:func:`napari_sff.domain.feature_statistics`):
+    what predict measures each slice's distance from. None for a model without a U-Net encoder."""
+    from napari_sff.domain import FeatureRecorder
+    from napari_sff.domain import feature_statistics as describe_features
+    from napari_sff.preprocess import normalise_t2w
+
+    if getattr(model, "encoders", None) is None:
+        return None
+    device = next(model.parameters()).device
+    model = model.eval()
+    with FeatureRecorder(model) as recorder, torch.inference_mode():
+        for slices in training_slices(cache, augmentation, max_slices, seed, chunk=16):
+            model(torch.from_numpy(normalise_t2w(slices)[:, None]).to(device).float())
+            recorder.keep()
+    features = recorder.features()
+    return None if features is None or len(features) < 4 else describe_features(features)
+
+
+def seen_spacing_range(data_range: Sequence[float] | None, augmentation: Augmentation | None) -> list[float] | None:
+    """In-plane pixel spacings (mm) the model saw in training: the training cases' range, widened by zoom.
+
+    A zoom z shows anatomy z times larger, as a pixel spacing divided by z would. Inference resamples slices
+    whose spacing lies outside this range into it (``napari_sff.inference``); None for caches that predate it.
+    """
+    if not data_range:
+        return None
+    low_zoom, high_zoom = augmentation.zoom if augmentation is not None else (1.0, 1.0)
+    return [data_range[0] / high_zoom, data_range[1] / low_zoom]
