@@ -163,7 +163,9 @@ def test_evaluate_reports_table_ablation_and_paired_tests(paired_dir, tmp_path, 
 
     calls = []
     real_run_model = evaluate.run_model
-    monkeypatch.setattr(evaluate, "run_model", lambda arch, *a, **k: calls.append(arch) or real_run_model(arch, *a, **k))
+    for part in ("run", "robustness"):  # where run_model is called: the table and ablations, the perturbed copies
+        monkeypatch.setattr(f"training.evaluate.{part}.run_model",
+                            lambda arch, *a, **k: calls.append(arch) or real_run_model(arch, *a, **k))
 
     for model, config in (("unet", TINY_UNET), ("ddpm", TINY_DDPM)):
         run_train("--model", model, "--data", str(paired_dir), "--out", str(tmp_path / model), "--model-config",
@@ -238,7 +240,8 @@ def test_ddpm_subset_is_spread_evenly_and_paired_tests_pair_the_same_images(pair
     cache = training_data.build_slice_cache(paired_dir, tmp_path / "cache", size=32, seed=1)
     paired = {}
     real_test = evaluate.paired_test
-    monkeypatch.setattr(evaluate, "paired_test", lambda a, b: paired.setdefault(len(paired), (a, b)) and real_test(a, b))
+    monkeypatch.setattr("training.evaluate.run.paired_test",  # where the evaluation looks it up
+                        lambda a, b: paired.setdefault(len(paired), (a, b)) and real_test(a, b))
     out = tmp_path / "report.json"
     evaluate.main(["--data", str(cache), "--split", "train", "--ddpm", str(constant_weights["ddpm"]),
                    "--ddim-steps", "1", "--ddpm-max-images", "3", "--device", "cpu", "--out", str(out)])
