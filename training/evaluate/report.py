@@ -18,6 +18,22 @@ def _mae_r_cell(summary: dict) -> str:
     return f"{summary['mae']:.3f} ± {summary['mae_sd']:.3f}; {summary['r']:.3f}"
 
 
+#: The ablation tables' columns: their header names and the keys of a row (``samples`` defaults to 1).
+_ABLATION_KEYS = {"DDIM steps": "ddim_steps", "samples": "samples", "DDPM samples averaged": "samples"}
+
+
+def _ablation_table(rows: list[dict], first: str, second: str) -> list[str]:
+    """A DDIM-steps or samples ablation: ``first`` and ``second`` name its leading columns."""
+    lines = ["", f"| {first} | {second} | r | MAE ± SD | SSIM ± SD | PSNR ± SD dB | ms/image |",
+             "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lead = [row.get(key, 1) if key == "samples" else row[key] for key in (_ABLATION_KEYS[first], _ABLATION_KEYS[second])]
+        lines.append(f"| {lead[0]} | {lead[1]} | {row['r']:.3f} | "
+                     f"{row['mae']:.3f} ± {row['mae_sd']:.3f} | {_mean_sd_cell(row, 'ssim', 3)} | "
+                     f"{_mean_sd_cell(row, 'psnr', 1)} | {row['ms_per_image']:.1f} |")
+    return lines
+
+
 def markdown(report: dict) -> str:
     """The paper's table for this run, plus the ablation and the paired tests."""
     mirrored = report.get("unet_mirror", False)
@@ -47,20 +63,10 @@ def markdown(report: dict) -> str:
         lines += ["", f"{names['unet_other_precision']}: its maps lie {100 * moved['mean']:.2f} pp from the main "
                       f"run's on average in the body ({100 * moved['p99']:.2f} pp at the 99th percentile, "
                       f"{100 * moved['max']:.1f} pp at most)."]
-    if report["ddim_ablation"]:
-        lines += ["", "| DDIM steps | samples | r | MAE ± SD | SSIM ± SD | PSNR ± SD dB | ms/image |",
-                  "|---|---|---|---|---|---|---|"]
-        for row in report["ddim_ablation"]:
-            lines.append(f"| {row['ddim_steps']} | {row.get('samples', 1)} | {row['r']:.3f} | {row['mae']:.3f} ± "
-                         f"{row['mae_sd']:.3f} | {_mean_sd_cell(row, 'ssim', 3)} | {_mean_sd_cell(row, 'psnr', 1)} | "
-                         f"{row['ms_per_image']:.1f} |")
-    if report.get("samples_ablation"):
-        lines += ["", "| DDPM samples averaged | DDIM steps | r | MAE ± SD | SSIM ± SD | PSNR ± SD dB | ms/image |",
-                  "|---|---|---|---|---|---|---|"]
-        for row in report["samples_ablation"]:
-            lines.append(f"| {row['samples']} | {row['ddim_steps']} | {row['r']:.3f} | {row['mae']:.3f} ± "
-                         f"{row['mae_sd']:.3f} | {_mean_sd_cell(row, 'ssim', 3)} | {_mean_sd_cell(row, 'psnr', 1)} | "
-                         f"{row['ms_per_image']:.1f} |")
+    for rows, first, second in ((report["ddim_ablation"], "DDIM steps", "samples"),
+                                (report.get("samples_ablation"), "DDPM samples averaged", "DDIM steps")):
+        if rows:
+            lines += _ablation_table(rows, first, second)
     if report.get("robustness"):
         present = [key for key in names if key in report["robustness"][0]]
         ddpm_steps = f" (DDPM: {report['robustness_ddim_steps']} DDIM steps)" if "ddpm" in present else ""
