@@ -60,7 +60,8 @@ def difference_colormap() -> str:
 
 class OutputLayersMixin:
     """The widget's output layers. Uses the widget's ``viewer``, ``side_by_side``, ``_source`` (the T2w layer
-    of the last run), ``_adding`` and ``_style_pending``, and the comparison grid's ``show_comparison``."""
+    of the last run), ``_adding``, ``_style_pending`` and ``_revealing``, and the comparison grid's
+    ``show_comparison``."""
 
     def _on_inserted(self, event: Any) -> None:
         if not self._adding:  # a run's own layers are styled in the step after their insertion
@@ -85,10 +86,32 @@ class OutputLayersMixin:
                 info.update(slice_axis=prediction.slice_axis, feature_threshold=prediction.feature_threshold,
                             feature_distance=self._slice_distances(name, prediction))
         metadata = {"nifti": derived.source, "napari_sff": info, io.LAYER_SCALE_KEY: io.SFF_LAYER_PERCENT}
+        reveal = self._adding and kind == "sff" and name not in self.viewer.layers and kwargs.get("visible", True)
+        if reveal:  # shown in later steps (worker.LAYER_STEPS)
+            kwargs["visible"] = False
         added = _layers.upsert_image(self.viewer, name, data, layer, metadata=metadata, **kwargs)
+        if reveal:  # by name: the viewer napari hands a plugin gives a new proxy of a layer at each lookup
+            self._revealing.add(name)
         if not self._adding:  # else the next step: napari builds the colour bar in ~60-120 ms on its own
             self._style(added, kind)
         return added
+
+    def _reveal_step(self, step: str, layer: Any, kind: str) -> None:
+        """One of :data:`~napari_sff.widgets.predict.worker.LAYER_STEPS` after "add" for ``layer``: a map added
+        hidden to be revealed gets its colour bar built while hidden ("style"), is shown ("show"), then its
+        colour bar ("colorbar"); any other layer is styled at "style" as before."""
+        revealing = layer.name in self._revealing
+        if step == "style":
+            if not revealing:
+                self._style(layer, kind)
+                return
+            _layers.style_layer(layer)  # napari builds the colour bar's visuals now, nothing is drawn
+            layer.colorbar.visible = False  # kept built: turned on again it is only drawn
+        elif revealing and step == "show":
+            layer.visible = True
+        elif revealing and step == "colorbar":
+            self._revealing.discard(layer.name)
+            layer.colorbar.visible = True
 
     def _slice_distances(self, name: str, prediction: Any) -> dict[int, float]:
         """Slice index -> the U-Net's feature distance, merged into the layer's earlier ones (a current-slice run

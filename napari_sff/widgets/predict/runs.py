@@ -77,8 +77,8 @@ class RunMixin:
         self._set_running(False)
 
     def _on_yielded(self, step: tuple[str, LayerOutput]) -> None:
-        """One layer step of a finished run (see :func:`~napari_sff.widgets.predict.worker.compute`): add or
-        update the layer, or style it."""
+        """One layer step of a finished run (see :func:`~napari_sff.widgets.predict.worker.compute` and its
+        ``LAYER_STEPS``): add or update the layer, or style and reveal it."""
         what, output = step
         try:
             if self._closed:
@@ -96,7 +96,7 @@ class RunMixin:
                 finally:
                     self._adding = False
             elif output.name in self.viewer.layers:
-                self._style(self.viewer.layers[output.name], output.kind)
+                self._reveal_step(what, self.viewer.layers[output.name], output.kind)
         finally:
             # The next step is released two event-loop turns later, not here: Qt handles events posted while it
             # handles posted events in the same pass, so the next step would follow without the timers, input
