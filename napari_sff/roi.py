@@ -13,7 +13,7 @@ series does not, and is refused rather than compared with misplaced voxels.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -164,23 +164,6 @@ def shape_label_base(max_label: int | None) -> int:
     return 10 ** max(1, len(str(max(int(max_label), 0))))
 
 
-def compute_rows(
-    labels_array: np.ndarray,
-    values: Mapping[str, np.ndarray],
-    spacing: Sequence[float],
-    reference: str | None = None,
-    label_names: Mapping[int, str] | None = None,
-    slice_index: int | None = None,
-    slice_axis: int = 0,
-    exclude_rim: int = 0,
-    rim_axis: int | None = None,
-) -> list[stats.RoiRow]:
-    """The ROI widget's numbers: exactly :func:`stats.roi_table`, so scripts reproduce the table."""
-    return stats.roi_table(values, labels_array, spacing, reference=reference, label_names=label_names,
-                           slice_index=slice_index, slice_axis=slice_axis, exclude_rim=exclude_rim,
-                           rim_axis=rim_axis)
-
-
 @dataclass
 class RoiRequest:
     """Arrays and settings of one computation, captured on the GUI thread so the worker touches no layer."""
@@ -211,8 +194,8 @@ class RoiResult:
 
 
 def compute(request: RoiRequest) -> RoiResult:
-    """Align maps and ROIs with the grid, then :func:`compute_rows` for the labels and the shapes (no Qt: runs
-    in the ROI widget's worker or a script)."""
+    """Align maps and ROIs with the grid, then :func:`stats.roi_table` for the labels and the shapes (no Qt: runs
+    in the ROI widget's worker or a script, so scripts reproduce the widget's table)."""
     grid_shape = next(iter(request.values.values())).shape
     values = {name: resample_to_grid(np.asarray(array), request.grid_to_values[name], grid_shape, labels=False)
               if name in request.grid_to_values else np.asarray(array) for name, array in request.values.items()}
@@ -225,7 +208,7 @@ def compute(request: RoiRequest) -> RoiResult:
         labels = request.labels
         if request.grid_to_labels is not None:
             labels = resample_to_grid(labels, request.grid_to_labels, grid_shape, labels=True)
-        rows += compute_rows(labels, label_names=request.label_names, **common)
+        rows += stats.roi_table(labels=labels, label_names=request.label_names, **common)
         max_label = int(request.labels.max()) if request.labels.size else 0
     shape_base = None
     if request.shapes:
@@ -233,5 +216,5 @@ def compute(request: RoiRequest) -> RoiResult:
         raster = stats.rasterize_shapes(request.shapes, request.shape_types, grid_shape).astype(np.int64)
         raster[raster > 0] += shape_base
         names = {shape_base + k: f"shape {k}" for k in range(1, len(request.shapes) + 1)}
-        rows += compute_rows(raster, label_names=names, **common)
+        rows += stats.roi_table(labels=raster, label_names=names, **common)
     return RoiResult(request.generation, rows, shape_base, request.reference, request.exclude_rim)

@@ -1,6 +1,6 @@
 """ROI fat-fraction statistics: Labels/Shapes ROIs x SFF maps -> the numbers a radiologist reports, with plots.
 
-Every number comes from :func:`compute_rows`, a thin call of :func:`napari_sff.stats.roi_table`. The widget only
+Every number comes from :func:`napari_sff.stats.roi_table` (through :func:`napari_sff.roi.compute`). The widget only
 gathers arrays on the GUI thread, lines the ROIs up with the maps' voxel grid, and computes in a napari thread
 worker after a short debounce, so painting a label never blocks the GUI.
 
@@ -29,7 +29,6 @@ from napari_sff.roi import (  # noqa: F401  (plain geometry and computation, sha
     RoiResult,
     affine_of,
     compute,
-    compute_rows,
     data_to_data,
     grid_plan,
     resample_to_grid,
