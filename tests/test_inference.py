@@ -236,7 +236,7 @@ def _bf16_rounding_error(values: np.ndarray) -> np.ndarray:
     return np.abs(rounded - values)
 
 
-def test_bfloat16_candidates_only_on_a_cpu_that_has_it_and_only_for_the_unet(monkeypatch):
+def test_bfloat16_candidates_only_on_a_cpu_that_has_it(monkeypatch):
     from napari_sff.inference import devices
 
     cpu = torch.device("cpu")
@@ -245,7 +245,7 @@ def test_bfloat16_candidates_only_on_a_cpu_that_has_it_and_only_for_the_unet(mon
     reduced = [c for c in inference.calibration_candidates(cpu) if c.precision is not None]
     assert [(c.batch_size, c.channels_last, c.precision) for c in reduced] == [
         (b, True, "bfloat16") for b in inference.CALIBRATION_BATCHES]
-    assert all(c.precision is None for c in inference.calibration_candidates(cpu, arch="ddpm"))
+    assert inference.calibration_candidates(cpu, arch="ddpm") == inference.calibration_candidates(cpu)
     assert all(c.precision is None for c in inference.calibration_candidates(torch.device("cuda")))
     assert devices.cpu_has_native_bf16() == cpu_reports_native_bf16()  # torch's answer, the CPU's own flags
     with pytest.raises(ValueError, match="unknown precision 'half'"):
@@ -285,6 +285,44 @@ def test_calibration_takes_bfloat16_only_when_clearly_faster_and_close_to_float3
     forced = inference.predict_volume(np.ones((2, 16, 16), np.float32), (3, 1, 1), model=model, device="cpu",
                                       mirror=False, precision="float32")
     assert forced.precision == "float32" and model.dtypes == [torch.float32] * 2
+
+
+class StepModel(torch.nn.Module):
+    """Stands for a DDPM in calibration: the maps are made by the patched ``_run_batch`` below."""
+
+    arch = "ddpm"
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 1, 1)
+
+
+@pytest.mark.parametrize(("drift_per_step", "chosen"), [(0.00005, "bfloat16"), (0.0002, None)])
+def test_the_ddpm_s_bfloat16_is_judged_on_a_whole_sample_not_on_the_timed_step(scratch_cache, monkeypatch,
+                                                                                 drift_per_step, chosen):
+    """Rounding adds up over DDIM steps: a drift of 0.0002 per step passes on the one step calibration times but
+    not over predict's 50 (0.01 > the 0.005 tolerance); 0.00005 per step passes both. The whole sample is made
+    once per precision, for the batch's first slice."""
+    monkeypatch.setattr(inference_settings, "cpu_has_native_bf16", lambda: True)
+    calls = []
+
+    def run_batch(model, batch, device, is_ddpm, ddim_steps, *args, precision=None, **kwargs):
+        calls.append((len(batch), ddim_steps, precision))
+        drift = drift_per_step * ddim_steps if precision == "bfloat16" else 0.0
+        return np.full((len(batch), *batch.shape[1:]), 0.5 + drift, np.float32), None
+
+    monkeypatch.setattr(inference_settings, "_run_batch", run_batch)
+
+    def timer(candidate, run):  # bfloat16 twice as fast per slice; batch 1 fastest in each precision
+        run()
+        return candidate.batch_size * (0.5 if candidate.precision == "bfloat16" else 1.0) * (
+            1.0 if candidate.batch_size == 1 else 1.5)
+
+    winner, _ = inference.calibrate(StepModel(), torch.device("cpu"), shape=(8, 8), timer=timer)
+    assert (winner.batch_size, winner.precision) == (1, chosen)
+    assert {c for c in calls if c[1] != 1} == {(1, inference_settings.DDPM_CHECK_STEPS, None),
+                                               (1, inference_settings.DDPM_CHECK_STEPS, "bfloat16")}
+    assert len([c for c in calls if c[1] != 1]) == 2  # one whole sample per precision, whatever the batch sizes
 
 
 def test_ties_go_to_the_smaller_batch_and_an_empty_table_is_refused():

@@ -2,9 +2,9 @@
 
 Good settings differ by device, torch version, model and slice size (on the 2-core CPU batch 2 channels-last
 was fastest on 256² slices and batch 1 on 395² ones; GPUs fill up with larger batches; bfloat16 was 8x slower
-than float32 on a CPU without it in hardware and 1.5-1.7x faster on one with it), so :func:`calibrate` times a
-few candidates on first use for the size class of the slices (:func:`size_class`) and caches the winner in the
-user cache dir; :func:`run_settings` is what every prediction asks.
+than float32 on a CPU without it in hardware and 1.5-1.7x faster on one with it, for both models), so
+:func:`calibrate` times a few candidates on first use for the size class of the slices (:func:`size_class`) and
+caches the winner in the user cache dir; :func:`run_settings` is what every prediction asks.
 """
 
 from __future__ import annotations
@@ -155,6 +155,11 @@ CALIBRATION_TIE = 0.10
 #: percentile 1.1 pp, one voxel 15 pp), per-image MAE 0.0785 -> 0.0782, muscle ROI means unchanged at 4.7 pp
 #: against the model's own error of about 8 pp per image (README, "Device-aware defaults").
 PRECISION_TOLERANCE = 0.005
+#: The DDPM's reduced precision is judged on a whole sample of the calibration slice with this many DDIM steps
+#: (predict's default), from the same noise as float32's, not on the one step its timing runs: rounding adds up
+#: over the steps. Measured on an AMD EPYC with native bfloat16 (50 steps, a phantom slice): 0.07 pp apart on
+#: average in the body (99th percentile 0.38 pp), at half the time per slice.
+DDPM_CHECK_STEPS = 50
 
 
 def calibration_candidates(device: Any, batches: Sequence[int] = CALIBRATION_BATCHES,
@@ -162,7 +167,8 @@ def calibration_candidates(device: Any, batches: Sequence[int] = CALIBRATION_BAT
     """Settings worth timing on ``device``: each batch size in both memory formats (MPS: contiguous only), on
     CPUs with more threads than physical cores also the physical core count, and on CPUs with native bfloat16
     (:func:`~napari_sff.inference.devices.cpu_has_native_bf16`) each batch size in bfloat16, channels-last (the
-    U-Net only: the DDPM's 50-step sampling is not checked by one step's agreement)."""
+    DDPM's checked on a whole sample: :data:`DDPM_CHECK_STEPS`). ``arch`` is kept for callers; both models get
+    the same candidates."""
     import torch
 
     kind = _device_kind(device)
@@ -172,7 +178,7 @@ def calibration_candidates(device: Any, batches: Sequence[int] = CALIBRATION_BAT
     if physical and physical < torch.get_num_threads():
         threads.append(physical)
     candidates = [RunSettings(int(b), cl, t, "calibrated") for t in threads for cl in formats for b in batches]
-    if kind == "cpu" and arch != "ddpm" and cpu_has_native_bf16():
+    if kind == "cpu" and cpu_has_native_bf16():
         candidates += [RunSettings(int(b), True, None, "calibrated", "bfloat16") for b in batches]
     return candidates
 
@@ -204,8 +210,8 @@ def calibrate(
     ms/slice of every candidate, and (``save``) cache the winner per device, torch version and architecture.
 
     ``timer(candidate, run)`` returns the seconds one ``run()`` takes (tests inject one). The DDPM is timed with a
-    single DDIM step: the network call is what the settings change. The winner is cached for ``shape``'s size
-    class (:func:`size_class`).
+    single DDIM step: the network call is what the settings change; a reduced precision is then checked on a
+    whole sample (:data:`DDPM_CHECK_STEPS`). The winner is cached for ``shape``'s size class (:func:`size_class`).
     """
     import torch
 
@@ -229,11 +235,26 @@ def calibrate(
         with _settings_applied(model, candidate, convert_callers=True):
             try:
                 timings[candidate] = timer(candidate, lambda c=candidate: run(c)) / candidate.batch_size
-                if candidate.precision is not None and candidate not in first_slice:  # a timer that did not run it
-                    run(candidate)
             except torch.OutOfMemoryError:
                 timings.pop(candidate, None)
-    deviations = _precision_deviations(first_slice, timings, run, device)
+    checked: dict[tuple, np.ndarray] = {}  # the DDPM's whole samples, per precision and memory format
+
+    def check_slice(c: RunSettings) -> np.ndarray:
+        """The SFF whose agreement with float32's decides a reduced precision: the U-Net's timed first slice;
+        the DDPM's whole sample of that slice (one per precision and memory format: the batch size changes no
+        rounding)."""
+        if not is_ddpm:
+            if c not in first_slice:  # a timer that did not run it
+                run(c)
+            return first_slice[c]
+        key = (c.precision_on(device), c.channels_last)
+        if key not in checked:
+            with _settings_applied(model, c, convert_callers=True):
+                checked[key] = _run_batch(model, batch[:1], device, True, DDPM_CHECK_STEPS, 1, 0.0, 0, None, None,
+                                          0, 1, c.channels_last, precision=c.precision)[0][0]
+        return checked[key]
+
+    deviations = _precision_deviations(timings, check_slice, device)
     eligible = {c: t for c, t in timings.items() if deviations.get(c, 0.0) <= PRECISION_TOLERANCE}
     winner = choose_settings(eligible)
     table = {_candidate_name(c): 1000 * seconds for c, seconds in timings.items()}
@@ -250,19 +271,18 @@ def calibrate(
     return winner, table
 
 
-def _precision_deviations(first_slice: dict[RunSettings, np.ndarray], timed: dict[RunSettings, float],
-                          run: Callable[[RunSettings], object], device: Any) -> dict[RunSettings, float]:
-    """Mean |SFF difference| of each timed candidate that asks for a reduced precision, from a float32 candidate's
-    first slice (one run in float32 more when no float32 candidate was timed with an output). Candidates in the
+def _precision_deviations(timed: dict[RunSettings, float], check_slice: Callable[[RunSettings], np.ndarray],
+                          device: Any) -> dict[RunSettings, float]:
+    """Mean |SFF difference| of each timed candidate that asks for a reduced precision from a float32 candidate's
+    (``check_slice``: what is compared; a float32 run at batch 1 where none was timed). Candidates in the
     device's default precision are not checked (float16 on CUDA: what predict always ran there)."""
     reduced = [c for c in timed if c.precision not in (None, "float32")]
     if not reduced:
         return {}
-    full = next((c for c in timed if c.precision_on(device) == "float32" and c in first_slice), None)
-    if full is None:
-        full = RunSettings(1, reduced[0].channels_last, None, "calibrated", "float32")
-        run(full)
-    return {c: float(np.mean(np.abs(first_slice[c] - first_slice[full]))) for c in reduced}
+    full = next((c for c in timed if c.precision_on(device) == "float32"),
+                RunSettings(1, reduced[0].channels_last, None, "calibrated", "float32"))
+    reference = check_slice(full)
+    return {c: float(np.mean(np.abs(check_slice(c) - reference))) for c in reduced}
 
 
 def _candidate_name(settings: RunSettings) -> str:
