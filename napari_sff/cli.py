@@ -372,8 +372,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_info_records(show: bool = True) -> None:
+    """napari_sff's INFO log records on stderr, one line each (above a progress bar, not inside it); ``show=False``
+    (``--quiet``) only warnings, also after an earlier call in the same process showed them."""
+    import logging
+
+    from tqdm import tqdm
+
+    class AboveTheBar(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            tqdm.write(self.format(record), file=sys.stderr)
+
+    logger = logging.getLogger("napari_sff")
+    if not any(isinstance(h, AboveTheBar) or getattr(h, "napari_sff_cli", False) for h in logger.handlers):
+        handler = AboveTheBar()
+        handler.napari_sff_cli = True
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO if show else logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _show_info_records(not getattr(args, "quiet", False))  # what it is doing (a first calibration), on stderr
 
     def one_line(message, category, filename, lineno, file=None, line=None) -> None:
         """What napari-sff assumed (complex voxels read as magnitude, a zero voxel axis, ...), on one line."""

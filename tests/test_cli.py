@@ -169,6 +169,24 @@ def test_predict_means_each_slice_with_its_mirror_image_unless_told_not_to(t2w_f
     assert np.abs(maps[0] - maps[1]).max() > 1e-3  # the two really differ: the flag reached the model
 
 
+def test_predict_says_when_it_measures_a_device_s_settings_and_quiet_keeps_it_silent(t2w_file, tiny_weights, tmp_path,
+                                                                                     monkeypatch, capsys):
+    """A first calibration takes seconds (the DDPM's up to a minute) before the progress bar moves: one line says
+    what is happening and how to skip it; the next run finds the cache and says nothing; --quiet says nothing."""
+    monkeypatch.setenv("NAPARI_SFF_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("NAPARI_SFF_CALIBRATE", raising=False)
+    args = ["predict", str(t2w_file), "--weights", str(tiny_weights["unet"]), "--device", "cpu"]
+    assert cli.main([*args, "-o", str(tmp_path / "a_sff.nii.gz")]) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "fastest settings" in line]
+    assert len(said) == 1 and "U-Net" in said[0] and "NAPARI_SFF_CALIBRATE=0" in said[0]
+    assert str(tmp_path / "cache") in said[0]
+    assert cli.main([*args, "-o", str(tmp_path / "b_sff.nii.gz")]) == 0  # calibrated: nothing to say
+    assert "fastest settings" not in capsys.readouterr().err
+    monkeypatch.setenv("NAPARI_SFF_CACHE_DIR", str(tmp_path / "other_cache"))
+    assert cli.main([*args, "-o", str(tmp_path / "c_sff.nii.gz"), "--quiet"]) == 0
+    assert "fastest settings" not in capsys.readouterr().err
+
+
 def test_predict_never_writes_over_its_input(t2w_file, tiny_weights, capsys):
     before = t2w_file.read_bytes()
     code = cli.main(["predict", str(t2w_file), "-o", str(t2w_file), "--weights", str(tiny_weights["unet"]),

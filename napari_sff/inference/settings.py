@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -42,6 +43,9 @@ CALIBRATION_SHAPE = (256, 256)
 #: 395² slices at 170 ms/slice against 122 for batch 1.
 CALIBRATION_SIDES = (256, 512)
 CALIBRATION_FILE = "calibration.json"
+
+#: Says when a calibration starts (the CLI shows napari_sff's INFO records; the widget never calibrates).
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -308,6 +312,10 @@ def run_settings(model: Any, device: Any, batch_size: int | None = None, *,
         calibrate_if_missing = os.environ.get("NAPARI_SFF_CALIBRATE", "1") != "0"
     has_weights = hasattr(model, "parameters") and any(True for _ in model.parameters())
     if calibrate_if_missing and has_weights:  # nothing to tune in a module without weights
+        arch = getattr(model, "arch", "model")
+        _log.info("napari-sff: measuring the %s's fastest settings on this %s once, for %d x %d slices (seconds; "
+                  "the DDPM's up to a minute); kept in %s; NAPARI_SFF_CALIBRATE=0 skips it",
+                  {"unet": "U-Net", "ddpm": "DDPM"}.get(arch, arch), _device_kind(device), side, side, cache_dir())
         try:
             return calibrate(model, device, shape=(side, side))[0]
         except (RuntimeError, OSError, ValueError):  # a device that cannot run a candidate: fall back, never fail
