@@ -384,7 +384,7 @@ def _show_info_records(show: bool = True) -> None:
             tqdm.write(self.format(record), file=sys.stderr)
 
     logger = logging.getLogger("napari_sff")
-    if not any(isinstance(h, AboveTheBar) or getattr(h, "napari_sff_cli", False) for h in logger.handlers):
+    if not any(getattr(h, "napari_sff_cli", False) for h in logger.handlers):
         handler = AboveTheBar()
         handler.napari_sff_cli = True
         logger.addHandler(handler)

@@ -248,7 +248,11 @@ def test_a_new_map_is_revealed_in_steps_and_a_rerun_never_hides_it(docked, qtbot
         else:
             assert seen == [(step, True, True) for step in LAYER_STEPS]
     assert viewer.layers[name].visible and viewer.layers[name].colorbar.visible
-    assert not viewer.layers[output_name("error", "unet", "synthetic_thigh_t2w")].visible  # hidden maps stay hidden
+    error = viewer.layers[output_name("error", "unet", "synthetic_thigh_t2w")]
+    assert not error.visible and not error.colorbar.visible  # hidden maps stay hidden, their colour bar unbuilt
+    assert list(widget._style_pending) == [error.name]  # styled when first shown: one waiting after two runs
+    error.visible = True
+    assert error.colorbar.visible and not widget._style_pending
 
 
 def test_docking_imports_torch_in_the_background_and_warms_the_colour_bar_glyphs(bench_gui):

@@ -37,7 +37,7 @@ class ComparisonMixin:
         from qtpy.QtCore import QTimer
 
         gone = event.value
-        self._style_pending.pop(id(gone), None)
+        self._style_pending.pop(gone.name, None)
         if gone is self._source:
             self._source, self._anatomy = None, None
         orphans = [layer for layer in self.viewer.layers

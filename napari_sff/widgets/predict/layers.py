@@ -128,15 +128,15 @@ class OutputLayersMixin:
         """The layer's colour bar; for a hidden map (|error|, SD, difference) when it is first shown: napari
         builds a colour bar in 60-120 ms here even for a layer nobody looks at."""
         if not layer.visible:
-            if id(layer) not in self._style_pending:
+            if layer.name not in self._style_pending:  # by name: each lookup of a layer gives a new proxy
                 def on_shown(_event: Any = None, layer: Any = layer, kind: str = kind) -> None:
                     if layer.visible:
                         layer.events.visible.disconnect(on_shown)
-                        self._style_pending.pop(id(layer), None)
+                        self._style_pending.pop(layer.name, None)
                         if not layer.colorbar.visible:  # the comparison grid may have placed it already
                             self._style(layer, kind)
 
-                self._style_pending[id(layer)] = on_shown
+                self._style_pending[layer.name] = on_shown
                 layer.events.visible.connect(on_shown)
             return
         _layers.style_layer(layer)

@@ -68,7 +68,7 @@ class PredictWidget(RequestMixin, RunMixin, OutputLayersMixin, ComparisonMixin, 
         self._bridge.warned.connect(self._warn_once)
         self._shown = threading.Event()  # the GUI thread has shown the layer step the worker yielded
         self._adding = False  # inside a step that adds a layer: its styling is the next step
-        self._style_pending: dict[int, Any] = {}  # id(hidden layer) -> callback styling it once shown
+        self._style_pending: dict[str, Any] = {}  # hidden map's name -> callback styling it once shown
         self._revealing: set[str] = set()  # new maps added hidden, until their colour bar is on (layers.py)
         # the worker's only way back (the bridge is looked up at each call: once closed, emit raises RuntimeError)
         self._link = WorkerLink(warn=lambda message: self._bridge.warned.emit(message),
