@@ -9,8 +9,12 @@ glyphs warmed); ``dock-import-only``, the control: the same with torch's native 
 held (napari_sff.imports). ``dock-roi``: docking the ROI widget until its plots are made (which thread imported
 matplotlib). ``first-run``: the widget's first Run with the shipped U-Net on a 100 x 512 x 512 T2w (issue
 #11's volume; the current slice, whole-volume output layers) and on 100 x 8 x 8, and the GUI-thread steps that
-overlap the longest stall. ``tests/test_predict_widget.py`` runs the same measurements (``--measure``) and asserts
-on them; the numbers in the README come from this file's JSON. Compare within one run: the machine is shared.
+overlap the longest stall; ``first_run_big_vispy_as_is``, the control: the same with ``NAPARI_SFF_VISPY_SHIM=0``
+(vispy's own quadratic comment strip when a colour bar is first drawn; napari_sff.widgets._shader_parsing), and
+``first_run_big_selecting`` with ``--select-on-insert`` (napari selecting each layer the run adds). The first
+colour bar's draw and each layer's adding are timed on their own too: less noisy than the stalls.
+``tests/test_predict_widget.py`` runs the same measurements (``--measure``) and asserts on them; the numbers in
+the README come from this file's JSON. Compare within one run: the machine is shared.
 """
 
 from __future__ import annotations
@@ -79,6 +83,19 @@ def measure_first_run(weights: dict, shape: tuple[int, ...] = BIG_SHAPE, tick_s:
         events.append(("draw", begun, time.perf_counter()))
 
     vispy_qt.CanvasBackendDesktop.paintGL = timed_draw
+    import gc
+
+    collecting: dict[int, float] = {}
+
+    def timed_collection(phase: str, info: dict) -> None:  # Python's garbage collections, on whichever thread
+        if phase == "start":
+            collecting[info["generation"]] = time.perf_counter()
+        elif info["generation"] in collecting:
+            begun = collecting.pop(info["generation"])
+            if time.perf_counter() - begun > 0.005:  # the young generations' sub-millisecond ones are not named
+                events.append((f"gc gen{info['generation']}", begun, time.perf_counter()))
+
+    gc.callbacks.append(timed_collection)
 
     def during_longest_gap(since: float) -> list[str]:
         stamps = [since, *[t for t in ticks if t >= since], time.perf_counter()]
@@ -135,7 +152,19 @@ def measure_first_run(weights: dict, shape: tuple[int, ...] = BIG_SHAPE, tick_s:
         ours = [(end - begun, what) for what, begun, end in events
                 if begun >= started and not what.startswith(("napari", "draw"))]
         result[f"{name}_longest_own_step_s"], result[f"{name}_longest_own_step_is"] = max(ours)
+        # napari's operations one by one (less noisy than the stalls, which add up to a tick and other events):
+        # each layer step's time, and the first draw after the SFF map's colour bar was turned on
+        steps = [(what, end - begun) for what, begun, end in events if begun >= started and what.startswith("napari")]
+        result[f"{name}_napari_steps_s"] = {what: seconds for what, seconds in steps}
+        shown = [end for what, begun, end in events if begun >= started and what == "napari colorbar sff"]
+        draws = [end - begun for what, begun, end in events if what == "draw" and shown and begun >= shown[0]]
+        result[f"{name}_colorbar_first_draw_s"] = draws[0] if draws else None
         result[f"{name}_layers"] = [layer.name for layer in viewer.layers if layer.name.endswith(f"[{name}_t2w]")]
+    from vispy.gloo import program
+
+    from napari_sff.widgets._shader_parsing import LinearCommentStrip
+
+    result["vispy_comment_strip_linear"] = isinstance(program.re, LinearCommentStrip)
     return result
 
 
@@ -223,14 +252,16 @@ def measure_roi_docking(tick_s: float = 0.010) -> dict:
 
 
 def measure_in_fresh_process(what: str, weights: dict | None = None, shape: tuple[int, ...] | None = None,
-                             timeout: float = 300) -> dict:
-    """One measurement (``dock`` or ``first-run``) in a process of its own; its JSON result."""
-    command = [sys.executable, __file__, "--measure", what]
+                             timeout: float = 300, env: dict[str, str] | None = None,
+                             options: tuple[str, ...] = ()) -> dict:
+    """One measurement (``dock`` or ``first-run``) in a process of its own (``env`` added to its environment,
+    ``options`` to its command line); its JSON result."""
+    command = [sys.executable, __file__, "--measure", what, *options]
     if weights is not None:
         command += ["--weights", json.dumps({key: str(value) for key, value in weights.items()})]
     if shape is not None:
         command += ["--shape", json.dumps(list(shape))]
-    out = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    out = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
     if out.returncode != 0:
         raise RuntimeError(f"{what} measurement failed: {out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -248,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="one measurement in this process")
     parser.add_argument("--weights", help="first-run: JSON {\"unet\": path} (default: the shipped U-Net)")
     parser.add_argument("--shape", help="first-run: JSON volume shape (default: 100 x 512 x 512)")
+    parser.add_argument("--select-on-insert", action="store_true",
+                        help="first-run, the control: napari selects each layer the run adds, as by default")
     args = parser.parse_args(argv)
     if args.measure in ("dock", "dock-import-only"):
         print(json.dumps(measure_docking(load_torch_library_first=args.measure == "dock")))
@@ -260,6 +293,12 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(1)  # as the tests' conftest.one_torch_thread
         weights = json.loads(args.weights) if args.weights else {"unet": ""}
+        if args.select_on_insert:
+            from contextlib import nullcontext
+
+            from napari_sff.widgets import _layers
+
+            _layers.inserted_unselected = lambda viewer: nullcontext()
         print(json.dumps(measure_first_run(weights, tuple(json.loads(args.shape)) if args.shape else BIG_SHAPE)))
         return 0
     # The plugin's bytecode first, as an installed wheel has it: from a checkout with PYTHONDONTWRITEBYTECODE set
@@ -270,19 +309,32 @@ def main(argv: list[str] | None = None) -> int:
 
     compileall.compile_dir(os.path.dirname(napari_sff.__file__), quiet=1)
     runs: dict[str, list[dict]] = {"dock": [], "dock_import_only": [], "dock_roi": [], "first_run_big": [],
-                                   "first_run_tiny": []}
+                                   "first_run_tiny": [], "first_run_big_vispy_as_is": [], "first_run_big_selecting": []}
+    from napari_sff.widgets._shader_parsing import ENV_SWITCH
+
     for _ in range(args.repeats):  # interleaved: each pair measured under the same load
         runs["dock"].append(measure_in_fresh_process("dock"))
         runs["dock_import_only"].append(measure_in_fresh_process("dock-import-only"))
         runs["dock_roi"].append(measure_in_fresh_process("dock-roi"))
         runs["first_run_big"].append(measure_in_fresh_process("first-run", shape=BIG_SHAPE))
         runs["first_run_tiny"].append(measure_in_fresh_process("first-run", shape=TINY_SHAPE))
+        # the control: vispy's own comment strip (napari_sff.widgets._shader_parsing switched off)
+        runs["first_run_big_vispy_as_is"].append(measure_in_fresh_process("first-run", shape=BIG_SHAPE,
+                                                                          env={ENV_SWITCH: "0"}))
+        # the other control: napari selects each layer as it adds it (napari_sff.widgets._layers.inserted_unselected)
+        runs["first_run_big_selecting"].append(measure_in_fresh_process("first-run", shape=BIG_SHAPE,
+                                                                        options=("--select-on-insert",)))
     summary = {"dock_longest_stall_s": _spread([r["longest_stall_s"] for r in runs["dock"]]),
                "dock_import_only_longest_stall_s": _spread([r["longest_stall_s"] for r in runs["dock_import_only"]]),
                "dock_s": _spread([r["dock_s"] for r in runs["dock"]]),
                "dock_roi_longest_stall_s": _spread([r["longest_stall_s"] for r in runs["dock_roi"]]),
                **{f"{name}_longest_stall_s": _spread([r["first_longest_stall_s"] for r in runs[name]])
-                  for name in ("first_run_big", "first_run_tiny")}}
+                  for name in ("first_run_big", "first_run_tiny", "first_run_big_vispy_as_is",
+                               "first_run_big_selecting")},
+               **{f"{name}_colorbar_first_draw_s": _spread([r["first_colorbar_first_draw_s"] for r in runs[name]])
+                  for name in ("first_run_big", "first_run_big_vispy_as_is")},
+               **{f"{name}_add_{kind}_s": _spread([r["first_napari_steps_s"][f"napari add {kind}"] for r in runs[name]])
+                  for name in ("first_run_big", "first_run_big_selecting") for kind in ("sff", "error")}}
     import platform
 
     import napari

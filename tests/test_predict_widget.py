@@ -239,20 +239,41 @@ def test_a_new_map_is_revealed_in_steps_and_a_rerun_never_hides_it(docked, qtbot
             seen.append((what, layer.visible, layer.colorbar.visible))
 
     widget._on_yielded = record  # what a run connects its worker's steps to
+    toggled = []
     for run in range(2):
         seen.clear()
         wait_for(qtbot, widget.run())
         if run == 0:
             assert seen == [("add", False, False), ("style", False, False), ("show", True, False),
                             ("colorbar", True, True)]
+            viewer.layers[name].events.visible.connect(lambda event: toggled.append(event.source.visible))
         else:
             assert seen == [(step, True, True) for step in LAYER_STEPS]
+            assert toggled == []  # not even hidden and shown again when the run ends (_present)
     assert viewer.layers[name].visible and viewer.layers[name].colorbar.visible
     error = viewer.layers[output_name("error", "unet", "synthetic_thigh_t2w")]
     assert not error.visible and not error.colorbar.visible  # hidden maps stay hidden, their colour bar unbuilt
     assert list(widget._style_pending) == [error.name]  # styled when first shown: one waiting after two runs
     error.visible = True
     assert error.colorbar.visible and not widget._style_pending
+
+
+def test_a_runs_new_layers_are_added_without_selecting_each(docked, qtbot):
+    """Issue #11: napari makes each layer it adds the selected one (switching the layer controls to it: 20-30
+    ms, in the same stall as adding it). A run's layers are added unselected; the SFF map is selected once, at
+    the end."""
+    viewer, widget = docked
+    widget.scope.value = "Current slice"
+    source = "synthetic_thigh_t2w"
+    before = viewer.layers.selection.active
+    actives = []
+    viewer.layers.selection.events.active.connect(lambda event: actives.append(getattr(event.value, "name", None)))
+    wait_for(qtbot, widget.run())
+    assert output_name("error", "unet", source) in viewer.layers  # two layers added
+    assert before is None or before.name != output_name("sff", "unet", source)
+    # napari's select_only empties the selection (None) and may announce the new active layer twice
+    assert set(actives) - {None} == {output_name("sff", "unet", source)}, actives
+    assert viewer.layers._activate_on_insert  # napari's rule is back for everyone else's layers
 
 
 def test_docking_imports_torch_in_the_background_and_warms_the_colour_bar_glyphs(bench_gui):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -9,6 +11,7 @@ import numpy as np
 from napari_sff import io
 from napari_sff.dixon import is_measured_sff
 from napari_sff.inference import ARCH_LABELS
+from napari_sff.widgets import _shader_parsing
 
 SCOPES = ("Whole volume", "Current slice")
 
@@ -77,8 +80,10 @@ def layer_volume(layer: Any, time_index: int | None = None) -> io.Volume:
     return volume
 
 
-def upsert_image(viewer: Any, name: str, data: np.ndarray, source: Any, *, metadata: dict, **kwargs: Any) -> Any:
-    """Update the layer called ``name`` in place (re-runs do not pile up copies) or add it like ``source``."""
+def upsert_image(viewer: Any, name: str, data: np.ndarray, source: Any, *, metadata: dict, select: bool = True,
+                 **kwargs: Any) -> Any:
+    """Update the layer called ``name`` in place (re-runs do not pile up copies) or add it like ``source``;
+    ``select=False`` leaves the selection as it is (:func:`inserted_unselected`)."""
     drop = source.ndim - data.ndim
     if name in viewer.layers:
         layer = viewer.layers[name]
@@ -90,7 +95,26 @@ def upsert_image(viewer: Any, name: str, data: np.ndarray, source: Any, *, metad
                     setattr(layer, key, kwargs[key])
             return layer
         viewer.layers.remove(layer)
-    return viewer.add_image(data, name=name, metadata=metadata, **spatial_placement(source, drop), **kwargs)
+    with nullcontext() if select else inserted_unselected(viewer):
+        return viewer.add_image(data, name=name, metadata=metadata, **spatial_placement(source, drop), **kwargs)
+
+
+@contextmanager
+def inserted_unselected(viewer: Any) -> Iterator[None]:
+    """Layers inserted meanwhile are not made the selected one, as napari makes each new layer: switching the
+    layer controls to it took 20-30 ms of the GUI thread on a 2-core AMD EPYC, in the same turn as napari's own
+    ~60 ms of adding it. napari keeps the rule in a private flag of its layer list
+    (``SelectableEventedList._activate_on_insert``); a napari without it selects as usual."""
+    layers = getattr(viewer.layers, "__wrapped__", viewer.layers)  # the plugin's viewer is a public-only proxy
+    if not isinstance(getattr(layers, "_activate_on_insert", None), bool):
+        yield
+        return
+    before = layers._activate_on_insert
+    layers._activate_on_insert = False
+    try:
+        yield
+    finally:
+        layers._activate_on_insert = before
 
 
 def voxel_at(layer: Any, world_position: Any) -> tuple[int, ...] | None:
@@ -170,6 +194,7 @@ def style_layer(layer: Any) -> None:
 
     kind = layer_kind(layer)
     if isinstance(layer, Image) and kind in COLORBAR_KINDS and hasattr(layer, "colorbar"):
+        _shader_parsing.install()  # before the colour bar's first draw parses its shaders (once per process)
         layer.colorbar.visible = True
         layer.colorbar.size = COLORBAR_SIZE
         layer.colorbar.font_size = 9

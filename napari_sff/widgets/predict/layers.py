@@ -89,7 +89,9 @@ class OutputLayersMixin:
         reveal = self._adding and kind == "sff" and name not in self.viewer.layers and kwargs.get("visible", True)
         if reveal:  # shown in later steps (worker.LAYER_STEPS)
             kwargs["visible"] = False
-        added = _layers.upsert_image(self.viewer, name, data, layer, metadata=metadata, **kwargs)
+        # a run's layers are not selected as napari adds them: _present selects the map the user is to see
+        added = _layers.upsert_image(self.viewer, name, data, layer, metadata=metadata, select=not self._adding,
+                                     **kwargs)
         if reveal:  # by name: the viewer napari hands a plugin gives a new proxy of a layer at each lookup
             self._revealing.add(name)
         if not self._adding:  # else the next step: napari builds the colour bar in ~60-120 ms on its own
@@ -153,8 +155,9 @@ class OutputLayersMixin:
         else:
             for arch in ARCH_LABELS:  # two additive SFF overlays would add up: show the new one
                 other = self._map("sff", arch)
-                if other is not None and other is not main:
+                if other is not None and other.name != main.name and other.visible:  # by name: proxies (_style)
                     other.visible = False
-            main.visible = True
+            if not main.visible:  # napari refreshes the layer and its scene graph at each setting, even to True
+                main.visible = True
             self.viewer.layers.move(self.viewer.layers.index(main), len(self.viewer.layers))
         self.viewer.layers.selection.active = main
