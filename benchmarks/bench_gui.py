@@ -12,7 +12,9 @@ matplotlib). ``first-run``: the widget's first Run with the shipped U-Net on a 1
 overlap the longest stall; ``first_run_big_vispy_as_is``, the control: the same with ``NAPARI_SFF_VISPY_SHIM=0``
 (vispy's own quadratic comment strip when a colour bar is first drawn; napari_sff.widgets._shader_parsing), and
 ``first_run_big_selecting`` with ``--select-on-insert`` (napari selecting each layer the run adds). The first
-colour bar's draw and each layer's adding are timed on their own too: less noisy than the stalls.
+colour bar's draw and each layer's adding are timed on their own too: less noisy than the stalls. After the big
+volume's first Run the comparison grid is turned on, off and on again (``--grid``; its control
+``first_run_big_heap_as_is``: ``NAPARI_SFF_GC_FREEZE=0``, no garbage-collector freeze after the preload).
 ``tests/test_predict_widget.py`` runs the same measurements (``--measure``) and asserts on them; the numbers in
 the README come from this file's JSON. Compare within one run: the machine is shared.
 """
@@ -61,7 +63,8 @@ def ticking_viewer(tick_s: float) -> tuple[Any, Any, list[float], Callable[[floa
     return viewer, timer, ticks, pump
 
 
-def measure_first_run(weights: dict, shape: tuple[int, ...] = BIG_SHAPE, tick_s: float = 0.010) -> dict:
+def measure_first_run(weights: dict, shape: tuple[int, ...] = BIG_SHAPE, tick_s: float = 0.010,
+                      grid: bool = False) -> dict:
     """In a fresh process (``python tests/test_predict_widget.py``): the GUI thread's longest stalls, from a 10 ms
     QTimer's ticks, while the widget's first Run predicts a ``shape`` T2w (the current slice: the output layers
     are whole volumes) and shows its SFF and |error| layers. The viewer is shown, so the canvas draws count too;
@@ -119,6 +122,18 @@ def measure_first_run(weights: dict, shape: tuple[int, ...] = BIG_SHAPE, tick_s:
     for label, attribute in (("press", "run"), ("progress", "_on_progress"), ("step", "_on_yielded"),
                              ("returned", "_on_returned"), ("finished", "_on_finished")):
         setattr(PredictWidget, attribute, timed(getattr(PredictWidget, attribute), label))
+    from napari_sff.widgets import _turns
+
+    advance = _turns.Steps._advance
+
+    def timed_advance(steps, generation):  # a step of the comparison grid's (napari's operations only)
+        begun = time.perf_counter()
+        try:
+            return advance(steps, generation)
+        finally:
+            events.append(("napari grid step", begun, time.perf_counter()))
+
+    _turns.Steps._advance = timed_advance
     rng = np.random.default_rng(0)
     result = {}
     started = time.perf_counter()
@@ -160,6 +175,19 @@ def measure_first_run(weights: dict, shape: tuple[int, ...] = BIG_SHAPE, tick_s:
         draws = [end - begun for what, begun, end in events if what == "draw" and shown and begun >= shown[0]]
         result[f"{name}_colorbar_first_draw_s"] = draws[0] if draws else None
         result[f"{name}_layers"] = [layer.name for layer in viewer.layers if layer.name.endswith(f"[{name}_t2w]")]
+    if grid:  # the comparison grid after the run (ground truth, U-Net, |error| on demand): on, off, on again
+        import gc
+
+        result["heap_frozen"] = gc.get_freeze_count() > 0
+        for phase, on in (("grid_on", True), ("grid_off", False), ("grid_on_again", True)):
+            started = time.perf_counter()
+            widget.side_by_side.value = on
+            while widget.arranging:
+                pump(0.005)
+            result[f"{phase}_arranged_s"] = time.perf_counter() - started
+            pump(0.5)  # the last step's draw
+            result[f"{phase}_longest_stall_s"] = longest_gap(started)
+            result[f"{phase}_longest_stall_is"] = during_longest_gap(started)
     from vispy.gloo import program
 
     from napari_sff.widgets._shader_parsing import LinearCommentStrip
@@ -279,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="one measurement in this process")
     parser.add_argument("--weights", help="first-run: JSON {\"unet\": path} (default: the shipped U-Net)")
     parser.add_argument("--shape", help="first-run: JSON volume shape (default: 100 x 512 x 512)")
+    parser.add_argument("--grid", action="store_true",
+                        help="first-run: then turn the comparison grid on, off and on again")
     parser.add_argument("--select-on-insert", action="store_true",
                         help="first-run, the control: napari selects each layer the run adds, as by default")
     args = parser.parse_args(argv)
@@ -299,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
             from napari_sff.widgets import _layers
 
             _layers.inserted_unselected = lambda viewer: nullcontext()
-        print(json.dumps(measure_first_run(weights, tuple(json.loads(args.shape)) if args.shape else BIG_SHAPE)))
+        print(json.dumps(measure_first_run(weights, tuple(json.loads(args.shape)) if args.shape else BIG_SHAPE,
+                                           grid=args.grid)))
         return 0
     # The plugin's bytecode first, as an installed wheel has it: from a checkout with PYTHONDONTWRITEBYTECODE set
     # every measured process compiled the widget's modules while docking (36 ms of its stall here).
@@ -309,18 +340,24 @@ def main(argv: list[str] | None = None) -> int:
 
     compileall.compile_dir(os.path.dirname(napari_sff.__file__), quiet=1)
     runs: dict[str, list[dict]] = {"dock": [], "dock_import_only": [], "dock_roi": [], "first_run_big": [],
-                                   "first_run_tiny": [], "first_run_big_vispy_as_is": [], "first_run_big_selecting": []}
+                                   "first_run_tiny": [], "first_run_big_vispy_as_is": [], "first_run_big_selecting": [],
+                                   "first_run_big_heap_as_is": []}
+    from napari_sff.imports import GC_FREEZE_SWITCH
     from napari_sff.widgets._shader_parsing import ENV_SWITCH
 
     for _ in range(args.repeats):  # interleaved: each pair measured under the same load
         runs["dock"].append(measure_in_fresh_process("dock"))
         runs["dock_import_only"].append(measure_in_fresh_process("dock-import-only"))
         runs["dock_roi"].append(measure_in_fresh_process("dock-roi"))
-        runs["first_run_big"].append(measure_in_fresh_process("first-run", shape=BIG_SHAPE))
+        runs["first_run_big"].append(measure_in_fresh_process("first-run", shape=BIG_SHAPE, options=("--grid",)))
         runs["first_run_tiny"].append(measure_in_fresh_process("first-run", shape=TINY_SHAPE))
         # the control: vispy's own comment strip (napari_sff.widgets._shader_parsing switched off)
         runs["first_run_big_vispy_as_is"].append(measure_in_fresh_process("first-run", shape=BIG_SHAPE,
                                                                           env={ENV_SWITCH: "0"}))
+        # the grid's control: the garbage collector left alone (no napari_sff.imports.freeze_heap after the preload)
+        runs["first_run_big_heap_as_is"].append(measure_in_fresh_process("first-run", shape=BIG_SHAPE,
+                                                                         env={GC_FREEZE_SWITCH: "0"},
+                                                                         options=("--grid",)))
         # the other control: napari selects each layer as it adds it (napari_sff.widgets._layers.inserted_unselected)
         runs["first_run_big_selecting"].append(measure_in_fresh_process("first-run", shape=BIG_SHAPE,
                                                                         options=("--select-on-insert",)))
@@ -334,7 +371,10 @@ def main(argv: list[str] | None = None) -> int:
                **{f"{name}_colorbar_first_draw_s": _spread([r["first_colorbar_first_draw_s"] for r in runs[name]])
                   for name in ("first_run_big", "first_run_big_vispy_as_is")},
                **{f"{name}_add_{kind}_s": _spread([r["first_napari_steps_s"][f"napari add {kind}"] for r in runs[name]])
-                  for name in ("first_run_big", "first_run_big_selecting") for kind in ("sff", "error")}}
+                  for name in ("first_run_big", "first_run_big_selecting") for kind in ("sff", "error")},
+               **{f"{name}_{phase}_longest_stall_s": _spread([r[f"{phase}_longest_stall_s"] for r in runs[name]])
+                  for name in ("first_run_big", "first_run_big_heap_as_is")
+                  for phase in ("grid_on", "grid_off", "grid_on_again")}}
     import platform
 
     import napari

@@ -67,6 +67,7 @@ def run_and_wait(viewer, predict, model: str, side_by_side: bool, ddim_steps: in
     worker.finished.connect(loop.quit)
     if predict._worker is not None:
         loop.exec()
+    wait_until(lambda: not predict.arranging, seconds=60.0)  # the comparison grid is set up a step per turn
     QApplication.processEvents()  # let the canvas take its size before fitting the view to it
     viewer.reset_view()
     camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera  # napari 0.9 moved it

@@ -33,6 +33,11 @@ def wait_for(qtbot, worker, timeout=120_000):
         pass
 
 
+def wait_arranged(qtbot, widget, timeout=30_000):
+    """Until the comparison grid's set-up or take-down (a step per event-loop turn) is done."""
+    qtbot.waitUntil(lambda: not widget.arranging, timeout=timeout)
+
+
 def errors_since(start: int) -> list[str]:
     return [str(n.message) for n in notification_manager.records[start:]]
 
@@ -163,6 +168,7 @@ def test_ddpm_with_samples_adds_mean_and_sd_and_comparison_adds_difference(docke
     np.testing.assert_allclose(difference, ddpm - unet, atol=1e-6)
     assert "U-Net" in widget.timing.value and "DDPM" in widget.timing.value
     widget.side_by_side.value = True
+    wait_arranged(qtbot, widget)
     assert viewer.grid.enabled
 
 
@@ -274,6 +280,35 @@ def test_a_runs_new_layers_are_added_without_selecting_each(docked, qtbot):
     # napari's select_only empties the selection (None) and may announce the new active layer twice
     assert set(actives) - {None} == {output_name("sff", "unet", source)}, actives
     assert viewer.layers._activate_on_insert  # napari's rule is back for everyone else's layers
+
+
+def test_after_the_preload_the_heap_is_frozen_until_a_layer_of_then_is_removed(docked, qtbot):
+    """Issue #11: with torch and MONAI imported every full garbage collection took 280-430 ms, and napari runs
+    one at each layer removal (the comparison grid's end removed three). After the preload the objects of then
+    are frozen (imports.freeze_heap); a layer added later is freed while frozen, and a layer of then about to be
+    removed ends the freeze first, so that napari's collection frees it (no layer is leaked)."""
+    import gc
+    import weakref
+
+    from napari_sff.widgets.predict import PRELOADED
+
+    viewer, widget = docked
+    qtbot.waitUntil(PRELOADED.is_set, timeout=120_000)
+    qtbot.waitUntil(lambda: widget._release_heap is not None, timeout=5_000)
+    assert gc.get_freeze_count() > 0
+    later = viewer.add_image(np.zeros((4, 8, 8), np.float32), name="added after the freeze")
+    later_ref = weakref.ref(later)
+    viewer.layers.remove(later)
+    del later
+    gc.collect()
+    assert later_ref() is None and gc.get_freeze_count() > 0  # freed, and the freeze holds
+    labels = viewer.layers["synthetic_thigh_labels"]  # there when the widget was docked
+    labels_ref = weakref.ref(labels)
+    viewer.layers.remove(labels)
+    del labels
+    assert gc.get_freeze_count() == 0  # ended before napari's collection at the removal
+    gc.collect()
+    assert labels_ref() is None
 
 
 def test_docking_imports_torch_in_the_background_and_warms_the_colour_bar_glyphs(bench_gui):
@@ -527,6 +562,8 @@ def test_comparison_grid_has_titled_cells_with_anatomy_colour_bars_and_a_full_re
     viewer.dims.set_current_step(0, 12)
     widget.side_by_side.value = True
     wait_for(qtbot, widget.run())
+    assert widget.arranging  # the grid is set up a step per event-loop turn after the run
+    wait_arranged(qtbot, widget)
     grid = viewer.grid
     assert grid.enabled and grid.stride == 2
     unet, ddpm = (viewer.layers[output_name("sff", a, source.name)] for a in ("unet", "ddpm"))
@@ -560,6 +597,7 @@ def test_comparison_grid_has_titled_cells_with_anatomy_colour_bars_and_a_full_re
     assert all(f"{name} {value}" in viewer.help for name, value in values.items())
 
     widget.side_by_side.value = False  # back to one overlay: the copies go, the anatomy and labels return
+    wait_arranged(qtbot, widget)
     assert not grid.enabled and source.visible and viewer.layers["synthetic_thigh_labels"].visible
     assert not [layer for layer in viewer.layers if layer.name.endswith(" on T2w")]
     assert ddpm.visible and not unet.visible and viewer.layers.index(ddpm) == len(viewer.layers) - 1

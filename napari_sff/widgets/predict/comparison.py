@@ -7,6 +7,8 @@ and that keeps anatomy cells in step with their maps.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -29,8 +31,9 @@ GRID_SPACING = 0.03
 
 class ComparisonMixin:
     """The widget's comparison grid. Uses the widget's ``viewer``, ``ground_truth``, ``_source`` and
-    ``_anatomy`` (the last run's T2w layer and volume), ``_closed``, ``_cell_links``, ``_hidden_for_grid`` and
-    ``_style_pending``, and the output layers' ``_map`` and ``_present``."""
+    ``_anatomy`` (the last run's T2w layer and volume), ``_closed``, ``_cell_links``, ``_hidden_for_grid``,
+    ``_style_pending`` and ``_arrangement`` (a :class:`~napari_sff.widgets._turns.Steps`), and the output
+    layers' ``_map`` and ``_present``."""
 
     def _on_removed(self, event: Any) -> None:
         """A comparison map removed takes its anatomy cell with it; the run's T2w removed ends the comparison."""
@@ -75,13 +78,27 @@ class ComparisonMixin:
         else:
             self.end_comparison()
 
+    @property
+    def arranging(self) -> bool:
+        """The comparison grid is still being set up or taken down (a step per event-loop turn)."""
+        return self._arrangement.busy
+
     def show_comparison(self) -> None:
         """The comparison grid: one titled cell per map (ground truth, U-Net, DDPM, DDPM - U-Net; |error| and SD
         on demand), each map over its own copy of the T2w and with its colour bar, one colour scale for every SFF.
 
         napari's grid puts ``stride`` consecutive layers in a cell, so the layers are ordered (anatomy, map) per
         cell at the bottom of the list; the layers not in a cell are hidden meanwhile and shown again after.
+        Done in steps (:class:`~napari_sff.widgets._turns.Steps`, :attr:`arranging` until the last): in one
+        handler it froze the viewer 2.5 s on a 100 x 512 x 512 volume (adding the T2w copies, every change of
+        what is shown, then one draw compiling every new cell's shaders).
         """
+        self._arrangement.start(self._comparison_steps())
+
+    def _comparison_steps(self) -> Iterator[None]:
+        """The grid's set-up, ``yield`` between napari operations. Everything is hidden before the grid is turned
+        on and the cells are shown one by one: napari moves every shown visual into the grid's views at once,
+        and their first draw there rebuilt all their shaders in one stall."""
         grid = self.viewer.grid
         cells = self.comparison_cells()
         if not cells:  # nothing predicted yet: napari's plain grid
@@ -89,75 +106,120 @@ class ComparisonMixin:
             return
         self._unlink_cells()
         style = next((layer for _, layer, _ in cells if is_predicted_sff(layer)), None)
-        ordered = []
-        for title, layer, shown in cells:
-            anatomy = self._anatomy_cell(layer, title)
+        anatomies = [self._anatomy_cell(layer) for _, layer, _ in cells]
+        # shown at once, or an on-demand cell the user opened (its map and anatomy both shown)
+        wanted = [shown or (layer.visible and (anatomy is None or anatomy.visible))
+                  for (_, layer, shown), anatomy in zip(cells, anatomies, strict=True)]
+        for i, ((title, layer, _), anatomy) in enumerate(zip(cells, anatomies, strict=True)):
+            if anatomy is None:  # a new T2w copy (napari adds an image layer in 50-100 ms), hidden
+                anatomies[i] = self._add_anatomy_cell(layer, title)
+                yield
+        ordered = [layer for (_, map_layer, _), anatomy in zip(cells, anatomies, strict=True)
+                   for layer in (anatomy, map_layer)]
+        for target, layer in enumerate(ordered):
+            current = self.viewer.layers.index(layer)
+            if current != target:
+                self.viewer.layers.move(current, target)
+        yield
+        for layer in list(self.viewer.layers):
+            if layer.visible:
+                layer.visible = False
+                if layer not in ordered:  # not a cell: shown again when the comparison ends
+                    self._hidden_for_grid.append(layer)
+                yield
+        # the shape the shown cells will fill, fixed meanwhile: napari would re-lay every cell out as each appears
+        columns = max(1, math.ceil(math.sqrt(sum(wanted))))
+        grid.shape = (max(1, math.ceil(sum(wanted) / columns)), columns)
+        grid.stride, grid.spacing, grid.enabled = 2, GRID_SPACING, True
+        yield
+        for (_, layer, _), anatomy, show in zip(cells, anatomies, wanted, strict=True):
             if style is not None and layer is self._truth_layer():  # one colour scale for every SFF map
                 for attribute in ("colormap", "opacity", "blending"):
                     setattr(layer, attribute, getattr(style, attribute))
                 # the same fat fractions, in the truth's own unit (percent; fractions if made elsewhere)
                 unit = io.layer_value_scale(layer.metadata) / io.layer_value_scale(style.metadata)
                 layer.contrast_limits = tuple(unit * limit for limit in style.contrast_limits)
-            layer.visible = shown or (layer.visible and anatomy.visible)  # keep on-demand cells the user opened
-            anatomy.visible = layer.visible
             if hasattr(layer, "colorbar"):
-                layer.colorbar.visible = True
                 layer.colorbar.position = "top_right"
+            if show:  # the cell appears: its anatomy, its title, its map, its colour bar (each drawn in a turn)
+                anatomy.visible = True
+                yield
+                if not anatomy.name_overlay.visible:
+                    anatomy.name_overlay.visible = True
+                    yield
+                layer.visible = True
+                yield
+            if hasattr(layer, "colorbar") and not layer.colorbar.visible:
+                layer.colorbar.visible = True  # a hidden map's is drawn when the user shows it
+                if show:
+                    yield
+            anatomy.name_overlay.visible = True  # a hidden cell's title, for when the user shows it
 
             def follow(_event: Any = None, anatomy: Any = anatomy, layer: Any = layer) -> None:
                 anatomy.visible = layer.visible
 
             layer.events.visible.connect(follow)
             self._cell_links.append((layer.events.visible, follow))
-            ordered += [anatomy, layer]
-        for layer in list(self.viewer.layers):
-            if layer not in ordered and layer.visible:
-                layer.visible = False
-                self._hidden_for_grid.append(layer)
-        for target, layer in enumerate(ordered):
-            current = self.viewer.layers.index(layer)
-            if current != target:
-                self.viewer.layers.move(current, target)
-        grid.stride, grid.spacing, grid.enabled = 2, GRID_SPACING, True
+        grid.shape = (-1, -1)  # napari's own again (the same for these cells), for the cells opened on demand
+        yield
         main = next((layer for _, layer, _ in reversed(cells) if is_predicted_sff(layer)), None)
-        if main is not None:  # adding the anatomy cells selected them: back to the map
+        if main is not None:
             self.viewer.layers.selection.active = main
         self.viewer.reset_view()
 
     def end_comparison(self) -> None:
-        """Back to one overlay: the anatomy cells go, hidden layers come back, the last SFF map on top."""
+        """Back to one overlay: the anatomy cells go, hidden layers come back, the last SFF map on top; in steps
+        as :meth:`show_comparison`."""
+        self._arrangement.start(self._end_steps())
+
+    def _end_steps(self) -> Iterator[None]:
+        """The grid's take-down, ``yield`` between napari operations: the cells hidden one by one, the T2w copies
+        removed (napari collects the garbage at each removal), the grid turned off with nothing shown, then the
+        layers it had hidden shown one by one and the last SFF map presented."""
         self._unlink_cells()
+        cells = [layer for _, layer, _ in self.comparison_cells()]
+        copies = [layer for layer in self.viewer.layers
+                  if (layer.metadata.get("napari_sff") or {}).get("kind") == "anatomy"]
+        for layer in [*copies, *cells]:
+            if layer in self.viewer.layers and layer.visible:
+                layer.visible = False  # the cells' maps go back to the layer list; _present shows the SFF map
+                yield
+        for layer in copies:
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+                yield
         self.viewer.grid.enabled = False
         self.viewer.grid.stride = 1
-        for layer in list(self.viewer.layers):
-            if (layer.metadata.get("napari_sff") or {}).get("kind") == "anatomy":
-                self.viewer.layers.remove(layer)
-        for layer in self._hidden_for_grid:
-            if layer in self.viewer.layers:
+        yield
+        hidden, self._hidden_for_grid = self._hidden_for_grid, []
+        for layer in hidden:
+            if layer in self.viewer.layers and not layer.visible:
                 layer.visible = True
-        self._hidden_for_grid = []
-        for _, layer, _ in self.comparison_cells():
-            if not is_predicted_sff(layer):
-                layer.visible = False  # ground truth, difference, |error|, SD: back to the layer list
+                yield
         archs = [arch for arch in ARCH_LABELS if self._map("sff", arch) is not None]
         if self._source is not None and archs:
             self._present(self._source, [archs[-1]])
 
-    def _anatomy_cell(self, layer: Any, title: str) -> Any:
-        """The T2w copy (same array, no data copied) under ``layer`` in its cell, titled by its name."""
+    def _anatomy_cell(self, layer: Any) -> Any:
+        """The T2w copy under ``layer`` in its cell, or None."""
         for other in self.viewer.layers:
             info = other.metadata.get("napari_sff") or {}
             if info.get("kind") == "anatomy" and info.get("cell_of") == layer.name:
                 return other
+        return None
+
+    def _add_anatomy_cell(self, layer: Any, title: str) -> Any:
+        """A new T2w copy (same array, no data copied) for ``layer``'s cell, titled by its name; hidden and not
+        selected (napari's selecting it switched the layer controls in the same stall)."""
         source = self._source
         data = self._anatomy if self._anatomy is not None else np.asarray(source.data)
         info = {"kind": "anatomy", "cell_of": layer.name, "source_layer": source.name}
-        anatomy = self.viewer.add_image(data, name=title + ANATOMY_SUFFIX, colormap="gray",
-                                        contrast_limits=source.contrast_limits, gamma=source.gamma,
-                                        metadata={"napari_sff": info},
-                                        **_layers.spatial_placement(source, source.ndim - data.ndim))
-        anatomy.name_overlay.visible = True
-        anatomy.name_overlay.font_size = 12
+        with _layers.inserted_unselected(self.viewer):
+            anatomy = self.viewer.add_image(data, name=title + ANATOMY_SUFFIX, colormap="gray",
+                                            contrast_limits=source.contrast_limits, gamma=source.gamma,
+                                            metadata={"napari_sff": info}, visible=False,
+                                            **_layers.spatial_placement(source, source.ndim - data.ndim))
+        anatomy.name_overlay.font_size = 12  # the title is shown with the cell (_comparison_steps)
         return anatomy
 
     def _unlink_cells(self) -> None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import threading
 import warnings
+import weakref
 from collections.abc import Callable
 from typing import Any
 
-from napari_sff.imports import import_quietly, open_torch_library
+from napari_sff.imports import freeze_heap, import_quietly, open_torch_library, unfreeze_heap
 from napari_sff.widgets._background import run_once_in_background, when_set
 
 #: What the first Run would otherwise import (torch, MONAI, scikit-image, the domain check): imported in the
@@ -78,3 +79,30 @@ def warm_colorbar_text(viewer: Any) -> bool:
 
     QTimer.singleShot(0, lambda: render(COLORBAR_GLYPHS))
     return True
+
+
+def freeze_heap_until_a_removal(viewer: Any) -> Callable[[], None] | None:
+    """After the preload: :func:`~napari_sff.imports.freeze_heap`, undone as soon as one of the viewer's layers
+    of now is about to be removed, so that napari's collection at its removal frees it (its data and its GL
+    resources, which napari collects then on purpose). Layers added later, the widget's maps and the comparison
+    grid's T2w copies included, are young objects that every collection sees. Returns the function that undoes
+    the freeze (the widget calls it when closed), or None when nothing was frozen."""
+    if not freeze_heap():
+        return None
+    layers = getattr(viewer.layers, "__wrapped__", viewer.layers)  # the plugin's viewer is a public-only proxy
+    kept = weakref.WeakSet(layers)
+    removing = layers.events.removing
+
+    def on_removing(event: Any) -> None:
+        if layers[event.index] in kept:
+            release()
+
+    def release() -> None:
+        try:
+            removing.disconnect(on_removing)
+        except (TypeError, ValueError, RuntimeError):  # disconnected already
+            pass
+        unfreeze_heap()
+
+    removing.connect(on_removing)
+    return release

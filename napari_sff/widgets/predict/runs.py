@@ -11,6 +11,7 @@ from typing import Any
 
 from napari_sff.inference import ARCH_LABELS
 from napari_sff.widgets._layers import SCOPES, output_name
+from napari_sff.widgets._turns import after_turns
 from napari_sff.widgets.predict.layers import difference_colormap
 from napari_sff.widgets.predict.worker import LayerOutput, RunRequest, compute
 
@@ -98,12 +99,9 @@ class RunMixin:
             elif output.name in self.viewer.layers:
                 self._reveal_step(what, self.viewer.layers[output.name], output.kind)
         finally:
-            # The next step is released two event-loop turns later, not here: Qt handles events posted while it
-            # handles posted events in the same pass, so the next step would follow without the timers, input
-            # and the canvas's draw of this layer (60-400 ms here) getting their turn in between.
-            from qtpy.QtCore import QTimer
-
-            QTimer.singleShot(0, lambda: QTimer.singleShot(0, self._shown.set))
+            # The next step is released two event-loop turns later (_turns.after_turns), not here: the timers,
+            # input and the canvas's draw of this layer (60-400 ms here) get their turn in between.
+            after_turns(self._shown.set)
 
     def _on_returned(self, request: RunRequest | None) -> None:
         if self._closed:

@@ -18,12 +18,14 @@ from qtpy.QtCore import QObject, Signal
 from napari_sff import io
 from napari_sff.widgets import _layers
 from napari_sff.widgets._layers import SCOPES
+from napari_sff.widgets._turns import Steps
 from napari_sff.widgets.predict.comparison import ComparisonMixin
 from napari_sff.widgets.predict.export import ExportMixin
 from napari_sff.widgets.predict.layers import OutputLayersMixin
 from napari_sff.widgets.predict.preload import (
     DEVICES,
     PRELOADED,
+    freeze_heap_until_a_removal,
     start_preload,
     warm_colorbar_text,
     when_preloaded,
@@ -63,6 +65,8 @@ class PredictWidget(RequestMixin, RunMixin, OutputLayersMixin, ComparisonMixin, 
         self._anatomy: np.ndarray | None = None  # the T2w volume of the last run (one time point of a 4D layer)
         self._cell_links: list[tuple[Any, Any]] = []  # (map visible event, callback) of the comparison grid
         self._hidden_for_grid: list[Any] = []  # layers the comparison grid hid; shown again when it ends
+        self._arrangement = Steps()  # the comparison grid's set-up or take-down, a step per event-loop turn
+        self._release_heap: Any = None  # undoes the garbage collector's freeze after the preload (preload.py)
         self._bridge = _ProgressBridge()
         self._bridge.progressed.connect(self._on_progress)
         self._bridge.warned.connect(self._warn_once)
@@ -169,8 +173,11 @@ class PredictWidget(RequestMixin, RunMixin, OutputLayersMixin, ComparisonMixin, 
         return ["auto", *(DEVICES if PRELOADED.is_set() and DEVICES else ["cpu"])]
 
     def _on_preloaded(self) -> None:
-        if not self._closed:
-            self.device.reset_choices()
+        if self._closed:
+            return
+        self.device.reset_choices()
+        if self._worker is None and self._release_heap is None:  # a run's objects are not frozen with the rest
+            self._release_heap = freeze_heap_until_a_removal(self.viewer)
 
     def _on_image_changed(self, layer: Any) -> None:
         is_4d = layer is not None and layer.ndim == 4
@@ -193,6 +200,9 @@ class PredictWidget(RequestMixin, RunMixin, OutputLayersMixin, ComparisonMixin, 
         """Widget closing: unhook from the viewer, stop the run and wait for it (no thread outlives us)."""
         self._closed = True
         self._cancel.set()
+        self._arrangement.cancel()
+        if self._release_heap is not None:
+            self._release_heap()
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.disconnect(self._refresh_choices)
         self.viewer.layers.events.inserted.disconnect(self._on_inserted)
