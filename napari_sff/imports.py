@@ -50,6 +50,12 @@ GC_FREEZE_SWITCH = "NAPARI_SFF_GC_FREEZE"
 _frozen_here = False
 
 
+def switched_off(variable: str) -> bool:
+    """The environment variable turns one of napari-sff's runtime adjustments off (0, false, no, off): the
+    collector's freeze here, vispy's comment strip (napari_sff.widgets._shader_parsing)."""
+    return os.environ.get(variable, "1").strip().lower() in ("0", "false", "no", "off")
+
+
 def freeze_heap() -> bool:
     """Move every object alive now into the collector's permanent generation (``gc.freeze``): never examined
     again, so a full collection only looks at what comes after.
@@ -64,7 +70,7 @@ def freeze_heap() -> bool:
     global _frozen_here
     if _frozen_here:
         return True
-    if os.environ.get(GC_FREEZE_SWITCH, "1").strip().lower() in ("0", "false", "no", "off") or gc.get_freeze_count():
+    if switched_off(GC_FREEZE_SWITCH) or gc.get_freeze_count():
         return False
     gc.freeze()
     _frozen_here = True

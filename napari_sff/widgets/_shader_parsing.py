@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import os
 import re
 import types
+
+from napari_sff.imports import switched_off
 
 #: The substitution vispy makes, as it makes it (pattern, replacement, flags).
 COMMENT_PATTERN = r"(.*)(//.*)"
@@ -63,7 +64,7 @@ def install() -> bool:
     """Give vispy's shader-program module :class:`LinearCommentStrip` as its ``re`` (once per process; safe to
     call again). False where vispy's parsing function is not the one checked, vispy is missing or
     ``NAPARI_SFF_VISPY_SHIM=0``: vispy then runs as it is."""
-    if os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
+    if switched_off(ENV_SWITCH):
         return False
     try:
         from vispy.gloo import program

@@ -44,7 +44,7 @@ class ComparisonMixin:
         if gone is self._source:
             self._source, self._anatomy = None, None
         orphans = [layer for layer in self.viewer.layers
-                   if (layer.metadata.get("napari_sff") or {}).get("kind") == "anatomy"
+                   if _layers.layer_kind(layer) == "anatomy"
                    and (layer.metadata["napari_sff"].get("cell_of") == gone.name or self._source is None)]
         if orphans:  # not from inside napari's removal (it may be clearing the whole list): right after it
             QTimer.singleShot(0, lambda: self._remove_layers(orphans))
@@ -178,8 +178,7 @@ class ComparisonMixin:
         layers it had hidden shown one by one and the last SFF map presented."""
         self._unlink_cells()
         cells = [layer for _, layer, _ in self.comparison_cells()]
-        copies = [layer for layer in self.viewer.layers
-                  if (layer.metadata.get("napari_sff") or {}).get("kind") == "anatomy"]
+        copies = [layer for layer in self.viewer.layers if _layers.layer_kind(layer) == "anatomy"]
         for layer in [*copies, *cells]:
             if layer in self.viewer.layers and layer.visible:
                 layer.visible = False  # the cells' maps go back to the layer list; _present shows the SFF map
