@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_sff.preprocess import body_mask, normalise_t2w
+from napari_sff.preprocess import body_mask, normalise_t2w, reference_level
 
 if TYPE_CHECKING:
     import torch
@@ -37,7 +37,8 @@ STATISTICS = {
     "bright_fraction": "share of bright (fat / fluid-like) body pixels",
     "texture": "mean normalised gradient in the body (noise, texture, blur)",
 }
-#: Normalised intensity above which a body pixel counts as bright (fat and fluid sit near 1, muscle near 0.2-0.4).
+#: Normalised intensity above which a body pixel counts as bright (fat and fluid sit near 1, muscle near 0.2-0.4),
+#: under the percentile rule; other normalisations scale it by where they put their reference tissue.
 BRIGHT = 0.6
 #: A scan statistic this far (as a share of the training range's width) outside the range is reported.
 MARGIN = 0.1
@@ -45,14 +46,19 @@ MARGIN = 0.1
 MAX_SLICES = 32
 
 
-def slice_statistics(raw_slices: np.ndarray, normalised: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def slice_statistics(raw_slices: np.ndarray, normalised: np.ndarray | None = None,
+                     method: str = "p99") -> dict[str, np.ndarray]:
     """Per-slice statistics of raw T2w slices (N, H, W), computed on their normalised images inside the body.
 
-    ``normalised``: ``normalise_t2w(raw_slices)`` when the caller has it already (prediction does)."""
+    ``method``: the model's input normalisation (``normalise_t2w``'s); ``normalised``: ``normalise_t2w(raw_slices,
+    method)`` when the caller has it already (prediction does). "Bright" is relative to where the method puts its
+    reference tissue, so the statistic means the same under either."""
     raw = np.asarray(raw_slices, dtype=np.float32)
     if raw.ndim == 2:
         raw = raw[None]
-    normalised = normalise_t2w(raw) if normalised is None else np.asarray(normalised, dtype=np.float32).reshape(raw.shape)
+    normalised = (normalise_t2w(raw, method) if normalised is None
+                  else np.asarray(normalised, dtype=np.float32).reshape(raw.shape))
+    bright = BRIGHT * reference_level(method)
     body = body_mask(raw)
     rows, cols = np.gradient(normalised, axis=(1, 2))
     gradient = np.hypot(rows, cols)
@@ -64,7 +70,7 @@ def slice_statistics(raw_slices: np.ndarray, normalised: np.ndarray | None = Non
         values = normalised[k][inside]
         out["body_fraction"][k] = inside.mean()
         out["median_intensity"][k] = np.median(values)
-        out["bright_fraction"][k] = np.mean(values > BRIGHT)
+        out["bright_fraction"][k] = np.mean(values > bright)
         out["texture"][k] = gradient[k][inside].mean()
     return out
 
@@ -88,13 +94,15 @@ def sample_slices(slices: np.ndarray, most: int = MAX_SLICES) -> np.ndarray:
 
 
 def outside_training_range(raw_slices: np.ndarray, ranges: Mapping[str, Sequence[float]] | None,
-                           normalised: np.ndarray | None = None) -> str | None:
+                           normalised: np.ndarray | None = None, method: str = "p99") -> str | None:
     """One line naming the statistics of a scan (medians over its slices) outside the training ranges; None if
     every one is inside, or the checkpoint recorded no ranges (weights made before this check existed).
-    ``normalised``: the slices already normalised (``normalise_t2w``), so that they are not normalised twice."""
+    ``normalised``: the slices already normalised (``normalise_t2w`` with the model's ``method``), so that they
+    are not normalised twice."""
     if not ranges:
         return None
-    statistics = slice_statistics(sample_slices(raw_slices), None if normalised is None else sample_slices(normalised))
+    statistics = slice_statistics(sample_slices(raw_slices), None if normalised is None else sample_slices(normalised),
+                                  method)
     outside = []
     for name, (low, high) in ranges.items():
         if name not in statistics:

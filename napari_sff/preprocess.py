@@ -38,7 +38,9 @@ __all__ = [
     "body_mask",
     "fat_reference",
     "input_kind_warning",
+    "normalisation_method",
     "normalise_t2w",
+    "reference_level",
 ]
 
 BODY_FRACTION = 0.10
@@ -118,7 +120,27 @@ FAT_PERCENTILE = 75.0
 _MIN_BAND_PIXELS = 50
 
 #: Method name -> the name recorded in checkpoint metadata (change it whenever that method's maths changes).
-NORMALISATIONS = {"p99": "t2w-slice-p99-body10-clip1.5-v1", "fat": "t2w-slice-subcutaneous-fat-p75-band-v1"}
+NORMALISATIONS = {"p99": NORMALISATION_NAME, "fat": "t2w-slice-subcutaneous-fat-p75-band-v1"}
+
+
+def normalisation_method(recorded: str | None) -> str:
+    """The method (a key of ``NORMALISATIONS``) whose name a checkpoint recorded as its ``input_normalisation``.
+
+    None (checkpoints made before the name was recorded, all trained on the percentile rule) means "p99"; a name
+    this version does not know raises ValueError: the weights expect an input the code cannot make.
+    """
+    if recorded is None:
+        return "p99"
+    for method, name in NORMALISATIONS.items():
+        if recorded == name:
+            return method
+    raise ValueError(f"the weights were trained on input normalisation {recorded!r}, which this napari-sff does "
+                     f"not know ({', '.join(NORMALISATIONS.values())}); update napari-sff or use other weights")
+
+
+def reference_level(method: str) -> float:
+    """Where ``method`` puts the slice's reference tissue: bright fat/fluid at 1 (p99), subcutaneous fat at 0.5."""
+    return FAT_LEVEL if method == "fat" else 1.0
 
 
 def fat_reference(image: np.ndarray, threshold: float) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 #: Small enough for 2 CPU cores at 256x256; the DDPM has 4 levels so its mid-block attention runs at 32x32.
@@ -21,6 +22,21 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def limb(fat: float = 1000.0, muscle: float = 300.0, fluid: float = 0.0, size: int = 128) -> np.ndarray:
+    """A round limb: air, 3 px of skin, a fat ring 12 px wide, muscle inside, optionally a fluid pocket (a known
+    answer for the input normalisations: fat is the subcutaneous reference, and the 99th percentile's unless a
+    fluid pocket is there)."""
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    radius = np.hypot(yy, xx)
+    image = np.full((size, size), 5.0)
+    image[radius < 55] = 400.0  # skin
+    image[radius < 52] = fat
+    image[radius < 40] = muscle
+    if fluid:
+        image[np.hypot(yy - 5, xx + 8) < 14] = fluid
+    return image
 
 
 def cpu_reports_native_bf16() -> bool:

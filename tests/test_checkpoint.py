@@ -188,6 +188,20 @@ def test_save_refuses_bad_names_and_mismatched_config(unet, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_checkpoint_gives_its_model_the_input_normalisation_it_records(unet, tmp_path):
+    """load_checkpoint is where every loader gets a model: the method predict normalises with comes with it."""
+    plain = save_checkpoint(unet, tmp_path / "plain.safetensors", config=TINY_UNET, metadata={"seed": 0})
+    assert load_checkpoint(plain)[0].input_normalisation == "p99"  # made before the name was recorded
+    fat = save_checkpoint(unet, tmp_path / "fat.safetensors", config=TINY_UNET,
+                          metadata={"input_normalisation": "t2w-slice-subcutaneous-fat-p75-band-v1"})
+    assert load_checkpoint(fat)[0].input_normalisation == "fat"
+    newer = save_checkpoint(unet, tmp_path / "newer.safetensors", config=TINY_UNET,
+                            metadata={"input_normalisation": "t2w-slice-zscore-v9"})
+    with pytest.raises(CheckpointError) as excinfo:
+        load_checkpoint(newer)
+    assert "'t2w-slice-zscore-v9'" in _one_line_error(excinfo, newer)
+
+
 def test_default_weights_path():
     path = default_weights_path("ddpm")
     assert path.name == "ddpm.safetensors" and path.parent == Path(napari_sff.__file__).parent / "weights"

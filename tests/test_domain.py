@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import limb
 
 from napari_sff import cli, domain
 from napari_sff.simulate import simulate_case
@@ -186,3 +187,15 @@ def test_predict_reports_each_slices_feature_distance_and_names_unlike_ones(tmp_
     assert "5 of 6 slices look unlike its training slices (slices 1, 2, 3, 4, 5;" in prediction.out_of_distribution
     only_one = predict_volume(t2w, (5.0, 1.5, 1.5), "unet", weights=weights, device="cpu", slice_indices=[0])
     assert only_one.feature_distance.shape == (1,) and only_one.out_of_distribution is None
+
+
+def test_statistics_read_the_slices_as_the_models_normalisation_makes_them():
+    """Known answer on a limb (fat ring, muscle inside): median body intensity is muscle's level under each method,
+    and "bright" is relative to the method's reference tissue, so the share of bright pixels is the same."""
+    image = limb()[None]
+    body = image > 0.1 * 1000.0
+    bright_share = np.mean(image[body] == 1000.0)  # the fat ring; skin (0.4 x fat) is not bright under either
+    for method, muscle_level in (("p99", 0.3), ("fat", 0.15)):
+        statistics = domain.slice_statistics(image, method=method)
+        assert statistics["median_intensity"][0] == pytest.approx(muscle_level)
+        assert statistics["bright_fraction"][0] == pytest.approx(bright_share)

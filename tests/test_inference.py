@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import cpu_reports_native_bf16
+from conftest import cpu_reports_native_bf16, limb
 
 from napari_sff import inference
 from napari_sff.inference import settings as inference_settings
@@ -511,3 +511,20 @@ def test_every_name_callers_import_is_still_there():
             "predict_slices", "predict_volume", "predict_volumes", "read_calibration", "resample_slices",
             "resolve_device", "run_settings", "_candidate_name", "_physical_cores")
     assert [name for name in used if not hasattr(inference, name)] == []
+
+
+@pytest.mark.parametrize("method,fat_level,muscle_level", [("p99", 1.0, 0.3), ("fat", 0.5, 0.15)])
+def test_every_prediction_path_feeds_the_model_the_normalisation_it_was_trained_on(method, fat_level, muscle_level):
+    """A limb without fluid: the 99th percentile lands on its fat (fat 1, muscle 0.3); the fat reference puts fat at
+    0.5 and muscle at 0.15. ScaleModel returns its input, so the map is what the model was fed."""
+    slices = np.stack([limb(), limb(fat=900.0, muscle=270.0)]).astype(np.float32)
+    fat, muscle = slices[0] == 1000.0, slices[0] == 300.0
+    model = ScaleModel()
+    model.input_normalisation = method  # what load_checkpoint sets from the checkpoint's record
+    fed = [inference.predict_slices(model, slices, device=torch.device("cpu"), mirror=False)[0],
+           inference.predict_volume(slices, (3.0, 1.0, 1.0), model=model, device="cpu", resample=False).sff,
+           inference.predict_volumes([(slices, (3.0, 1.0, 1.0))], model=model, device="cpu", resample=False)[0].sff]
+    for sff in fed:
+        for image in sff:
+            np.testing.assert_allclose(image[fat], fat_level, atol=1e-6)
+            np.testing.assert_allclose(image[muscle], muscle_level, atol=1e-6)

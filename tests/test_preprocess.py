@@ -2,25 +2,19 @@
 
 import numpy as np
 import pytest
+from conftest import limb
 
-from napari_sff.preprocess import FAT_LEVEL, NORMALISATIONS, fat_reference, normalise_t2w
-
-
-def _limb(fat: float = 1000.0, muscle: float = 300.0, fluid: float = 0.0, size: int = 128) -> np.ndarray:
-    """A round limb: air, 3 px of skin, a fat ring 12 px wide, muscle inside, optionally a fluid pocket."""
-    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
-    radius = np.hypot(yy, xx)
-    image = np.full((size, size), 5.0)
-    image[radius < 55] = 400.0  # skin
-    image[radius < 52] = fat
-    image[radius < 40] = muscle
-    if fluid:
-        image[np.hypot(yy - 5, xx + 8) < 14] = fluid
-    return image
+from napari_sff.preprocess import (
+    FAT_LEVEL,
+    NORMALISATIONS,
+    fat_reference,
+    normalisation_method,
+    normalise_t2w,
+)
 
 
 def test_fat_reference_reads_the_subcutaneous_fat_not_the_brightest_tissue():
-    image = _limb(fluid=3000.0)
+    image = limb(fluid=3000.0)
     assert fat_reference(image, 0.1 * np.percentile(image, 99)) == pytest.approx(1000.0)
     fat_based = normalise_t2w(image, "fat")
     p99 = normalise_t2w(image, "p99")
@@ -31,7 +25,7 @@ def test_fat_reference_reads_the_subcutaneous_fat_not_the_brightest_tissue():
 
 def test_fat_normalisation_is_the_same_with_or_without_fluid():
     """What the fat reference is for: a fluid collection must not change how muscle and fat are scaled."""
-    plain, with_fluid = _limb(), _limb(fluid=3000.0)
+    plain, with_fluid = limb(), limb(fluid=3000.0)
     muscle = plain == 300.0
     muscle &= with_fluid == 300.0
     assert np.allclose(normalise_t2w(plain, "fat")[muscle], normalise_t2w(with_fluid, "fat")[muscle])
@@ -46,8 +40,18 @@ def test_fat_normalisation_falls_back_to_the_percentile_rule_without_a_body():
 
 
 def test_scale_invariance_and_unknown_method():
-    image = _limb(fluid=3000.0)
+    image = limb(fluid=3000.0)
     np.testing.assert_allclose(normalise_t2w(image * 37.0, "fat"), normalise_t2w(image, "fat"), atol=1e-6)
     assert set(NORMALISATIONS) == {"p99", "fat"}
     with pytest.raises(ValueError, match="unknown normalisation 'max'"):
         normalise_t2w(image, "max")
+
+
+def test_a_recorded_normalisation_name_maps_back_to_its_method():
+    """Checkpoints record the method's versioned name; those made before it was recorded used the percentile rule;
+    a name this version does not know is refused (the weights would be fed an input they never saw)."""
+    assert normalisation_method(None) == "p99"
+    assert normalisation_method("t2w-slice-p99-body10-clip1.5-v1") == "p99"
+    assert normalisation_method("t2w-slice-subcutaneous-fat-p75-band-v1") == "fat"
+    with pytest.raises(ValueError, match="'t2w-slice-zscore-v9'.*update napari-sff"):
+        normalisation_method("t2w-slice-zscore-v9")

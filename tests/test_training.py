@@ -13,7 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_CONFIGS, cpu_reports_native_bf16
+from conftest import TINY_CONFIGS, cpu_reports_native_bf16, limb
 
 from training import data as training_data
 from training import train as training_train
@@ -507,6 +507,33 @@ def test_a_diverging_run_stops_with_a_clear_error(paired_dir, tmp_path):
                   "--cache-size", "32", "--workers", "0", "--val-slices", "2", "--lr", "1e30", "--amp", "false")
 
 
+def test_a_run_on_the_fat_reference_records_it_and_predict_feeds_its_weights_so(paired_dir, tmp_path):
+    """--normalisation fat: the checkpoint names its input, load_model hands it to predict, and predict's map is the
+    saved network run by hand on fat-referenced slices (which a limb tells apart from the percentile rule's)."""
+    from napari_sff.inference import default_settings, load_model, predict_volume
+    from napari_sff.preprocess import NORMALISATIONS, normalise_t2w
+
+    run = tmp_path / "fat"
+    run_train("--model", "unet", "--data", str(paired_dir), "--out", str(run), "--model-config", TINY_UNET,
+              "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--crop", "16", "--cache-size", "32",
+              "--workers", "0", "--val-slices", "2", "--normalisation", "fat")
+    net, meta = load_model("unet", run / "last.safetensors", "cpu")
+    assert meta["metadata"]["input_normalisation"] == NORMALISATIONS["fat"] and net.input_normalisation == "fat"
+    volume = np.stack([limb(size=112, fluid=6000.0)] * 2).astype(np.float32)  # fluid past the fat rule's clip
+    predicted = predict_volume(volume, (5.0, 1.5, 1.5), weights=run / "last.safetensors", device="cpu",
+                               resample=False, mirror=False, batch_size=2, precision="float32").sff
+    layout = torch.channels_last if default_settings("cpu").channels_last else torch.contiguous_format  # predict's
+    with torch.inference_mode():
+        by_hand = {method: net.to(memory_format=layout)(torch.from_numpy(normalise_t2w(volume, method)[:, None])
+                                                        .to(memory_format=layout)).clamp(0, 1)[:, 0].numpy()
+                   for method in ("fat", "p99")}
+    np.testing.assert_allclose(predicted, by_hand["fat"], atol=1e-5)
+    assert np.abs(by_hand["fat"] - by_hand["p99"]).max() > 1e-3
+    with pytest.raises(ValueError, match="--normalisation must be one of p99, fat, got 'zscore'"):
+        run_train("--model", "unet", "--data", str(paired_dir), "--out", str(tmp_path / "bad"), "--normalisation",
+                  "zscore")
+
+
 def test_refinement_run_starts_from_given_weights_with_its_own_augmentation(paired_dir, tmp_path):
     """--init-weights: a second run begins at the first run's weights; --augmentation JSON reaches the dataset."""
     from napari_sff.models import load_checkpoint
@@ -720,6 +747,37 @@ def test_intensity_ceiling_per_case_fits_never_lose_to_one_shared_fit():
     assert 0 < result["mae_per_case_mapping"] < 0.5 and 0 < result["mae_shared_mapping"] < 0.5
 
 
+def test_a_groupnorm_unet_ignores_the_slices_scale_and_a_biased_one_does_not():
+    """Why the normalisation method hardly matters to the shipped U-Net: bias-free convolutions before GroupNorm
+    divide out any per-slice factor. The same net without norm layers (convolutions with bias) responds."""
+    from napari_sff.models import SFFUNet, UNetConfig
+    from training.input_scale import scale_response
+
+    images = np.random.default_rng(4).uniform(0, 1, (3, 32, 32)).astype(np.float32)  # below every clip
+    responses = {}
+    for norm in ("group", "none"):
+        torch.manual_seed(0)
+        net = SFFUNet(UNetConfig(base_channels=8, depth=3, norm=norm)).eval()
+        with torch.no_grad():
+            net.head.bias.fill_(0.5)  # maps inside (0, 1), so the clamp hides no difference
+        responses[norm] = scale_response(net, images, (0.5, 0.8))
+    # GroupNorm's epsilon is all that is left of the factor; the biased net's map moves over 10x as much.
+    assert all(r["max"] < 1e-3 for r in responses["group"].values())
+    assert all(responses["none"][k]["mean"] > 10 * responses["group"][k]["mean"] for k in ("0.5", "0.8"))
+
+
+def test_input_scale_scores_the_same_weights_under_each_normalisation(paired_dir, tmp_path, tiny_weights):
+    from training import input_scale
+
+    out = tmp_path / "scale.json"
+    assert input_scale.main(["--data", str(paired_dir), "--images", "4", "--weights", str(tiny_weights["unet"]),
+                             "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["trained_on"] == "p99" and report["images"] == 3  # the test split: one case of 3 slices
+    assert list(report["normalisations"]) == ["p99", "fat"] and "paired_p_vs_p99" in report["normalisations"]["fat"]
+    assert set(report["scale_response"]) == {"0.5", "0.8", "1.25", "2"}
+
+
 def test_time_budget_stops_training_and_lays_the_schedule_over_it(paired_dir, tmp_path):
     run = tmp_path / "budget"
     common = ["--model", "unet", "--data", str(paired_dir), "--out", str(run), "--model-config", TINY_UNET,
@@ -829,11 +887,12 @@ def test_receptive_field_known_answers():
 
 
 def test_a_soup_is_the_weighted_mean_of_its_ingredients_with_their_training_records(paired_dir, tmp_path,
-                                                                                     tiny_configs):
+                                                                                     tiny_configs, capsys):
     from safetensors.torch import load_file
 
     from napari_sff.inference import predict_volume
-    from napari_sff.models import build_model, read_metadata, save_checkpoint
+    from napari_sff.models import build_model, load_checkpoint, read_metadata, save_checkpoint
+    from napari_sff.preprocess import NORMALISATIONS
     from training import soup
 
     cache = training_data.build_slice_cache(paired_dir, tmp_path / "cache", size=32, seed=1)
@@ -869,6 +928,11 @@ def test_a_soup_is_the_weighted_mean_of_its_ingredients_with_their_training_reco
     before = out.read_bytes()
     assert soup.main([str(out), *map(str, paths), "--cache", str(cache)]) == 2 and out.read_bytes() == before
     assert soup.main([str(tmp_path / "z.safetensors"), *map(str, paths)]) == 2  # a U-Net soup needs --cache
+    fat = save_checkpoint(load_checkpoint(paths[1])[0], tmp_path / "fat.safetensors", config=tiny_configs["unet"],
+                          metadata={"input_normalisation": NORMALISATIONS["fat"]})  # reads another input
+    capsys.readouterr()
+    assert soup.main([str(tmp_path / "f.safetensors"), str(paths[0]), str(fat), "--cache", str(cache)]) == 2
+    assert "different input normalisations (fat, p99)" in capsys.readouterr().err
     # DDPMs average the same way (no feature statistics, so no cache); one architecture per soup.
     ddpms = []
     for seed in (3, 4):

@@ -78,6 +78,10 @@ def make_soup(out: Path, ingredients: Sequence[Path], cache: Path | None, weight
     if arch == "unet" and cache is None:
         raise ValueError("a U-Net soup needs --cache (its feature statistics come from the training slices)")
     models = [load_checkpoint(p, expected_arch=arch)[0] for p in ingredients]
+    inputs = {m.input_normalisation for m in models}
+    if len(inputs) > 1:
+        raise CheckpointError(f"the ingredients were trained on different input normalisations "
+                              f"({', '.join(sorted(inputs))}); average only weights that read the same input")
     soup = models[0]
     soup.load_state_dict(average_state([m.state_dict() for m in models], weights))
     metas = [h.get("metadata", {}) for h in headers]
@@ -87,6 +91,7 @@ def make_soup(out: Path, ingredients: Sequence[Path], cache: Path | None, weight
                              else [min(s[0] for s in spacings), max(s[1] for s in spacings)]),
         "input_statistics": union_ranges([m.get("input_statistics") for m in metas]),
         "normalisation": metas[0].get("normalisation"),
+        **({"input_normalisation": metas[0]["input_normalisation"]} if "input_normalisation" in metas[0] else {}),
         "weights_history": f"soup (python -m training.soup) of {len(ingredients)} {arch} checkpoints of one "
                            "lineage, weights " + ", ".join(f"{w:.3f}" for w in weights),
         "soup": [{"file": Path(p).name, "sha256": file_sha256(p), "weight": w,

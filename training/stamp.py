@@ -39,10 +39,10 @@ def stamp(weights: Path, cache: Path) -> dict:
                          f"but {cache} holds {len(train['cases'])} / {train['slices']}; give the cache it was "
                          "trained on")
     augmentation = Augmentation(**metadata.get("training", {}).get("augmentation", {}))
-    metadata["input_statistics"] = input_statistics(cache, augmentation)
+    model, _ = load_checkpoint(weights, expected_arch=header["arch"])
+    metadata["input_statistics"] = input_statistics(cache, augmentation, normalisation=model.input_normalisation)
     metadata["input_statistics_added"] = (f"{_dt.date.today().isoformat()} by training.stamp from the training "
                                           "cache; weights unchanged")
-    model, _ = load_checkpoint(weights, expected_arch=header["arch"])
     if header["arch"] == "unet":
         metadata["feature_statistics"] = feature_statistics(model, cache, augmentation)
     _rewrite_header(weights, header, metadata, model)

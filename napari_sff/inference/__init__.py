@@ -31,7 +31,7 @@ from napari_sff.inference.geometry import (
     plan_slices,
     resample_slices,
 )
-from napari_sff.inference.loading import ARCH_LABELS, load_model
+from napari_sff.inference.loading import ARCH_LABELS, input_normalisation, load_model
 from napari_sff.inference.predict import Prediction, predict_slices, predict_volume, predict_volumes
 from napari_sff.inference.settings import (
     CALIBRATION_BATCHES,
@@ -81,6 +81,7 @@ __all__ = [
     "default_settings",
     "device_description",
     "finish_slices",
+    "input_normalisation",
     "load_model",
     "model_input_spacing",
     "plan_slices",

@@ -25,6 +25,12 @@ def weights_path(arch: str, weights: str | Path | None = None) -> Path:
     return Path(weights) if weights else default_weights_path(arch)
 
 
+def input_normalisation(model: Any) -> str:
+    """The ``normalise_t2w`` method ``model`` was trained on (its checkpoint's record; "p99" for a model made in
+    code, as tests and training make them)."""
+    return getattr(model, "input_normalisation", "p99")
+
+
 def load_model(arch: str, weights: str | Path | None = None, device: str | torch.device = "cpu"):
     """(model in eval mode on ``device``, checkpoint metadata); shipped weights when ``weights`` is None.
 

@@ -20,7 +20,7 @@ from napari_sff.domain import FeatureRecorder, feature_distance, outside_trainin
 from napari_sff.inference.batches import CancelCallback, ProgressCallback, _predict_batches
 from napari_sff.inference.devices import resolve_device
 from napari_sff.inference.geometry import SlicePlan, finish_slices, plan_slices
-from napari_sff.inference.loading import load_model
+from napari_sff.inference.loading import input_normalisation, load_model
 from napari_sff.inference.settings import RunSettings, _settings_applied, run_settings, with_precision
 from napari_sff.preprocess import normalise_t2w
 
@@ -82,7 +82,7 @@ def predict_slices(
     sff = np.zeros(slices.shape, dtype=np.float32)
     std = np.zeros(slices.shape, dtype=np.float32) if is_ddpm and samples > 1 else None
     if normalised is None:
-        normalised = normalise_t2w(np.asarray(slices, dtype=np.float32))
+        normalised = normalise_t2w(np.asarray(slices, dtype=np.float32), input_normalisation(model))
     if settings is None:
         settings = run_settings(model, device, batch_size, shape=slices.shape[1:])
     elif batch_size is not None:
@@ -128,7 +128,7 @@ def predict_volume(
     settings = with_precision(run_settings(model, torch_device, batch_size, shape=plan.slices.shape[1:],
                                             calibrate_if_missing=calibrate), precision)
     started += time.perf_counter() - planned  # a first calibration is not the scan's time
-    normalised = normalise_t2w(np.asarray(plan.slices, dtype=np.float32))
+    normalised = normalise_t2w(np.asarray(plan.slices, dtype=np.float32), input_normalisation(model))
     with _feature_recorder(model) as recorder:
         sff_slices, std_slices = predict_slices(
             model, plan.slices, device=torch_device, ddim_steps=ddim_steps, samples=samples,
@@ -171,7 +171,8 @@ def _out_of_distribution(plan: SlicePlan, model: Any, distances: np.ndarray | No
                          normalised: np.ndarray | None = None) -> str | None:
     """The scan's slices, as the model sees them, against the ranges its checkpoint recorded, and (U-Net) the
     slices whose features lie beyond the training slices'."""
-    found = [outside_training_range(plan.slices, getattr(model, "input_statistics", None), normalised),
+    found = [outside_training_range(plan.slices, getattr(model, "input_statistics", None), normalised,
+                                    input_normalisation(model)),
              unlike_training(distances, plan.indices, getattr(model, "feature_statistics", None))]
     found = [message for message in found if message]
     return "; ".join(found) if found else None
@@ -204,7 +205,7 @@ def predict_volumes(
                                                 shape=group[0].slices.shape[1:]), precision)  # cached
         started = time.perf_counter()
         slices = np.concatenate([plan.slices for plan in group])
-        normalised_all = normalise_t2w(np.asarray(slices, dtype=np.float32))
+        normalised_all = normalise_t2w(np.asarray(slices, dtype=np.float32), input_normalisation(model))
         with _feature_recorder(model) as recorder:
             sff_all, std_all = predict_slices(model, slices, device=torch_device, ddim_steps=ddim_steps,
                                               samples=samples, eta=eta, seed=seed, settings=settings,

@@ -157,8 +157,11 @@ def load_checkpoint(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model from the header config, load the weights strictly (float32), return (model, header).
 
-    Never unpickles anything. The model is returned in eval mode on ``device``.
+    Never unpickles anything. The model is returned in eval mode on ``device``, with ``input_normalisation``: the
+    ``normalise_t2w`` method its header records (``napari_sff.preprocess.normalisation_method``).
     """
+    from napari_sff.preprocess import normalisation_method
+
     from . import build_model
 
     path = Path(path)
@@ -187,6 +190,10 @@ def load_checkpoint(
     )
     tensors = {k: v.to(target[k].dtype) for k, v in tensors.items()}
     model.load_state_dict(tensors, strict=True)
+    try:  # weights that expect an input this version cannot make are refused, not run on the wrong one
+        model.input_normalisation = normalisation_method(meta.get("metadata", {}).get("input_normalisation"))
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
     return model.to(device).eval(), meta
 
 

@@ -86,12 +86,13 @@ class SliceDataset:
     """
 
     def __init__(self, cache_dir: str | os.PathLike, split: str, augmentation: Augmentation | None = None,
-                 seed: int = 0):
+                 seed: int = 0, normalisation: str = "p99"):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
         self.t2w, self.sff = open_split(cache_dir, split)
         self.augmentation = augmentation
         self.seed = seed
+        self.normalisation = normalisation  # normalise_t2w's method: the model's input
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -104,7 +105,7 @@ class SliceDataset:
         if self.augmentation is not None:
             rng = np.random.default_rng((self.seed, self.epoch, index))
             t2w, sff = self.augmentation(t2w, sff, rng)
-        image = normalise_t2w(t2w)
+        image = normalise_t2w(t2w, self.normalisation)
         return torch.from_numpy(np.ascontiguousarray(image)[None]), torch.from_numpy(np.ascontiguousarray(sff)[None])
 
 

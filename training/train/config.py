@@ -44,6 +44,7 @@ class TrainConfig:
     compile_backend: str = "inductor"     # "eager": dynamo tracing only, a cheap check that the model compiles
     time_budget_s: float | None = None    # stop once training steps took this many wall seconds (fair comparisons)
     ema_warmup: bool = False              # EMA decay min(ema, (1 + n) / (10 + n)) after n updates (short runs)
+    normalisation: str = "p99"            # the input's normalise_t2w method, recorded in every checkpoint: p99 | fat
 
     @classmethod
     def defaults_for(cls, model: str) -> dict:

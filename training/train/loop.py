@@ -20,10 +20,11 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from napari_sff.io import atomic_write, atomic_write_text
 from napari_sff.models import save_checkpoint
+from napari_sff.preprocess import NORMALISATIONS
 from training.data import Augmentation, SliceDataset
 from training.metrics import image_metrics, summarise
 from training.train.config import TrainConfig, parse_args
-from training.train.provenance import NORMALISATION, describe_data, weights_digest
+from training.train.provenance import describe_data, normalisation_card, weights_digest
 from training.train.schedules import ema_decay_fn, warmup_cosine, warmup_cosine_in_time
 from training.train.startup import (
     autocast_dtype,
@@ -81,6 +82,8 @@ def train(config: TrainConfig) -> dict:
     budget = config.time_budget_s
     if budget is not None and not budget > 0:
         raise ValueError(f"--time-budget-s must be a positive number of seconds, got {budget}")
+    if config.normalisation not in NORMALISATIONS:
+        raise ValueError(f"--normalisation must be one of {', '.join(NORMALISATIONS)}, got {config.normalisation!r}")
     device, rank, world = setup_distributed(config.device)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
@@ -91,12 +94,13 @@ def train(config: TrainConfig) -> dict:
     cache = prepare_cache(config, rank)
 
     augmentation = Augmentation(**{"crop": config.crop, **config.augmentation}) if config.augment else None
-    train_set = SliceDataset(cache, "train", augmentation, seed=config.seed)
-    val_set = SliceDataset(cache, "val")
+    train_set = SliceDataset(cache, "train", augmentation, seed=config.seed, normalisation=config.normalisation)
+    val_set = SliceDataset(cache, "val", normalisation=config.normalisation)
     if len(train_set) == 0:
         raise ValueError(f"{cache}: the training split is empty; add cases")
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, seed=config.seed) if world > 1 else None
     model = start_model(config).to(device)
+    model.input_normalisation = config.normalisation  # validation predicts as inference will (EMA copies inherit it)
     model_config = model.config
     channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -136,7 +140,8 @@ def train(config: TrainConfig) -> dict:
                                        "lr", "seconds", "train_seconds"]) if rank == 0 else None
     loader_args = {"num_workers": config.workers, "persistent_workers": config.workers > 0, "drop_last": True,
                    "pin_memory": device.type == "cuda"}
-    data_card = {**describe_data(cache, augmentation), **initial_weights_card(config.init_weights)}  # every checkpoint
+    data_card = {**describe_data(cache, augmentation, config.normalisation),  # in every checkpoint
+                 **initial_weights_card(config.init_weights)}
     started = time.perf_counter()  # "seconds" in the log: training time of the run, across resumes
     stopped_by = None
     for epoch in range(start_epoch, config.epochs):
@@ -199,7 +204,7 @@ def train(config: TrainConfig) -> dict:
                    "train_seconds": round(clock["seconds"], 1)}
             log.write(row)
             print(json.dumps(row), flush=True)
-            card = {"normalisation": NORMALISATION, "training": asdict(config), "epoch": epoch + 1,
+            card = {**normalisation_card(config.normalisation), "training": asdict(config), "epoch": epoch + 1,
                     "validation": metrics, "train_seconds": row["seconds"], "device": str(device),
                     "world_size": world, "steps": global_step, "train_step_seconds": row["train_seconds"],
                     "stopped_by": stopped_by, **data_card}
@@ -228,7 +233,7 @@ def train(config: TrainConfig) -> dict:
 
         for name in ("last.safetensors", "best.safetensors"):
             if (out / name).exists():
-                stamp_features(out / name, cache, augmentation, device)
+                stamp_features(out / name, cache, augmentation, device)  # with the checkpoint's normalisation
     if world > 1:  # evidence that DDP kept the replicas in lock-step
         atomic_write_text(out / f"weights_rank{rank}.sha256", weights_digest(model))
     if dist.is_initialized():

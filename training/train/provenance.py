@@ -12,7 +12,18 @@ import torch
 
 from training.data import CACHE_INFO, Augmentation
 
+#: What each normalise_t2w method does, in words, beside the name a checkpoint records for inference to read.
 NORMALISATION = "napari_sff.preprocess.normalise_t2w (per slice, 99th percentile inside the body mask)"
+NORMALISATION_WORDS = {"p99": NORMALISATION,
+                       "fat": "napari_sff.preprocess.normalise_t2w method='fat' (per slice, subcutaneous fat -> 0.5)"}
+
+
+def normalisation_card(method: str) -> dict:
+    """A checkpoint's record of its input: ``input_normalisation`` (the name ``load_model`` maps back to the method
+    predict normalises with) and ``normalisation`` (the same in words)."""
+    from napari_sff.preprocess import NORMALISATIONS
+
+    return {"normalisation": NORMALISATION_WORDS[method], "input_normalisation": NORMALISATIONS[method]}
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -26,14 +37,15 @@ def weights_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def describe_data(cache: Path, augmentation: Augmentation | None) -> dict:
-    """What every checkpoint of a run says about its data: the cache's splits and the pixel spacings seen."""
+def describe_data(cache: Path, augmentation: Augmentation | None, normalisation: str = "p99") -> dict:
+    """What every checkpoint of a run says about its data: the cache's splits, the pixel spacings seen and the
+    input statistics (of slices normalised as the model sees them)."""
     info = json.loads((cache / CACHE_INFO).read_text())
     splits = {k: {"slices": v["slices"], "cases": len(v["cases"]), "in_plane_spacing_mm": v.get("in_plane_spacing_mm")}
               for k, v in info["splits"].items()}
     return {"training_data": {"source": info["data_dir"], "slice_size": info["size"], "splits": splits},
             "input_spacing_mm": seen_spacing_range(splits["train"]["in_plane_spacing_mm"], augmentation),
-            "input_statistics": input_statistics(cache, augmentation)}
+            "input_statistics": input_statistics(cache, augmentation, normalisation=normalisation)}
 
 
 #: Training slices whose statistics make a checkpoint's ``input_statistics`` (evenly spaced over the split).
@@ -41,12 +53,13 @@ STATISTICS_SLICES = 2000
 
 
 def input_statistics(cache: Path, augmentation: Augmentation | None, *, max_slices: int = STATISTICS_SLICES,
-                     seed: int = 0) -> dict[str, list[float]] | None:
+                     seed: int = 0, normalisation: str = "p99") -> dict[str, list[float]] | None:
     """The ranges of :mod:`napari_sff.domain`'s statistics over (augmented) training slices: what predict
     compares a scan with to warn that it lies outside what the model saw."""
     from napari_sff.domain import slice_statistics, training_ranges
 
-    parts = [slice_statistics(slices) for slices in training_slices(cache, augmentation, max_slices, seed)]
+    parts = [slice_statistics(slices, method=normalisation)
+             for slices in training_slices(cache, augmentation, max_slices, seed)]
     return training_ranges(parts) if parts else None
 
 
@@ -78,10 +91,12 @@ def training_slices(cache: Path, augmentation: Augmentation | None, max_slices: 
 
 def feature_statistics(model: torch.nn.Module, cache: Path, augmentation: Augmentation | None, *,
                        max_slices: int = FEATURE_SLICES, seed: int = 0) -> dict | None:
-    """The U-Net's bottleneck features over its training slices (:func:`napari_sff.domain.feature_statistics`):
-    what predict measures each slice's distance from. None for a model without a U-Net encoder."""
+    """The U-Net's bottleneck features over its training slices (:func:`napari_sff.domain.feature_statistics`),
+    normalised as its checkpoint says: what predict measures each slice's distance from. None for a model without
+    a U-Net encoder."""
     from napari_sff.domain import FeatureRecorder
     from napari_sff.domain import feature_statistics as describe_features
+    from napari_sff.inference import input_normalisation
     from napari_sff.preprocess import normalise_t2w
 
     if getattr(model, "encoders", None) is None:
@@ -90,7 +105,7 @@ def feature_statistics(model: torch.nn.Module, cache: Path, augmentation: Augmen
     model = model.eval()
     with FeatureRecorder(model) as recorder, torch.inference_mode():
         for slices in training_slices(cache, augmentation, max_slices, seed, chunk=16):
-            model(torch.from_numpy(normalise_t2w(slices)[:, None]).to(device).float())
+            model(torch.from_numpy(normalise_t2w(slices, input_normalisation(model))[:, None]).to(device).float())
             recorder.keep()
     features = recorder.features()
     return None if features is None or len(features) < 4 else describe_features(features)
