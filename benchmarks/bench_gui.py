@@ -219,6 +219,7 @@ def measure_docking(tick_s: float = 0.010, load_torch_library_first: bool = True
     after the widget's warm-up. ``load_torch_library_first=False`` (``--measure dock-import-only``, the control):
     the preload leaves loading torch's native library to the import, which holds the GIL meanwhile."""
     importers = record_importers("torch")
+    monai_importers = record_importers("monai")
     if not load_torch_library_first:
         from napari_sff.widgets.predict import preload
 
@@ -256,6 +257,25 @@ def measure_docking(tick_s: float = 0.010, load_torch_library_first: bool = True
     pump(0.5)
     result["colorbar_shown"] = bool(layer.colorbar.visible)
     result["glyphs_after_colorbar"] = "".join(sorted(font._glyphs))
+    # MONAI only once the DDPM is chosen; the collector's freeze renewed over it (preload.DDPM_MODULES)
+    import gc
+
+    from napari_sff import imports
+
+    result["monai_after_preload"] = "monai" in sys.modules
+    result["heap_objects_after_preload"] = gc.get_freeze_count() + len(gc.get_objects())
+    result["heap_frozen_after_preload"] = imports.heap_frozen_here()
+    started = time.perf_counter()
+    widget.model.value = "DDPM"
+    while not predict.DDPM_PRELOADED.is_set():
+        pump(0.02)
+    pump(0.2)  # the poll that renews the freeze
+    result["ddpm_preload_s"] = time.perf_counter() - started
+    result["ddpm_preload_longest_stall_s"] = float(np.diff([started, *[t for t in ticks if t >= started]]).max())
+    result["monai_imported_on_gui_thread"] = sorted(monai_importers)
+    result["heap_objects_after_ddpm_preload"] = gc.get_freeze_count() + len(gc.get_objects())
+    result["heap_frozen_after_ddpm_preload"] = imports.heap_frozen_here()
+    result["young_objects_after_ddpm_preload"] = len(gc.get_objects())  # what a full collection would examine
     return result
 
 

@@ -77,6 +77,11 @@ def freeze_heap() -> bool:
     return True
 
 
+def heap_frozen_here() -> bool:
+    """Whether :func:`freeze_heap`'s freeze is in force (not someone else's)."""
+    return _frozen_here
+
+
 def unfreeze_heap() -> bool:
     """Undo :func:`freeze_heap` (``gc.unfreeze``: the objects go back to the oldest generation and are collected
     as before); False where it had frozen nothing."""

@@ -311,6 +311,38 @@ def test_after_the_preload_the_heap_is_frozen_until_a_layer_of_then_is_removed(d
     assert labels_ref() is None
 
 
+def test_choosing_the_ddpm_renews_the_freeze_over_the_layers_added_since(docked, qtbot, monkeypatch):
+    """MONAI is imported only once the DDPM is chosen; the freeze of the preload is undone for that import and
+    renewed after it over everything, the layers added meanwhile included: one of them about to be removed now
+    ends the freeze (else it would stay frozen, and never be freed, until the widget closed)."""
+    import gc
+    import threading
+    import weakref
+
+    from napari_sff.imports import heap_frozen_here
+    from napari_sff.widgets.predict import PRELOADED, preload
+    from napari_sff.widgets.predict import widget as widget_module
+
+    fresh = threading.Event()  # the DDPM's preload as in a new process, whatever earlier tests chose
+    monkeypatch.setattr(preload, "DDPM_PRELOADED", fresh)
+    monkeypatch.setattr(widget_module, "DDPM_PRELOADED", fresh)
+    viewer, widget = docked
+    qtbot.waitUntil(PRELOADED.is_set, timeout=120_000)
+    qtbot.waitUntil(lambda: widget._release_heap is not None, timeout=5_000)
+    first_release = widget._release_heap
+    between = viewer.add_image(np.zeros((4, 8, 8), np.float32), name="added before the DDPM was chosen")
+    widget.model.value = "DDPM"
+    qtbot.waitUntil(fresh.is_set, timeout=120_000)
+    qtbot.waitUntil(lambda: widget._release_heap not in (None, first_release), timeout=5_000)
+    assert heap_frozen_here()
+    between_ref = weakref.ref(between)
+    viewer.layers.remove(between)
+    del between
+    assert not heap_frozen_here()  # ended before napari's collection at the removal
+    gc.collect()
+    assert between_ref() is None
+
+
 def test_docking_imports_torch_in_the_background_and_warms_the_colour_bar_glyphs(bench_gui):
     """Issue #11: docking the widget froze the viewer 3.5 s, 2.7 s of it importing torch on the GUI thread (the
     device list asked torch). Now torch is imported by the background preload and the device list is filled in
@@ -327,6 +359,13 @@ def test_docking_imports_torch_in_the_background_and_warms_the_colour_bar_glyphs
     assert result["devices_found_by_preload"] == result["available_devices"]
     assert set(COLORBAR_GLYPHS) <= set(result["warmed_glyphs"])
     assert result["colorbar_shown"] and result["glyphs_after_colorbar"] == result["warmed_glyphs"]
+    # MONAI waits for the DDPM to be chosen (the U-Net is the default), then comes in the background, and the
+    # collector's freeze is renewed over it: a full collection examines only what was made since.
+    assert not result["monai_after_preload"] and result["heap_frozen_after_preload"]
+    assert result["monai_imported_on_gui_thread"] == [False]
+    assert result["heap_objects_after_ddpm_preload"] > result["heap_objects_after_preload"] + 50_000
+    assert result["heap_frozen_after_ddpm_preload"]
+    assert result["young_objects_after_ddpm_preload"] < 50_000
 
 
 def test_batch_size_auto_takes_the_cached_calibration_and_never_calibrates_in_a_run(docked, qtbot, monkeypatch):

@@ -22,10 +22,16 @@ from napari_sff.widgets._background import run_once_in_background, when_set
 #: 2.7 of its 3.5 s), without the garbage collections those imports trigger (:func:`import_quietly`), after
 #: torch's largest native library is loaded without the GIL (:func:`open_torch_library`: its loading by the
 #: import held the GIL 190-260 ms, the longest stall of docking).
-#: napari_sff.models leaves MONAI to its DDPM part (napari_sff.models.ddpm), which the Model choice may ask for.
-PRELOAD_MODULES = ("torch", "napari_sff.models", "napari_sff.models.ddpm", "napari_sff.domain", "skimage.transform")
+PRELOAD_MODULES = ("torch", "napari_sff.models", "napari_sff.domain", "skimage.transform")
 #: Set once :data:`PRELOAD_MODULES` are imported (or failed to: the run then imports and reports them itself).
 PRELOADED = threading.Event()
+#: The DDPM's part of the models, MONAI with it: preloaded only once the Model choice asks for the DDPM. It adds
+#: ~280,000 objects to the heap of a docked viewer (440,000 -> 720,000, ``bench_gui.py --measure dock``), which
+#: every full garbage collection examines once the freeze has ended (napari runs one at each layer removal):
+#: a cost U-Net users would pay for a model they never chose.
+DDPM_MODULES = ("napari_sff.models.ddpm",)
+#: Set once :data:`DDPM_MODULES` are imported (or failed to).
+DDPM_PRELOADED = threading.Event()
 #: The devices torch can use (:func:`napari_sff.inference.available_devices`), asked in the preload thread: the
 #: first CUDA query initialises the driver, which would stall the GUI thread. Empty until then, or if it failed.
 DEVICES: list[str] = []
@@ -46,6 +52,12 @@ def start_preload() -> None:
     """Import :data:`PRELOAD_MODULES` in a worker thread shortly after docking, once per process (an import error
     surfaces in the run)."""
     run_once_in_background(PRELOADED, _preload)
+
+
+def start_ddpm_preload() -> None:
+    """Import :data:`DDPM_MODULES` in a worker thread now, once per process; call it after :data:`PRELOADED` (the
+    two imports would contend, and torch's library must be loaded first, see :func:`_preload`)."""
+    run_once_in_background(DDPM_PRELOADED, lambda: import_quietly(DDPM_MODULES), delay_ms=0)
 
 
 def when_preloaded(callback: Callable[[], None]) -> None:

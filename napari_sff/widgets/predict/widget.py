@@ -16,16 +16,20 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, Pro
 from qtpy.QtCore import QObject, Signal
 
 from napari_sff import io
+from napari_sff.imports import heap_frozen_here
 from napari_sff.widgets import _layers
+from napari_sff.widgets._background import when_set
 from napari_sff.widgets._layers import SCOPES
 from napari_sff.widgets._turns import Steps
 from napari_sff.widgets.predict.comparison import ComparisonMixin
 from napari_sff.widgets.predict.export import ExportMixin
 from napari_sff.widgets.predict.layers import OutputLayersMixin
 from napari_sff.widgets.predict.preload import (
+    DDPM_PRELOADED,
     DEVICES,
     PRELOADED,
     freeze_heap_until_a_removal,
+    start_ddpm_preload,
     start_preload,
     warm_colorbar_text,
     when_preloaded,
@@ -67,6 +71,7 @@ class PredictWidget(RequestMixin, RunMixin, OutputLayersMixin, ComparisonMixin, 
         self._hidden_for_grid: list[Any] = []  # layers the comparison grid hid; shown again when it ends
         self._arrangement = Steps()  # the comparison grid's set-up or take-down, a step per event-loop turn
         self._release_heap: Any = None  # undoes the garbage collector's freeze after the preload (preload.py)
+        self._ddpm_asked = False  # the Model choice asked for the DDPM: its modules are preloaded then
         self._bridge = _ProgressBridge()
         self._bridge.progressed.connect(self._on_progress)
         self._bridge.warned.connect(self._warn_once)
@@ -176,8 +181,33 @@ class PredictWidget(RequestMixin, RunMixin, OutputLayersMixin, ComparisonMixin, 
         if self._closed:
             return
         self.device.reset_choices()
-        if self._worker is None and self._release_heap is None:  # a run's objects are not frozen with the rest
+        self._freeze_heap()
+
+    def _freeze_heap(self) -> None:
+        """Freeze the collector's heap once the preload's imports are in (the DDPM's too, when they were asked
+        for): never during a run (its objects are not frozen with the rest), and not again once a removal ended
+        the freeze (preload.freeze_heap_until_a_removal)."""
+        ddpm_pending = self._ddpm_asked and not DDPM_PRELOADED.is_set()
+        if self._closed or self._worker is not None or self._release_heap is not None or ddpm_pending:
+            return
+        if PRELOADED.is_set():
             self._release_heap = freeze_heap_until_a_removal(self.viewer)
+
+    def _preload_ddpm(self) -> None:
+        """The Model choice asked for the DDPM: import MONAI in the background once the preload is done."""
+        if self._ddpm_asked or DDPM_PRELOADED.is_set():
+            return
+        self._ddpm_asked = True
+        when_preloaded(self._start_ddpm_preload)
+
+    def _start_ddpm_preload(self) -> None:
+        if self._closed:
+            return
+        if self._release_heap is not None and heap_frozen_here():  # the freeze of the preload, still in force:
+            self._release_heap()  # undone, so that the import moves MONAI's objects out of the young generation
+            self._release_heap = None  # (imports.import_quietly), and renewed over everything once it is in
+        start_ddpm_preload()
+        when_set(DDPM_PRELOADED, self._freeze_heap)
 
     def _on_image_changed(self, layer: Any) -> None:
         is_4d = layer is not None and layer.ndim == 4
@@ -194,6 +224,8 @@ class PredictWidget(RequestMixin, RunMixin, OutputLayersMixin, ComparisonMixin, 
             widget.visible = uses_ddpm
         self.unet_weights.visible = self.mirror.visible = "unet" in archs
         self.side_by_side.visible = len(archs) > 1
+        if uses_ddpm:
+            self._preload_ddpm()
 
     # ------------------------------------------------------------------------------------------ closing
     def _shutdown(self, *_: Any) -> None:
