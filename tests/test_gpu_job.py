@@ -56,6 +56,8 @@ def test_dry_run_reports_every_phase_and_writes_loadable_weights(tmp_path):
     assert bench["best"]["unet"]["meets_target"] is None  # tiny CPU numbers are not compared with GPU targets
     assert [row["config"] for row in phases["ablation"]["rows"]] == ["v-linear", "eps-linear"]
     assert all(row["steps"] >= 1 for row in phases["ablation"]["rows"])
+    assert phases["ablation"]["independent"] is not None  # scored on the phantoms phase's cache too
+    assert all("independent" in row for row in phases["ablation"]["rows"])
     files = sorted(path.name for path in out.iterdir())
     assert len(files) <= 8 and {"gpu_job.json", "gpu_job.md", "ablation.md"} <= set(files)  # the device tool's limit
 
@@ -136,7 +138,8 @@ def test_ablation_trains_each_config_for_the_same_budget_and_scores_it(tiny_cach
     ddpm_ablation.main(["--data", str(tiny_cache), "--out", str(out), "--budget-s", "1.5", "--configs",
                         "eps-cosine,unet", "--train", json.dumps(train), "--ddpm-config",
                         json.dumps(TINY_CONFIGS["ddpm"]), "--unet-config", json.dumps(TINY_CONFIGS["unet"]),
-                        "--max-images", "2", "--ddim-steps", "2", "--device", "cpu", "--batch-size", "2"])
+                        "--max-images", "2", "--ddim-steps", "2", "--device", "cpu", "--batch-size", "2",
+                        "--independent", str(tiny_cache)])
     report = json.loads((out / "ablation.json").read_text())
     ddpm, unet = report["rows"]
     assert ddpm["config"] == "eps-cosine" and unet["config"] == "unet"
@@ -149,6 +152,11 @@ def test_ablation_trains_each_config_for_the_same_budget_and_scores_it(tiny_cach
     table = (out / "ablation.md").read_text()
     assert "| eps-cosine | epsilon | cosine | 1000 | 0.999 (warm-up) |" in table
     assert "| unet | n/a (regression) |" in table
+    # The second held-out set (here the cache's own test split): scored per run, paired against the first run.
+    assert report["independent"]["images"] == 2 and ddpm["independent"]["mae"] >= 0
+    assert unet["paired_p_vs"] == "eps-cosine" and 0 <= unet["paired_p"] <= 1
+    assert 0 <= unet["independent"]["paired_p"] <= 1 and "paired_p" not in ddpm["independent"]
+    assert "The same weights on an independent held-out set" in table and "paired p vs eps-cosine" in table
 
 
 def test_ablation_refuses_an_unknown_config(tiny_cache, tmp_path):

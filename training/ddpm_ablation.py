@@ -10,7 +10,10 @@ many steps it manages. The DDPM variants differ only in prediction type (v or ep
 or cosine); T, EMA (with warm-up, so a short run is not mostly its random start) and the learning rate are
 written into the report. Each run's last (EMA) weights are scored on ``--split`` with
 ``training.evaluate``'s functions; ``ablation.json`` and ``ablation.md`` (config, steps reached, r, MAE, SSIM,
-PSNR, ms/image) go into ``--out``. A rerun resumes: finished runs are not trained again.
+PSNR, ms/image) go into ``--out``. ``--independent DATA`` scores every run on a second held-out set as well (the
+test split of DATA, e.g. ``training.phantoms``' independent family cached with ``--test-only``): the simulator's
+own validation split flatters what was trained on its cases. Each set gets paired Wilcoxon tests of per-image MAE
+against the first configuration. A rerun resumes: finished runs are not trained again.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+
+import numpy as np
 
 from napari_sff.io import atomic_write_text
 
@@ -81,7 +86,7 @@ def describe(config, model_config: dict) -> dict:
 def run_ablation(data: str, out: str | Path, budget_s: float, configs: Sequence[str] = tuple(CONFIGS), *,
                  split: str = "val", max_images: int | None = 64, ddim_steps: int = 50, batch_size: int | None = None,
                  device: str = "auto", seed: int = 0, train: dict | None = None, ddpm_config: dict | None = None,
-                 unet_config: dict | None = None, log=print) -> dict:
+                 unet_config: dict | None = None, independent: str | None = None, log=print) -> dict:
     """Train every configuration for ``budget_s`` seconds of training steps, score each, write the report.
 
     A configuration that fails gets a row with its error and the others still run. Returns the report.
@@ -102,8 +107,11 @@ def run_ablation(data: str, out: str | Path, budget_s: float, configs: Sequence[
     cache = as_cache(data)
     evaluation_device = resolve_device(device)
     batch = batch_size or default_batch_size(evaluation_device)
-    raw, truth = load_split(str(cache), split, max_images)
-    rows = []
+    sets = {"split": load_split(str(cache), split, max_images)}
+    if independent is not None:
+        sets["independent"] = load_split(str(as_cache(independent)), "test", max_images)
+    raw = sets["split"][0]
+    rows, image_maes = [], []
     for name in configs:
         started = time.perf_counter()
         row: dict = {"config": name}
@@ -116,18 +124,29 @@ def run_ablation(data: str, out: str | Path, budget_s: float, configs: Sequence[
             summary = run_summary(Path(config.out))
             row.update(describe(config, summary["model_config"]))
             row.update(summary)
-            predicted, ms = run_model(config.model, summary["weights"], raw, device=evaluation_device,
-                                      batch_size=batch, ddim_steps=ddim_steps, seed=seed)
-            scores, _ = score(predicted, truth, raw)
-            row.update(scores)
-            row["ms_per_image"] = ms
+            maes = {}
+            for which, (images, truth) in sets.items():
+                predicted, ms = run_model(config.model, summary["weights"], images, device=evaluation_device,
+                                          batch_size=batch, ddim_steps=ddim_steps, seed=seed)
+                scores, maes[which] = score(predicted, truth, images)
+                if which == "split":
+                    row.update(scores)
+                    row["ms_per_image"] = ms
+                else:
+                    row[which] = scores
+            image_maes.append(maes)
             row["ddim_steps"] = ddim_steps if config.model == "ddpm" else None
         except Exception as exc:  # one failing configuration must not cost the others
             row["error"] = f"{type(exc).__name__}: {exc}"
             log(f"ablation: {name} failed: {row['error']}")
         row["wall_seconds"] = round(time.perf_counter() - started, 1)
         rows.append(row)
+        if "error" in row:
+            image_maes.append(None)
+    _paired_tests(rows, image_maes)
     report = {"data": str(data), "split": split, "images": int(len(raw)), "budget_s": budget_s,
+              "independent": None if independent is None else {"data": str(independent), "split": "test",
+                                                               "images": int(len(sets["independent"][0]))},
               "ddim_steps": ddim_steps, "batch_size": batch, "device": str(evaluation_device),
               "gpu": torch.cuda.get_device_name(evaluation_device) if evaluation_device.type == "cuda" else None,
               "torch": torch.__version__, "machine": platform.platform(), "common_training": {
@@ -135,6 +154,23 @@ def run_ablation(data: str, out: str | Path, budget_s: float, configs: Sequence[
     atomic_write_text(out / "ablation.json", json.dumps(report, indent=1))
     atomic_write_text(out / "ablation.md", markdown(report))
     return report
+
+
+def _paired_tests(rows: list[dict], image_maes: list[dict | None]) -> None:
+    """Each scored row gets ``paired_p`` (per set: Wilcoxon signed-rank of per-image MAE against the first scored
+    configuration's, the same images in the same order)."""
+    from scipy import stats
+
+    scored = [(row, maes) for row, maes in zip(rows, image_maes, strict=True) if maes is not None]
+    if len(scored) < 2:
+        return
+    first_row, first = scored[0]
+    for row, maes in scored[1:]:
+        row["paired_p_vs"] = first_row["config"]
+        for which, values in maes.items():
+            differs = bool(np.any(values != first[which]))
+            p = float(stats.wilcoxon(values, first[which]).pvalue) if differs else 1.0
+            (row if which == "split" else row[which])["paired_p"] = p
 
 
 def _number(row: dict, key: str, digits: int) -> str:
@@ -160,6 +196,22 @@ def markdown(report: dict) -> str:
             f"| {row.get('T') or '–'} | {ema} | {row['lr']:g} | {row['steps']} | {_number(row, 'r', 3)} | "
             f"{_number(row, 'mae', 3)} ± {_number(row, 'mae_sd', 3)} | {_number(row, 'ssim', 3)} | "
             f"{_number(row, 'psnr', 1)} | {_number(row, 'ms_per_image', 1)} |")
+    scored = [row for row in report["rows"] if "error" not in row]
+    if any("paired_p" in row for row in scored):
+        lines += ["", f"Paired Wilcoxon of per-image MAE against {scored[0]['config']} ({report['split']} split): "
+                  + "; ".join(f"{row['config']} p = {row['paired_p']:.2g}" for row in scored[1:]) + "."]
+    if report.get("independent"):
+        extra = report["independent"]
+        lines += ["", f"The same weights on an independent held-out set, the test split of {extra['data']} "
+                  f"({extra['images']} images):", "",
+                  f"| config | r | MAE ± SD | SSIM | PSNR dB | paired p vs {scored[0]['config'] if scored else '–'} |",
+                  "|---|---|---|---|---|---|"]
+        for row in scored:
+            other = row["independent"]
+            p = "–" if "paired_p" not in other else f"{other['paired_p']:.2g}"
+            lines.append(f"| {row['config']} | {_number(other, 'r', 3)} | {_number(other, 'mae', 3)} ± "
+                         f"{_number(other, 'mae_sd', 3)} | {_number(other, 'ssim', 3)} | {_number(other, 'psnr', 1)} "
+                         f"| {p} |")
     return "\n".join(lines) + "\n"
 
 
@@ -181,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help='JSON of TrainConfig fields for every run, e.g. \'{"batch_size": 32, "workers": 8}\'')
     parser.add_argument("--ddpm-config", type=json.loads, default=None, help="JSON DDPMConfig fields (architecture)")
     parser.add_argument("--unet-config", type=json.loads, default=None, help="JSON UNetConfig fields")
+    parser.add_argument("--independent", help="a second held-out set (its test split) every run is scored on too")
     args = parser.parse_args(argv)
     from training.train import TrainConfig
 
@@ -190,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = run_ablation(args.data, args.out, args.budget_s, args.configs, split=args.split,
                           max_images=args.max_images, ddim_steps=args.ddim_steps, batch_size=args.batch_size,
                           device=args.device, seed=args.seed, train=args.train, ddpm_config=args.ddpm_config,
-                          unet_config=args.unet_config)
+                          unet_config=args.unet_config, independent=args.independent)
     print(markdown(report))
     return 0
 

@@ -277,7 +277,9 @@ def phase_phantoms(ctx: dict, plan: dict) -> dict:
 
 
 def phase_ablation(ctx: dict, plan: dict) -> dict:
-    """training.ddpm_ablation with the seconds left split equally between as many configurations as fit."""
+    """training.ddpm_ablation with the seconds left split equally between as many configurations as fit, scored on
+    the validation split and on the independent phantoms."""
+    from training.data import CACHE_INFO
     from training.ddpm_ablation import run_ablation
 
     left = plan["budget_s"]
@@ -290,7 +292,9 @@ def phase_ablation(ctx: dict, plan: dict) -> dict:
     out = Path(ctx["work"]) / "ablation"
     if out.exists():
         shutil.rmtree(out)
+    phantoms = Path(ctx["work"]) / "phantom_cache"  # the phantoms phase's, when it ran: scored there too
     report = run_ablation(str(Path(ctx["work"]) / "cache"), out, budget, configs, split="val",
+                          independent=str(phantoms) if (phantoms / CACHE_INFO).exists() else None,
                           max_images=plan["max_images"], ddim_steps=plan["ddim_steps"],
                           batch_size=plan["batch_size"], device=ctx["device"],
                           train={k: v for k, v in plan["train"].items() if k != "device"},

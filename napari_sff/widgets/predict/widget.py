@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject, QTimer, Signal
 
 from napari_sff import io
 from napari_sff.imports import heap_frozen_here
@@ -150,7 +150,7 @@ class PredictWidget(RequestMixin, RunMixin, OutputLayersMixin, ComparisonMixin, 
         # Last (and it starts after napari has shown the dock): a preload thread started earlier would contend for
         # the GIL with every Qt call above (construction took 1.4 s instead of 0.6 while it loaded torch)
         start_preload()
-        warm_colorbar_text(self.viewer)
+        QTimer.singleShot(0, lambda: warm_colorbar_text(self.viewer))  # its font lookup (8 ms) outside docking's turn
         when_preloaded(self._on_preloaded)
 
     # ----------------------------------------------------------------------------------------- choices
