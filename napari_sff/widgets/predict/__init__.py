@@ -32,6 +32,7 @@ from napari_sff.widgets.predict.request import MODEL_CHOICES
 from napari_sff.widgets.predict.widget import PredictWidget
 from napari_sff.widgets.predict.worker import LayerOutput, RunRequest
 
-__all__ = ["ANATOMY_SUFFIX", "COMPARISON_CELLS", "DDPM_PRELOADED", "DIFFERENCE_COLORMAP", "DIFFERENCE_LIMITS", "ERROR_COLORMAP",
-           "ERROR_LIMITS", "GRID_SPACING", "MIN_STD_LIMIT", "MODEL_CHOICES", "PRELOADED", "PRELOAD_MODULES", "READOUT",
-           "SCOPES", "LayerOutput", "PredictWidget", "RunRequest", "is_predicted_sff", "output_name", "start_preload"]
+__all__ = ["ANATOMY_SUFFIX", "COMPARISON_CELLS", "DDPM_PRELOADED", "DIFFERENCE_COLORMAP", "DIFFERENCE_LIMITS",
+           "ERROR_COLORMAP", "ERROR_LIMITS", "GRID_SPACING", "MIN_STD_LIMIT", "MODEL_CHOICES", "PRELOADED",
+           "PRELOAD_MODULES", "READOUT", "SCOPES", "LayerOutput", "PredictWidget", "RunRequest",
+           "is_predicted_sff", "output_name", "start_preload"]

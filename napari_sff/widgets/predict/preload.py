@@ -26,9 +26,9 @@ PRELOAD_MODULES = ("torch", "napari_sff.models", "napari_sff.domain", "skimage.t
 #: Set once :data:`PRELOAD_MODULES` are imported (or failed to: the run then imports and reports them itself).
 PRELOADED = threading.Event()
 #: The DDPM's part of the models, MONAI with it: preloaded only once the Model choice asks for the DDPM. It adds
-#: ~280,000 objects to the heap of a docked viewer (440,000 -> 720,000, ``bench_gui.py --measure dock``), which
-#: every full garbage collection examines once the freeze has ended (napari runs one at each layer removal):
-#: a cost U-Net users would pay for a model they never chose.
+#: 220,000 objects to the heap of a docked viewer (439,000 -> 659,000), which every full garbage collection
+#: examines once the freeze has ended (napari runs one at each layer removal): 0.31-0.36 s a collection instead of
+#: 0.21-0.26 s on a 2-core AMD EPYC (``bench_gui.py``, docs/bench_gui_cpu.json), for a model U-Net users never chose.
 DDPM_MODULES = ("napari_sff.models.ddpm",)
 #: Set once :data:`DDPM_MODULES` are imported (or failed to).
 DDPM_PRELOADED = threading.Event()
