@@ -15,6 +15,11 @@ learning rate then follows warm-up + cosine over those seconds instead of over t
 ``--compile true`` (torch.compile), ``--channels-last`` (default there) and bf16 autocast (``--amp``) make steps
 faster.
 
+``--normalisation fat`` feeds the network slices scaled by their subcutaneous fat instead of the 99th-percentile
+rule (``napari_sff.preprocess.normalise_t2w``); every checkpoint records which (``input_normalisation``) and
+prediction normalises as its weights were trained. To a GroupNorm U-Net the two are nearly the same input
+(``python -m training.input_scale``); the DDPM's input scale does matter.
+
 Parts: ``config`` (``TrainConfig`` and the command line), ``startup`` (device, precision, process group, slice
 cache and first weights of a run), ``schedules`` (learning rate and EMA decay), ``loop`` (loss, validation, the
 CSV log, ``train`` and ``main``; ``__main__`` runs it) and ``provenance`` (what a checkpoint records about its
