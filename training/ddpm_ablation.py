@@ -26,8 +26,6 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
 from napari_sff.io import atomic_write_text
 
 #: name -> (model, DDPMConfig fields that make the variant); the DDPM architecture comes from --ddpm-config.
@@ -157,9 +155,9 @@ def run_ablation(data: str, out: str | Path, budget_s: float, configs: Sequence[
 
 
 def _paired_tests(rows: list[dict], image_maes: list[dict | None]) -> None:
-    """Each scored row gets ``paired_p`` (per set: Wilcoxon signed-rank of per-image MAE against the first scored
-    configuration's, the same images in the same order)."""
-    from scipy import stats
+    """Each scored row gets ``paired_p`` (per set: ``training.evaluate.paired_test``, Wilcoxon signed-rank of
+    per-image MAE against the first scored configuration's, the same images in the same order)."""
+    from training.evaluate import paired_test
 
     scored = [(row, maes) for row, maes in zip(rows, image_maes, strict=True) if maes is not None]
     if len(scored) < 2:
@@ -168,9 +166,7 @@ def _paired_tests(rows: list[dict], image_maes: list[dict | None]) -> None:
     for row, maes in scored[1:]:
         row["paired_p_vs"] = first_row["config"]
         for which, values in maes.items():
-            differs = bool(np.any(values != first[which]))
-            p = float(stats.wilcoxon(values, first[which]).pvalue) if differs else 1.0
-            (row if which == "split" else row[which])["paired_p"] = p
+            (row if which == "split" else row[which])["paired_p"] = paired_test(values, first[which])["p_value"]
 
 
 def _number(row: dict, key: str, digits: int) -> str:

@@ -66,22 +66,16 @@ def _maps(model, normalised: np.ndarray, ddim_steps: int, batch_size: int) -> np
 def normalisation_scores(model, raw: np.ndarray, truth: np.ndarray, methods: Sequence[str], *,
                          ddim_steps: int = 10, batch_size: int = 8) -> dict:
     """The same weights scored on ``raw`` slices normalised by each method; the first method is the reference of
-    the paired tests (per-image body MAE, Wilcoxon signed-rank)."""
-    from scipy import stats
-
-    from training.metrics import image_metrics, summarise
+    the paired tests (per-image body MAE, ``training.evaluate.paired_test``)."""
+    from training.evaluate import paired_test, score
 
     scores, maes = {}, {}
     for method in methods:
-        predicted = _maps(model, normalise_t2w(raw, method), ddim_steps, batch_size)
-        per_image = [image_metrics(p, t, r) for p, t, r in zip(predicted, truth, raw, strict=True)]
-        scores[method] = {key: summarise(per_image)[key] for key in ("mae", "mae_sd", "r")}
-        maes[method] = np.array([m["mae"] for m in per_image])
+        summary, maes[method] = score(_maps(model, normalise_t2w(raw, method), ddim_steps, batch_size), truth, raw)
+        scores[method] = {key: summary[key] for key in ("mae", "mae_sd", "r")}
     reference = methods[0]
     for method in methods[1:]:
-        differs = np.any(maes[method] != maes[reference])
-        scores[method]["paired_p_vs_" + reference] = (
-            float(stats.wilcoxon(maes[method], maes[reference]).pvalue) if differs else 1.0)
+        scores[method]["paired_p_vs_" + reference] = paired_test(maes[method], maes[reference])["p_value"]
     return scores
 
 

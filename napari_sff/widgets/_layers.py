@@ -99,13 +99,19 @@ def upsert_image(viewer: Any, name: str, data: np.ndarray, source: Any, *, metad
         return viewer.add_image(data, name=name, metadata=metadata, **spatial_placement(source, drop), **kwargs)
 
 
+def unproxied_layers(viewer: Any) -> Any:
+    """The viewer's own layer list: the viewer napari hands a plugin is a public-only proxy, whose private
+    attributes (a flag, an event's emitter kept for later) are refused or rebuilt at each lookup."""
+    return getattr(viewer.layers, "__wrapped__", viewer.layers)
+
+
 @contextmanager
 def inserted_unselected(viewer: Any) -> Iterator[None]:
     """Layers inserted meanwhile are not made the selected one, as napari makes each new layer: switching the
     layer controls to it took 20-30 ms of the GUI thread on a 2-core AMD EPYC, in the same turn as napari's own
     ~60 ms of adding it. napari keeps the rule in a private flag of its layer list
     (``SelectableEventedList._activate_on_insert``); a napari without it selects as usual."""
-    layers = getattr(viewer.layers, "__wrapped__", viewer.layers)  # the plugin's viewer is a public-only proxy
+    layers = unproxied_layers(viewer)
     if not isinstance(getattr(layers, "_activate_on_insert", None), bool):
         yield
         return

@@ -202,8 +202,7 @@ class ComparisonMixin:
     def _anatomy_cell(self, layer: Any) -> Any:
         """The T2w copy under ``layer`` in its cell, or None."""
         for other in self.viewer.layers:
-            info = other.metadata.get("napari_sff") or {}
-            if info.get("kind") == "anatomy" and info.get("cell_of") == layer.name:
+            if _layers.layer_kind(other) == "anatomy" and other.metadata["napari_sff"].get("cell_of") == layer.name:
                 return other
         return None
 

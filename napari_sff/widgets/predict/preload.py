@@ -16,6 +16,7 @@ from typing import Any
 
 from napari_sff.imports import freeze_heap, import_quietly, open_torch_library, unfreeze_heap
 from napari_sff.widgets._background import run_once_in_background, when_set
+from napari_sff.widgets._layers import unproxied_layers
 
 #: What the first Run would otherwise import (torch, MONAI, scikit-image, the domain check): imported in the
 #: background as soon as the widget is docked, torch included (imported on the GUI thread it froze docking for
@@ -101,7 +102,7 @@ def freeze_heap_until_a_removal(viewer: Any) -> Callable[[], None] | None:
     the freeze (the widget calls it when closed), or None when nothing was frozen."""
     if not freeze_heap():
         return None
-    layers = getattr(viewer.layers, "__wrapped__", viewer.layers)  # the plugin's viewer is a public-only proxy
+    layers = unproxied_layers(viewer)
     kept = weakref.WeakSet(layers)
     removing = layers.events.removing
 
