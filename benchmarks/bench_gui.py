@@ -10,8 +10,10 @@ held (napari_sff.imports). ``dock-roi``: docking the ROI widget until its plots 
 matplotlib). ``first-run``: the widget's first Run with the shipped U-Net on a 100 x 512 x 512 T2w (issue
 #11's volume; the current slice, whole-volume output layers) and on 100 x 8 x 8, and the GUI-thread steps that
 overlap the longest stall; ``first_run_big_vispy_as_is``, the control: the same with ``NAPARI_SFF_VISPY_SHIM=0``
-(vispy's own quadratic comment strip when a colour bar is first drawn; napari_sff.widgets._shader_parsing), and
-``first_run_big_selecting`` with ``--select-on-insert`` (napari selecting each layer the run adds). The first
+(vispy's own quadratic comment strip when a colour bar is first drawn; napari_sff.widgets._shader_parsing),
+``first_run_big_selecting`` with ``--select-on-insert`` (napari selecting each layer the run adds, and building
+its controls at once), and ``first_run_big_controls_at_once`` with ``NAPARI_SFF_DEFER_CONTROLS=0`` (each new
+layer's controls built in the turn that adds it; napari_sff.widgets._insertion; with the grid too). The first
 colour bar's draw and each layer's adding are timed on their own too: less noisy than the stalls. After the big
 volume's first Run the comparison grid is turned on, off and on again (``--grid``; its control
 ``first_run_big_heap_as_is``: ``NAPARI_SFF_GC_FREEZE=0``, no garbage-collector freeze after the preload).
@@ -130,8 +132,10 @@ def measure_first_run(weights: dict, shape: tuple[int, ...] = BIG_SHAPE, tick_s:
         begun = time.perf_counter()
         try:
             return advance(steps, generation)
-        finally:
-            events.append(("napari grid step", begun, time.perf_counter()))
+        finally:  # named by the line of the yield it stopped at (the step's last napari operation is above it)
+            frame = getattr(steps._running, "gi_frame", None)
+            where = f" to line {frame.f_lineno}" if frame is not None else " (the last)"
+            events.append((f"napari grid step{where}", begun, time.perf_counter()))
 
     _turns.Steps._advance = timed_advance
     rng = np.random.default_rng(0)
@@ -141,6 +145,8 @@ def measure_first_run(weights: dict, shape: tuple[int, ...] = BIG_SHAPE, tick_s:
 
     result["dock_s"] = time.perf_counter() - started
     while not predict.PRELOADED.is_set():  # the background imports that follow docking
+        pump(0.02)
+    while widget._text_warmup.busy:  # the glyphs' steps, while the user would choose settings
         pump(0.02)
     result["preload_s"], result["preload_longest_stall_s"] = time.perf_counter() - started, longest_gap(started)
     widget.unet_weights.value = weights["unet"]
@@ -237,7 +243,9 @@ def measure_docking(tick_s: float = 0.010, load_torch_library_first: bool = True
 
     while not predict.PRELOADED.is_set():
         pump(0.02)
-    pump(0.5)  # the glyphs' turns and the device list's poll
+    pump(0.5)  # the device list's poll
+    while widget._text_warmup.busy:  # the glyphs' steps
+        pump(0.02)
     result["preload_s"] = time.perf_counter() - started
     gaps = np.diff([started, *[t for t in ticks if t >= started]])
     result["longest_stall_s"] = float(gaps.max())
@@ -367,9 +375,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.select_on_insert:
             from contextlib import nullcontext
 
-            from napari_sff.widgets import _layers
+            from napari_sff.widgets import _insertion
 
-            _layers.inserted_unselected = lambda viewer: nullcontext()
+            _insertion.inserted_unselected = lambda viewer: nullcontext()
         print(json.dumps(measure_first_run(weights, tuple(json.loads(args.shape)) if args.shape else BIG_SHAPE,
                                            grid=args.grid)))
         return 0
@@ -382,8 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     compileall.compile_dir(os.path.dirname(napari_sff.__file__), quiet=1)
     runs: dict[str, list[dict]] = {"dock": [], "dock_import_only": [], "dock_roi": [], "first_run_big": [],
                                    "first_run_tiny": [], "first_run_big_vispy_as_is": [], "first_run_big_selecting": [],
-                                   "first_run_big_heap_as_is": []}
+                                   "first_run_big_heap_as_is": [], "first_run_big_controls_at_once": []}
     from napari_sff.imports import GC_FREEZE_SWITCH
+    from napari_sff.widgets._insertion import DEFER_CONTROLS_SWITCH
     from napari_sff.widgets._shader_parsing import ENV_SWITCH
 
     for _ in range(args.repeats):  # interleaved: each pair measured under the same load
@@ -399,9 +408,12 @@ def main(argv: list[str] | None = None) -> int:
         runs["first_run_big_heap_as_is"].append(measure_in_fresh_process("first-run", shape=BIG_SHAPE,
                                                                          env={GC_FREEZE_SWITCH: "0"},
                                                                          options=("--grid",)))
-        # the other control: napari selects each layer as it adds it (napari_sff.widgets._layers.inserted_unselected)
+        # the other control: napari selects each layer as it adds it (napari_sff.widgets._insertion.inserted_unselected)
         runs["first_run_big_selecting"].append(measure_in_fresh_process("first-run", shape=BIG_SHAPE,
                                                                         options=("--select-on-insert",)))
+        # and: each new layer's controls built as napari adds it (napari_sff.widgets._insertion switched off)
+        runs["first_run_big_controls_at_once"].append(measure_in_fresh_process(
+            "first-run", shape=BIG_SHAPE, env={DEFER_CONTROLS_SWITCH: "0"}, options=("--grid",)))
     summary = {"dock_longest_stall_s": _spread([r["longest_stall_s"] for r in runs["dock"]]),
                "dock_import_only_longest_stall_s": _spread([r["longest_stall_s"] for r in runs["dock_import_only"]]),
                "dock_s": _spread([r["dock_s"] for r in runs["dock"]]),
@@ -412,13 +424,15 @@ def main(argv: list[str] | None = None) -> int:
                "dock_roi_longest_stall_s": _spread([r["longest_stall_s"] for r in runs["dock_roi"]]),
                **{f"{name}_longest_stall_s": _spread([r["first_longest_stall_s"] for r in runs[name]])
                   for name in ("first_run_big", "first_run_tiny", "first_run_big_vispy_as_is",
-                               "first_run_big_selecting")},
+                               "first_run_big_selecting", "first_run_big_controls_at_once")},
                **{f"{name}_colorbar_first_draw_s": _spread([r["first_colorbar_first_draw_s"] for r in runs[name]])
                   for name in ("first_run_big", "first_run_big_vispy_as_is")},
-               **{f"{name}_add_{kind}_s": _spread([r["first_napari_steps_s"][f"napari add {kind}"] for r in runs[name]])
-                  for name in ("first_run_big", "first_run_big_selecting") for kind in ("sff", "error")},
+               **{f"{name}_{step}_{kind}_s": _spread([r["first_napari_steps_s"][f"napari {step} {kind}"]
+                                                      for r in runs[name]])
+                  for name in ("first_run_big", "first_run_big_selecting", "first_run_big_controls_at_once")
+                  for step in ("add", "controls") for kind in ("sff", "error")},
                **{f"{name}_{phase}_longest_stall_s": _spread([r[f"{phase}_longest_stall_s"] for r in runs[name]])
-                  for name in ("first_run_big", "first_run_big_heap_as_is")
+                  for name in ("first_run_big", "first_run_big_heap_as_is", "first_run_big_controls_at_once")
                   for phase in ("grid_on", "grid_off", "grid_on_again")}}
     import platform
 

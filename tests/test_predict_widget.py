@@ -227,15 +227,18 @@ def test_first_run_on_a_big_volume_stalls_the_gui_no_longer_than_on_a_tiny_one(t
 
 def test_a_new_map_is_revealed_in_steps_and_a_rerun_never_hides_it(docked, qtbot):
     """Issue #11: napari built a new map's colour bar (40-80 ms) and drew it for the first time (80-110 ms) in one
-    stall. A new SFF map is added hidden, its colour bar built while hidden ("style"), the map shown ("show")
-    and then its colour bar ("colorbar"): each a stall of its own (``benchmarks/bench_gui.py``). A re-run
-    updates the shown map in place: it stays visible through every step."""
+    stall. A new SFF map is added hidden and without its layer controls, which come next ("controls"), its colour
+    bar built while hidden ("style"), the map shown ("show") and then its colour bar ("colorbar"): each a stall
+    of its own (``benchmarks/bench_gui.py``). A re-run updates the shown map in place: it stays visible through
+    every step."""
     from napari_sff.widgets.predict.worker import LAYER_STEPS
 
     viewer, widget = docked
     widget.scope.value = "Current slice"
     name = output_name("sff", "unet", "synthetic_thigh_t2w")
     seen = []
+    controls = viewer.window._qt_viewer.controls.widgets  # napari's layer controls, by layer
+    with_controls = []
 
     def record(step):
         PredictWidget._on_yielded(widget, step)
@@ -243,6 +246,7 @@ def test_a_new_map_is_revealed_in_steps_and_a_rerun_never_hides_it(docked, qtbot
         if output.name == name:
             layer = viewer.layers[name]
             seen.append((what, layer.visible, layer.colorbar.visible))
+            with_controls.append(any(built.name == name for built in controls))
 
     widget._on_yielded = record  # what a run connects its worker's steps to
     toggled = []
@@ -250,8 +254,9 @@ def test_a_new_map_is_revealed_in_steps_and_a_rerun_never_hides_it(docked, qtbot
         seen.clear()
         wait_for(qtbot, widget.run())
         if run == 0:
-            assert seen == [("add", False, False), ("style", False, False), ("show", True, False),
-                            ("colorbar", True, True)]
+            assert seen == [("add", False, False), ("controls", False, False), ("style", False, False),
+                            ("show", True, False), ("colorbar", True, True)]
+            assert with_controls == [False, True, True, True, True]  # napari's layer controls: a step of their own
             viewer.layers[name].events.visible.connect(lambda event: toggled.append(event.source.visible))
         else:
             assert seen == [(step, True, True) for step in LAYER_STEPS]
@@ -346,8 +351,9 @@ def test_choosing_the_ddpm_renews_the_freeze_over_the_layers_added_since(docked,
 def test_docking_imports_torch_in_the_background_and_warms_the_colour_bar_glyphs(bench_gui):
     """Issue #11: docking the widget froze the viewer 3.5 s, 2.7 s of it importing torch on the GUI thread (the
     device list asked torch). Now torch is imported by the background preload and the device list is filled in
-    when it is done; the glyphs of napari's colour bars are rendered while the user chooses settings, so the
-    first colour bar renders none (measured: ~190 ms of its 309 ms draw)."""
+    when it is done; the glyphs of napari's colour bars and of the grid's titles are rendered while the user
+    chooses settings, so the first colour bar renders none (measured: ~190 ms of its 309 ms draw)."""
+    from napari_sff.widgets.predict.comparison import TITLE_GLYPHS
     from napari_sff.widgets.predict.preload import COLORBAR_GLYPHS
 
     result = bench_gui.measure_in_fresh_process("dock")
@@ -357,7 +363,7 @@ def test_docking_imports_torch_in_the_background_and_warms_the_colour_bar_glyphs
     assert result["device_choices_at_docking"] == ["auto", "cpu"]
     assert result["device_choices"] == ["auto", *result["available_devices"]]  # as the preload thread found them
     assert result["devices_found_by_preload"] == result["available_devices"]
-    assert set(COLORBAR_GLYPHS) <= set(result["warmed_glyphs"])
+    assert set(COLORBAR_GLYPHS + TITLE_GLYPHS) <= set(result["warmed_glyphs"])
     assert result["colorbar_shown"] and result["glyphs_after_colorbar"] == result["warmed_glyphs"]
     # MONAI waits for the DDPM to be chosen (the U-Net is the default), then comes in the background, and the
     # collector's freeze is renewed over it: a full collection examines only what was made since.
@@ -720,3 +726,24 @@ def test_the_readout_shows_how_unlike_its_training_slices_the_unet_finds_the_sli
     assert f"training ≤ {expected.feature_threshold:.2f}" in text
     viewer.cursor.position = layer.data_to_world((7, 40, 40))  # not predicted: no line
     assert not any(title.startswith("U-Net, slice") for title, _ in widget.readout_values(viewer.cursor.position))
+
+
+def test_glyph_steps_render_each_missing_glyph_in_a_step_of_its_own():
+    """A text's glyphs are rendered one per step (about 12 ms each), cached ones skipped without a step."""
+    from napari_sff.widgets.predict.preload import glyph_steps
+
+    class Font:  # vispy's TextureFont: indexing renders a glyph into ``_glyphs`` once
+        def __init__(self):
+            self._glyphs, self.rendered = {"a": object()}, []
+
+        def __getitem__(self, char):
+            if char not in self._glyphs:
+                self.rendered.append(char)
+                self._glyphs[char] = object()
+            return self._glyphs[char]
+
+    font = Font()
+    steps = glyph_steps(font, "abca b")
+    assert font.rendered == []  # nothing before the first step
+    assert sum(1 for _ in steps) == 3 and font.rendered == ["b", "c", " "]
+    assert list(glyph_steps(font, "cab")) == []  # all cached: no step at all

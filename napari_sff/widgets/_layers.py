@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -80,10 +79,11 @@ def layer_volume(layer: Any, time_index: int | None = None) -> io.Volume:
     return volume
 
 
-def upsert_image(viewer: Any, name: str, data: np.ndarray, source: Any, *, metadata: dict, select: bool = True,
-                 **kwargs: Any) -> Any:
-    """Update the layer called ``name`` in place (re-runs do not pile up copies) or add it like ``source``;
-    ``select=False`` leaves the selection as it is (:func:`inserted_unselected`)."""
+def upsert_image(viewer: Any, name: str, data: np.ndarray, source: Any, *, metadata: dict,
+                 inserting: AbstractContextManager | None = None, **kwargs: Any) -> Any:
+    """Update the layer called ``name`` in place (re-runs do not pile up copies) or add it like ``source``,
+    inside ``inserting`` if given (:meth:`napari_sff.widgets._insertion.DeferredControls.inserting`: not
+    selected, its controls built later)."""
     drop = source.ndim - data.ndim
     if name in viewer.layers:
         layer = viewer.layers[name]
@@ -95,32 +95,8 @@ def upsert_image(viewer: Any, name: str, data: np.ndarray, source: Any, *, metad
                     setattr(layer, key, kwargs[key])
             return layer
         viewer.layers.remove(layer)
-    with nullcontext() if select else inserted_unselected(viewer):
+    with inserting if inserting is not None else nullcontext():
         return viewer.add_image(data, name=name, metadata=metadata, **spatial_placement(source, drop), **kwargs)
-
-
-def unproxied_layers(viewer: Any) -> Any:
-    """The viewer's own layer list: the viewer napari hands a plugin is a public-only proxy, whose private
-    attributes (a flag, an event's emitter kept for later) are refused or rebuilt at each lookup."""
-    return getattr(viewer.layers, "__wrapped__", viewer.layers)
-
-
-@contextmanager
-def inserted_unselected(viewer: Any) -> Iterator[None]:
-    """Layers inserted meanwhile are not made the selected one, as napari makes each new layer: switching the
-    layer controls to it took 20-30 ms of the GUI thread on a 2-core AMD EPYC, in the same turn as napari's own
-    ~60 ms of adding it. napari keeps the rule in a private flag of its layer list
-    (``SelectableEventedList._activate_on_insert``); a napari without it selects as usual."""
-    layers = unproxied_layers(viewer)
-    if not isinstance(getattr(layers, "_activate_on_insert", None), bool):
-        yield
-        return
-    before = layers._activate_on_insert
-    layers._activate_on_insert = False
-    try:
-        yield
-    finally:
-        layers._activate_on_insert = before
 
 
 def voxel_at(layer: Any, world_position: Any) -> tuple[int, ...] | None:

@@ -17,6 +17,7 @@ from napari_sff import io
 from napari_sff.inference import ARCH_LABELS
 from napari_sff.widgets import _layers
 from napari_sff.widgets._layers import is_predicted_sff
+from napari_sff.widgets.predict.preload import canvas_font, glyph_steps
 
 #: Grid cells of the comparison, in reading order: (title, kind, arch, shown at once). The others are on demand:
 #: ticking a hidden map's eye in the layer list shows it in its own cell with its anatomy.
@@ -25,6 +26,10 @@ COMPARISON_CELLS = (("U-Net SFF", "sff", "unet", True), ("DDPM SFF", "sff", "ddp
                     ("|DDPM − ground truth|", "error", "ddpm", False), ("DDPM SD", "std", "ddpm", False))
 #: A cell's T2w copy is named (and its cell titled) "<title> on T2w": in the layer list it reads as the anatomy.
 ANATOMY_SUFFIX = " on T2w"
+TRUTH_TITLE = "Ground truth SFF"
+#: Every character of the cells' titles: their glyphs are rendered while the user chooses settings
+#: (preload.warm_canvas_text); a title's first draw rendered them in one stall of 60-150 ms.
+TITLE_GLYPHS = "".join(dict.fromkeys(TRUTH_TITLE + ANATOMY_SUFFIX + "".join(cell[0] for cell in COMPARISON_CELLS)))
 #: Grid spacing between comparison cells (a fraction of a cell), so each map reads as its own panel.
 GRID_SPACING = 0.03
 
@@ -32,8 +37,8 @@ GRID_SPACING = 0.03
 class ComparisonMixin:
     """The widget's comparison grid. Uses the widget's ``viewer``, ``ground_truth``, ``_source`` and
     ``_anatomy`` (the last run's T2w layer and volume), ``_closed``, ``_cell_links``, ``_hidden_for_grid``,
-    ``_style_pending`` and ``_arrangement`` (a :class:`~napari_sff.widgets._turns.Steps`), and the output
-    layers' ``_map`` and ``_present``."""
+    ``_style_pending``, ``_deferred_controls`` and ``_arrangement`` (a :class:`~napari_sff.widgets._turns.Steps`),
+    and the output layers' ``_map`` and ``_present``."""
 
     def _on_removed(self, event: Any) -> None:
         """A comparison map removed takes its anatomy cell with it; the run's T2w removed ends the comparison."""
@@ -65,7 +70,7 @@ class ComparisonMixin:
         cells = []
         truth = self._truth_layer()
         if truth is not None and self._source is not None:
-            cells.append(("Ground truth SFF", truth, True))
+            cells.append((TRUTH_TITLE, truth, True))
         for title, kind, arch, shown in COMPARISON_CELLS:
             layer = self._map(kind, arch)
             if layer is not None:
@@ -100,6 +105,7 @@ class ComparisonMixin:
         on and the cells are shown one by one: napari moves every shown visual into the grid's views at once,
         and their first draw there rebuilt all their shaders in one stall."""
         grid = self.viewer.grid
+        font = canvas_font(self.viewer)
         cells = self.comparison_cells()
         if not cells:  # nothing predicted yet: napari's plain grid
             grid.enabled = True
@@ -113,6 +119,8 @@ class ComparisonMixin:
         for i, ((title, layer, _), anatomy) in enumerate(zip(cells, anatomies, strict=True)):
             if anatomy is None:  # a new T2w copy (napari adds an image layer in 50-100 ms), hidden
                 anatomies[i] = self._add_anatomy_cell(layer, title)
+                yield
+                self._deferred_controls.build(anatomies[i])  # its layer controls (20-35 ms), a step later
                 yield
         ordered = [layer for (_, map_layer, _), anatomy in zip(cells, anatomies, strict=True)
                    for layer in (anatomy, map_layer)]
@@ -145,6 +153,8 @@ class ComparisonMixin:
                 anatomy.visible = True
                 yield
                 if not anatomy.name_overlay.visible:
+                    if font is not None:  # glyphs the warm-up at docking did not render (a renamed layer)
+                        yield from glyph_steps(font, anatomy.name)
                     anatomy.name_overlay.visible = True
                     yield
                 layer.visible = True
@@ -207,12 +217,12 @@ class ComparisonMixin:
         return None
 
     def _add_anatomy_cell(self, layer: Any, title: str) -> Any:
-        """A new T2w copy (same array, no data copied) for ``layer``'s cell, titled by its name; hidden and not
-        selected (napari's selecting it switched the layer controls in the same stall)."""
+        """A new T2w copy (same array, no data copied) for ``layer``'s cell, titled by its name; hidden, not
+        selected and without its layer controls yet (``_deferred_controls``: napari's own in the same stall)."""
         source = self._source
         data = self._anatomy if self._anatomy is not None else np.asarray(source.data)
         info = {"kind": "anatomy", "cell_of": layer.name, "source_layer": source.name}
-        with _layers.inserted_unselected(self.viewer):
+        with self._deferred_controls.inserting():
             anatomy = self.viewer.add_image(data, name=title + ANATOMY_SUFFIX, colormap="gray",
                                             contrast_limits=source.contrast_limits, gamma=source.gamma,
                                             metadata={"napari_sff": info}, visible=False,

@@ -60,8 +60,8 @@ def difference_colormap() -> str:
 
 class OutputLayersMixin:
     """The widget's output layers. Uses the widget's ``viewer``, ``side_by_side``, ``_source`` (the T2w layer
-    of the last run), ``_adding``, ``_style_pending`` and ``_revealing``, and the comparison grid's
-    ``show_comparison``."""
+    of the last run), ``_adding``, ``_style_pending``, ``_revealing`` and ``_deferred_controls``, and the
+    comparison grid's ``show_comparison``."""
 
     def _on_inserted(self, event: Any) -> None:
         if not self._adding:  # a run's own layers are styled in the step after their insertion
@@ -89,9 +89,10 @@ class OutputLayersMixin:
         reveal = self._adding and kind == "sff" and name not in self.viewer.layers and kwargs.get("visible", True)
         if reveal:  # shown in later steps (worker.LAYER_STEPS)
             kwargs["visible"] = False
-        # a run's layers are not selected as napari adds them: _present selects the map the user is to see
-        added = _layers.upsert_image(self.viewer, name, data, layer, metadata=metadata, select=not self._adding,
-                                     **kwargs)
+        # a run's new layers are not selected as napari adds them (_present selects the map the user is to see),
+        # and get their layer controls in the next step ("controls")
+        inserting = self._deferred_controls.inserting() if self._adding else None
+        added = _layers.upsert_image(self.viewer, name, data, layer, metadata=metadata, inserting=inserting, **kwargs)
         if reveal:  # by name: the viewer napari hands a plugin gives a new proxy of a layer at each lookup
             self._revealing.add(name)
         if not self._adding:  # else the next step: napari builds the colour bar in ~60-120 ms on its own
@@ -99,11 +100,14 @@ class OutputLayersMixin:
         return added
 
     def _reveal_step(self, step: str, layer: Any, kind: str) -> None:
-        """One of :data:`~napari_sff.widgets.predict.worker.LAYER_STEPS` after "add" for ``layer``: a map added
-        hidden to be revealed gets its colour bar built while hidden ("style"), is shown ("show"), then its
-        colour bar ("colorbar"); any other layer is styled at "style" as before."""
+        """One of :data:`~napari_sff.widgets.predict.worker.LAYER_STEPS` after "add" for ``layer``: a new layer
+        gets its layer controls ("controls"); a map added hidden to be revealed gets its colour bar built while
+        hidden ("style"), is shown ("show"), then its colour bar ("colorbar"); any other layer is styled at
+        "style" as before."""
         revealing = layer.name in self._revealing
-        if step == "style":
+        if step == "controls":
+            self._deferred_controls.build(layer)
+        elif step == "style":
             if not revealing:
                 self._style(layer, kind)
                 return

@@ -1,6 +1,6 @@
 """The first Run's one-off costs, paid as soon as the widget is docked while the user is still choosing settings:
 the heavy imports in a background thread (started just after docking), and the glyphs of napari's first colour
-bar on the GUI thread, one per event-loop turn.
+bar and of the comparison grid's titles on the GUI thread, one per event-loop turn.
 
 Kept apart from the widget because it is process-wide state (one preload per process, an Event the tests wait on),
 not part of any one widget.
@@ -11,12 +11,13 @@ from __future__ import annotations
 import threading
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from napari_sff.imports import freeze_heap, import_quietly, open_torch_library, unfreeze_heap
 from napari_sff.widgets._background import run_once_in_background, when_set
-from napari_sff.widgets._layers import unproxied_layers
+from napari_sff.widgets._insertion import unproxied_layers
+from napari_sff.widgets._turns import Steps
 
 #: What the first Run would otherwise import (torch, MONAI, scikit-image, the domain check): imported in the
 #: background as soon as the widget is docked, torch included (imported on the GUI thread it froze docking for
@@ -67,30 +68,41 @@ def when_preloaded(callback: Callable[[], None]) -> None:
     when_set(PRELOADED, callback)
 
 
-def warm_colorbar_text(viewer: Any) -> bool:
-    """Render :data:`COLORBAR_GLYPHS` into the canvas's font atlas, one per event-loop turn (about 12 ms each
-    here): napari renders each glyph the first time a text needs it, which made the first colour bar's draw
-    180-200 ms longer (309 ms in all, the longest stall of the first Run). False where this napari keeps its
-    font elsewhere (it is private; napari 0.9): there the first colour bar pays for its glyphs itself."""
+def canvas_font(viewer: Any) -> Any:
+    """The font atlas napari's canvas texts (colour bars, layer titles) draw their glyphs from, or None where
+    this napari keeps its font elsewhere (it is private; napari 0.9)."""
     try:
         with warnings.catch_warnings():  # napari warns plugins off its private Qt viewer (gone from 0.10 on)
             warnings.simplefilter("ignore", FutureWarning)
             info = viewer.window._qt_viewer.canvas.font_info()
-        font = info.font_manager.get_font(info.face)
+            font = info.font_manager.get_font(info.face)
     except Exception:  # another napari: nothing to warm, nothing broken
-        return False
-    from qtpy.QtCore import QTimer
+        return None
+    return getattr(font, "__wrapped__", font)  # a plugin gets a public-only proxy (its glyph cache is private)
 
-    def render(remaining: str) -> None:
-        if not remaining:
-            return
+
+def glyph_steps(font: Any, text: str) -> Iterator[None]:
+    """Render the glyphs of ``text`` that ``font`` lacks, ``yield`` after each (about 12 ms each on a 2-core AMD
+    EPYC): napari renders each glyph the first time a text needs it, in that text's first draw."""
+    for char in dict.fromkeys(text):
+        if char in getattr(font, "_glyphs", {}):  # vispy's cache of rendered glyphs
+            continue
         try:
-            font[remaining[0]]  # renders and keeps the glyph; cached ones cost nothing
+            font[char]  # renders and keeps the glyph
         except Exception:  # the canvas went away with its viewer
             return
-        QTimer.singleShot(0, lambda: render(remaining[1:]))
+        yield
 
-    QTimer.singleShot(0, lambda: render(COLORBAR_GLYPHS))
+
+def warm_canvas_text(viewer: Any, text: str, steps: Steps) -> bool:
+    """Render the glyphs of ``text`` into the canvas's font atlas, one per step of ``steps``, while the user
+    chooses settings: the glyphs of the first colour bar made its first draw 180-200 ms longer (309 ms in all,
+    the longest stall of the first Run), and a comparison cell's title 60-150 ms. False where this napari keeps
+    its font elsewhere: there each text pays for its glyphs itself."""
+    font = canvas_font(viewer)
+    if font is None:
+        return False
+    steps.start(glyph_steps(font, text))
     return True
 
 

@@ -19,19 +19,21 @@ from napari_sff import io
 from napari_sff.imports import heap_frozen_here
 from napari_sff.widgets import _layers
 from napari_sff.widgets._background import when_set
+from napari_sff.widgets._insertion import DeferredControls
 from napari_sff.widgets._layers import SCOPES
 from napari_sff.widgets._turns import Steps
-from napari_sff.widgets.predict.comparison import ComparisonMixin
+from napari_sff.widgets.predict.comparison import TITLE_GLYPHS, ComparisonMixin
 from napari_sff.widgets.predict.export import ExportMixin
 from napari_sff.widgets.predict.layers import OutputLayersMixin
 from napari_sff.widgets.predict.preload import (
+    COLORBAR_GLYPHS,
     DDPM_PRELOADED,
     DEVICES,
     PRELOADED,
     freeze_heap_until_a_removal,
     start_ddpm_preload,
     start_preload,
-    warm_colorbar_text,
+    warm_canvas_text,
     when_preloaded,
 )
 from napari_sff.widgets.predict.readout import ReadoutMixin
@@ -70,6 +72,7 @@ class PredictWidget(RequestMixin, RunMixin, OutputLayersMixin, ComparisonMixin, 
         self._cell_links: list[tuple[Any, Any]] = []  # (map visible event, callback) of the comparison grid
         self._hidden_for_grid: list[Any] = []  # layers the comparison grid hid; shown again when it ends
         self._arrangement = Steps()  # the comparison grid's set-up or take-down, a step per event-loop turn
+        self._text_warmup = Steps()  # rendering the glyphs of colour bars and grid titles after docking
         self._release_heap: Any = None  # undoes the garbage collector's freeze after the preload (preload.py)
         self._ddpm_asked = False  # the Model choice asked for the DDPM: its modules are preloaded then
         self._bridge = _ProgressBridge()
@@ -79,6 +82,7 @@ class PredictWidget(RequestMixin, RunMixin, OutputLayersMixin, ComparisonMixin, 
         self._adding = False  # inside a step that adds a layer: its styling is the next step
         self._style_pending: dict[str, Any] = {}  # hidden map's name -> callback styling it once shown
         self._revealing: set[str] = set()  # new maps added hidden, until their colour bar is on (layers.py)
+        self._deferred_controls = DeferredControls(napari_viewer)  # a new layer's controls: a step of their own
         # the worker's only way back (the bridge is looked up at each call: once closed, emit raises RuntimeError)
         self._link = WorkerLink(warn=lambda message: self._bridge.warned.emit(message),
                                 progress=lambda done, total, arch: self._bridge.progressed.emit(done, total, arch),
@@ -150,7 +154,8 @@ class PredictWidget(RequestMixin, RunMixin, OutputLayersMixin, ComparisonMixin, 
         # Last (and it starts after napari has shown the dock): a preload thread started earlier would contend for
         # the GIL with every Qt call above (construction took 1.4 s instead of 0.6 while it loaded torch)
         start_preload()
-        QTimer.singleShot(0, lambda: warm_colorbar_text(self.viewer))  # its font lookup (8 ms) outside docking's turn
+        # the font lookup (8 ms) outside docking's turn, then a glyph per step
+        QTimer.singleShot(0, lambda: warm_canvas_text(self.viewer, COLORBAR_GLYPHS + TITLE_GLYPHS, self._text_warmup))
         when_preloaded(self._on_preloaded)
 
     # ----------------------------------------------------------------------------------------- choices
@@ -233,6 +238,8 @@ class PredictWidget(RequestMixin, RunMixin, OutputLayersMixin, ComparisonMixin, 
         self._closed = True
         self._cancel.set()
         self._arrangement.cancel()
+        self._text_warmup.cancel()
+        self._deferred_controls.close()
         if self._release_heap is not None:
             self._release_heap()
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):

@@ -79,13 +79,14 @@ class WorkerLink:
 
 
 #: The GUI thread's steps for each output layer, one per event-loop turn. napari's costs for a new SFF map on a
-#: 2-core AMD EPYC: adding an image layer (50-60 ms, unselected: _layers.inserted_unselected), building its colour
-#: bar (30-50 ms of Python) and the colour bar's first draw (60-75 ms, compiling five shader programs, with
-#: _shader_parsing; 100-110 ms without), which Qt runs right after the step that asks for it. So a new map that
-#: will be shown is added hidden, its colour bar built while hidden and turned off again ("style"), the map shown
-#: ("show": only the image is drawn) and then its colour bar ("colorbar": only the colour bar is drawn); each its
-#: own stall instead of one of 150-230 ms. A step with nothing to do for a layer does nothing.
-LAYER_STEPS = ("add", "style", "show", "colorbar")
+#: 2-core AMD EPYC: adding an image layer (50-90 ms: 30-40 without its layer controls, which take 20-35 ms;
+#: _insertion), building its colour bar (30-50 ms of Python) and the colour bar's first draw (60-75 ms, compiling
+#: five shader programs, with _shader_parsing; 100-110 ms without), which Qt runs right after the step that asks
+#: for it. So a new layer is added unselected and without its controls ("add"), which come next ("controls"); a
+#: new map that will be shown is added hidden, its colour bar built while hidden and turned off again ("style"),
+#: the map shown ("show": only the image is drawn) and then its colour bar ("colorbar": only the colour bar is
+#: drawn); each its own stall instead of one of 150-230 ms. A step with nothing to do for a layer does nothing.
+LAYER_STEPS = ("add", "controls", "style", "show", "colorbar")
 
 
 def compute(request: RunRequest, link: WorkerLink) -> Iterator[tuple[str, LayerOutput]]:
