@@ -49,6 +49,19 @@ def test_selecting_a_pending_layer_builds_its_controls_first(viewer_and_controls
     deferred.close()
 
 
+def test_a_layer_napari_selects_as_it_adds_it_gets_its_controls_at_once(viewer_and_controls, monkeypatch):
+    """A napari without the private flag of inserted_unselected selects each new layer inside the same add."""
+    from contextlib import nullcontext
+
+    viewer, container = viewer_and_controls
+    monkeypatch.setattr(_insertion, "inserted_unselected", lambda viewer: nullcontext())
+    deferred = DeferredControls(viewer)
+    layer = add_deferred(viewer, deferred, "map")
+    assert viewer.layers.selection.active is layer and deferred.pending == []
+    assert container.currentWidget() is container.widgets[layer]
+    deferred.close()
+
+
 def test_removing_a_pending_layer_removes_its_controls(viewer_and_controls):
     viewer, container = viewer_and_controls
     deferred = DeferredControls(viewer)

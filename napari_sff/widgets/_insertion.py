@@ -89,14 +89,17 @@ class DeferredControls:
             if self._container is None:
                 yield
                 return
-            before = {id(layer) for layer in self._layers}
             emitter, handler = self._layers.events.inserted, self._container._add
             emitter.block(handler)
+            emitter.connect(self._record)  # pending as soon as inserted: napari may select it in the same call
             try:
                 yield
             finally:
+                emitter.disconnect(self._record)
                 emitter.unblock(handler)
-                self._pending.extend(layer for layer in self._layers if id(layer) not in before)
+
+    def _record(self, event: Any) -> None:
+        self._pending.append(event.value)
 
     def build(self, layer: Any = None) -> None:
         """Build the controls of ``layer`` (by identity; a name or a proxy would not do), or of every layer
