@@ -194,6 +194,11 @@ def measure_first_run(weights: dict, shape: tuple[int, ...] = BIG_SHAPE, tick_s:
             pump(0.5)  # the last step's draw
             result[f"{phase}_longest_stall_s"] = longest_gap(started)
             result[f"{phase}_longest_stall_is"] = during_longest_gap(started)
+            grid_steps: dict[str, float] = {}  # each grid step's longest time (by the line it stopped at)
+            for what, begun, end in events:
+                if begun >= started and what.startswith("napari grid step"):
+                    grid_steps[what] = max(grid_steps.get(what, 0.0), end - begun)
+            result[f"{phase}_grid_steps_s"] = grid_steps
     from vispy.gloo import program
 
     from napari_sff.widgets._shader_parsing import LinearCommentStrip
@@ -348,6 +353,60 @@ def _spread(values: list[float]) -> dict:
     return {"min": float(np.min(values)), "median": float(np.median(values)), "max": float(np.max(values))}
 
 
+def measured_cases() -> dict[str, tuple[str, dict[str, str], tuple[str, ...]]]:
+    """Each measurement of a full run: name -> (``--measure``, environment, options); a control beside the
+    change it measures. ``*_tiny`` runs on :data:`TINY_SHAPE`, every other first Run on :data:`BIG_SHAPE`."""
+    from napari_sff.imports import GC_FREEZE_SWITCH
+    from napari_sff.widgets._insertion import DEFER_CONTROLS_SWITCH
+    from napari_sff.widgets._shader_parsing import ENV_SWITCH
+
+    return {"dock": ("dock", {}, ()),
+            "dock_import_only": ("dock-import-only", {}, ()),
+            "dock_roi": ("dock-roi", {}, ()),
+            "first_run_big": ("first-run", {}, ("--grid",)),
+            "first_run_tiny": ("first-run", {}, ()),
+            # the control: vispy's own comment strip (napari_sff.widgets._shader_parsing switched off)
+            "first_run_big_vispy_as_is": ("first-run", {ENV_SWITCH: "0"}, ()),
+            # the grid's control: the garbage collector left alone (no freeze_heap after the preload)
+            "first_run_big_heap_as_is": ("first-run", {GC_FREEZE_SWITCH: "0"}, ("--grid",)),
+            # napari selects each layer as it adds it (napari_sff.widgets._insertion.inserted_unselected)
+            "first_run_big_selecting": ("first-run", {}, ("--select-on-insert",)),
+            # each new layer's controls built as napari adds it (napari_sff.widgets._insertion switched off)
+            "first_run_big_controls_at_once": ("first-run", {DEFER_CONTROLS_SWITCH: "0"}, ("--grid",))}
+
+
+def summarise(runs: dict[str, list[dict]]) -> dict[str, dict]:
+    """Min / median / max of each number over the repeats, for the cases measured."""
+    summary: dict[str, dict] = {}
+    if "dock" in runs:
+        summary |= {"dock_longest_stall_s": _spread([r["longest_stall_s"] for r in runs["dock"]]),
+                    "dock_s": _spread([r["dock_s"] for r in runs["dock"]])}
+        summary |= {f"dock_{key}": _spread([r[key] for r in runs["dock"]])
+                    for key in ("heap_objects_after_preload", "heap_objects_after_ddpm_preload",
+                                "full_collection_after_preload_s", "full_collection_after_ddpm_preload_s",
+                                "ddpm_preload_longest_stall_s")}
+    for name in ("dock_import_only", "dock_roi"):
+        if name in runs:
+            summary[f"{name}_longest_stall_s"] = _spread([r["longest_stall_s"] for r in runs[name]])
+    first_runs = [name for name in runs if name.startswith("first_run")]
+    for name in first_runs:
+        summary[f"{name}_longest_stall_s"] = _spread([r["first_longest_stall_s"] for r in runs[name]])
+    for name in first_runs:
+        if all(r["first_colorbar_first_draw_s"] is not None for r in runs[name]):
+            summary[f"{name}_colorbar_first_draw_s"] = _spread([r["first_colorbar_first_draw_s"] for r in runs[name]])
+    for name in first_runs:
+        for step in ("add", "controls"):
+            for kind in ("sff", "error"):
+                summary[f"{name}_{step}_{kind}_s"] = _spread([r["first_napari_steps_s"][f"napari {step} {kind}"]
+                                                             for r in runs[name]])
+    for name in first_runs:
+        for phase in ("grid_on", "grid_off", "grid_on_again"):
+            if all(f"{phase}_longest_stall_s" in r for r in runs[name]):
+                summary[f"{name}_{phase}_longest_stall_s"] = _spread([r[f"{phase}_longest_stall_s"]
+                                                                     for r in runs[name]])
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per measurement")
@@ -360,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="first-run: then turn the comparison grid on, off and on again")
     parser.add_argument("--select-on-insert", action="store_true",
                         help="first-run, the control: napari selects each layer the run adds, as by default")
+    parser.add_argument("--cases", nargs="+", choices=tuple(measured_cases()),
+                        help="only these measurements (default: all), e.g. a change and its control")
     args = parser.parse_args(argv)
     if args.measure in ("dock", "dock-import-only"):
         print(json.dumps(measure_docking(load_torch_library_first=args.measure == "dock")))
@@ -388,59 +449,20 @@ def main(argv: list[str] | None = None) -> int:
     import napari_sff
 
     compileall.compile_dir(os.path.dirname(napari_sff.__file__), quiet=1)
-    runs: dict[str, list[dict]] = {"dock": [], "dock_import_only": [], "dock_roi": [], "first_run_big": [],
-                                   "first_run_tiny": [], "first_run_big_vispy_as_is": [], "first_run_big_selecting": [],
-                                   "first_run_big_heap_as_is": [], "first_run_big_controls_at_once": []}
-    from napari_sff.imports import GC_FREEZE_SWITCH
-    from napari_sff.widgets._insertion import DEFER_CONTROLS_SWITCH
-    from napari_sff.widgets._shader_parsing import ENV_SWITCH
-
+    cases = {name: case for name, case in measured_cases().items() if not args.cases or name in args.cases}
+    runs: dict[str, list[dict]] = {name: [] for name in cases}
     for _ in range(args.repeats):  # interleaved: each pair measured under the same load
-        runs["dock"].append(measure_in_fresh_process("dock"))
-        runs["dock_import_only"].append(measure_in_fresh_process("dock-import-only"))
-        runs["dock_roi"].append(measure_in_fresh_process("dock-roi"))
-        runs["first_run_big"].append(measure_in_fresh_process("first-run", shape=BIG_SHAPE, options=("--grid",)))
-        runs["first_run_tiny"].append(measure_in_fresh_process("first-run", shape=TINY_SHAPE))
-        # the control: vispy's own comment strip (napari_sff.widgets._shader_parsing switched off)
-        runs["first_run_big_vispy_as_is"].append(measure_in_fresh_process("first-run", shape=BIG_SHAPE,
-                                                                          env={ENV_SWITCH: "0"}))
-        # the grid's control: the garbage collector left alone (no napari_sff.imports.freeze_heap after the preload)
-        runs["first_run_big_heap_as_is"].append(measure_in_fresh_process("first-run", shape=BIG_SHAPE,
-                                                                         env={GC_FREEZE_SWITCH: "0"},
-                                                                         options=("--grid",)))
-        # the other control: napari selects each layer as it adds it (napari_sff.widgets._insertion.inserted_unselected)
-        runs["first_run_big_selecting"].append(measure_in_fresh_process("first-run", shape=BIG_SHAPE,
-                                                                        options=("--select-on-insert",)))
-        # and: each new layer's controls built as napari adds it (napari_sff.widgets._insertion switched off)
-        runs["first_run_big_controls_at_once"].append(measure_in_fresh_process(
-            "first-run", shape=BIG_SHAPE, env={DEFER_CONTROLS_SWITCH: "0"}, options=("--grid",)))
-    summary = {"dock_longest_stall_s": _spread([r["longest_stall_s"] for r in runs["dock"]]),
-               "dock_import_only_longest_stall_s": _spread([r["longest_stall_s"] for r in runs["dock_import_only"]]),
-               "dock_s": _spread([r["dock_s"] for r in runs["dock"]]),
-               **{f"dock_{key}": _spread([r[key] for r in runs["dock"]])
-                  for key in ("heap_objects_after_preload", "heap_objects_after_ddpm_preload",
-                              "full_collection_after_preload_s", "full_collection_after_ddpm_preload_s",
-                              "ddpm_preload_longest_stall_s")},
-               "dock_roi_longest_stall_s": _spread([r["longest_stall_s"] for r in runs["dock_roi"]]),
-               **{f"{name}_longest_stall_s": _spread([r["first_longest_stall_s"] for r in runs[name]])
-                  for name in ("first_run_big", "first_run_tiny", "first_run_big_vispy_as_is",
-                               "first_run_big_selecting", "first_run_big_controls_at_once")},
-               **{f"{name}_colorbar_first_draw_s": _spread([r["first_colorbar_first_draw_s"] for r in runs[name]])
-                  for name in ("first_run_big", "first_run_big_vispy_as_is")},
-               **{f"{name}_{step}_{kind}_s": _spread([r["first_napari_steps_s"][f"napari {step} {kind}"]
-                                                      for r in runs[name]])
-                  for name in ("first_run_big", "first_run_big_selecting", "first_run_big_controls_at_once")
-                  for step in ("add", "controls") for kind in ("sff", "error")},
-               **{f"{name}_{phase}_longest_stall_s": _spread([r[f"{phase}_longest_stall_s"] for r in runs[name]])
-                  for name in ("first_run_big", "first_run_big_heap_as_is", "first_run_big_controls_at_once")
-                  for phase in ("grid_on", "grid_off", "grid_on_again")}}
+        for name, (what, env, options) in cases.items():
+            shape = TINY_SHAPE if name.endswith("_tiny") else BIG_SHAPE if what == "first-run" else None
+            runs[name].append(measure_in_fresh_process(what, shape=shape, env=env, options=options))
+    summary = summarise(runs)
     import platform
 
     import napari
     import torch
 
     setup = {"napari": napari.__version__, "torch": torch.__version__, "machine": platform.platform(),
-             "python": platform.python_version(), "repeats": args.repeats,
+             "python": platform.python_version(), "repeats": args.repeats, "cases": list(cases),
              "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "big_shape": BIG_SHAPE, "tiny_shape": TINY_SHAPE,
              "plugin_bytecode_compiled": True}
     from _common import write_report

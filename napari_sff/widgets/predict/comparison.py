@@ -28,7 +28,7 @@ COMPARISON_CELLS = (("U-Net SFF", "sff", "unet", True), ("DDPM SFF", "sff", "ddp
 ANATOMY_SUFFIX = " on T2w"
 TRUTH_TITLE = "Ground truth SFF"
 #: Every character of the cells' titles: their glyphs are rendered while the user chooses settings
-#: (preload.warm_canvas_text); a title's first draw rendered them in one stall of 60-150 ms.
+#: (preload.warm_canvas_text); a title's first draw rendered them in its stall (154 ms with the draw, once measured).
 TITLE_GLYPHS = "".join(dict.fromkeys(TRUTH_TITLE + ANATOMY_SUFFIX + "".join(cell[0] for cell in COMPARISON_CELLS)))
 #: Grid spacing between comparison cells (a fraction of a cell), so each map reads as its own panel.
 GRID_SPACING = 0.03
@@ -197,7 +197,8 @@ class ComparisonMixin:
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
                 yield
-        self.viewer.grid.enabled = False
+        self.viewer.grid.enabled = False  # napari rebuilds its scene graph at each: a step each (65-130 ms both)
+        yield
         self.viewer.grid.stride = 1
         yield
         hidden, self._hidden_for_grid = self._hidden_for_grid, []

@@ -97,8 +97,8 @@ def glyph_steps(font: Any, text: str) -> Iterator[None]:
 def warm_canvas_text(viewer: Any, text: str, steps: Steps) -> bool:
     """Render the glyphs of ``text`` into the canvas's font atlas, one per step of ``steps``, while the user
     chooses settings: the glyphs of the first colour bar made its first draw 180-200 ms longer (309 ms in all,
-    the longest stall of the first Run), and a comparison cell's title 60-150 ms. False where this napari keeps
-    its font elsewhere: there each text pays for its glyphs itself."""
+    the longest stall of the first Run), and a grid cell's title drew in 154 ms with its glyphs (once measured).
+    False where this napari keeps its font elsewhere: there each text pays for its glyphs itself."""
     font = canvas_font(viewer)
     if font is None:
         return False
