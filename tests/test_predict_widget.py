@@ -747,3 +747,25 @@ def test_glyph_steps_render_each_missing_glyph_in_a_step_of_its_own():
     assert font.rendered == []  # nothing before the first step
     assert sum(1 for _ in steps) == 3 and font.rendered == ["b", "c", " "]
     assert list(glyph_steps(font, "cab")) == []  # all cached: no step at all
+
+
+def test_ending_the_grid_leaves_a_never_shown_maps_colour_bar_unbuilt(docked, qtbot):
+    """Issue #11: the grid turns on the colour bar of a hidden map (|error|), for when the user opens its cell; as
+    the grid went off napari built that colour bar for the plain view (65-130 ms in the stall) though nobody shows
+    the map. It is turned off again before, and built when the map is first shown."""
+    viewer, widget = docked
+    widget.scope.value = "Current slice"
+    wait_for(qtbot, widget.run())
+    error = viewer.layers[output_name("error", "unet", "synthetic_thigh_t2w")]
+    visuals = viewer.window._qt_viewer.canvas._layer_overlay_to_visual  # napari's overlay visuals, by layer
+    for _ in range(2):  # on and off, twice
+        widget.side_by_side.value = True
+        wait_arranged(qtbot, widget)
+        assert error.colorbar.visible and not error.visible  # ready for its cell, not built (a hidden cell)
+        widget.side_by_side.value = False
+        wait_arranged(qtbot, widget)
+        assert not viewer.grid.enabled and not error.visible
+        assert error.colorbar not in visuals.get(error, {})  # napari never built it
+        assert not error.colorbar.visible and error.name in widget._style_pending
+    error.visible = True  # shown at last: its colour bar with it
+    assert error.colorbar.visible and error.colorbar in visuals[error]

@@ -37,8 +37,8 @@ GRID_SPACING = 0.03
 class ComparisonMixin:
     """The widget's comparison grid. Uses the widget's ``viewer``, ``ground_truth``, ``_source`` and
     ``_anatomy`` (the last run's T2w layer and volume), ``_closed``, ``_cell_links``, ``_hidden_for_grid``,
-    ``_style_pending``, ``_deferred_controls`` and ``_arrangement`` (a :class:`~napari_sff.widgets._turns.Steps`),
-    and the output layers' ``_map`` and ``_present``."""
+    ``_grid_colorbars``, ``_style_pending``, ``_deferred_controls`` and ``_arrangement`` (a
+    :class:`~napari_sff.widgets._turns.Steps`), and the output layers' ``_map``, ``_style`` and ``_present``."""
 
     def _on_removed(self, event: Any) -> None:
         """A comparison map removed takes its anatomy cell with it; the run's T2w removed ends the comparison."""
@@ -163,6 +163,8 @@ class ComparisonMixin:
                 layer.colorbar.visible = True  # a hidden map's is drawn when the user shows it
                 if show:
                     yield
+                else:
+                    self._grid_colorbars.append(layer)
             anatomy.name_overlay.visible = True  # a hidden cell's title, for when the user shows it
 
             def follow(_event: Any = None, anatomy: Any = anatomy, layer: Any = layer) -> None:
@@ -197,7 +199,15 @@ class ComparisonMixin:
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
                 yield
-        self.viewer.grid.enabled = False  # napari rebuilds its scene graph at each: a step each (65-130 ms both)
+        for layer in self._grid_colorbars:
+            # a hidden map's colour bar, turned on for its cell: napari would build it for the plain view as the
+            # grid goes off (65-130 ms, for a map nobody shows). Off again; built when the map is shown (_style).
+            if layer in self.viewer.layers and not layer.visible and layer.colorbar.visible:
+                layer.colorbar.visible = False
+                self._style(layer, _layers.layer_kind(layer))
+                yield
+        self._grid_colorbars = []
+        self.viewer.grid.enabled = False  # napari rebuilds its scene graph at each: a step each
         yield
         self.viewer.grid.stride = 1
         yield

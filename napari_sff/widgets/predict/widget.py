@@ -71,6 +71,7 @@ class PredictWidget(RequestMixin, RunMixin, OutputLayersMixin, ComparisonMixin, 
         self._anatomy: np.ndarray | None = None  # the T2w volume of the last run (one time point of a 4D layer)
         self._cell_links: list[tuple[Any, Any]] = []  # (map visible event, callback) of the comparison grid
         self._hidden_for_grid: list[Any] = []  # layers the comparison grid hid; shown again when it ends
+        self._grid_colorbars: list[Any] = []  # hidden maps whose colour bar the grid turned on; off when it ends
         self._arrangement = Steps()  # the comparison grid's set-up or take-down, a step per event-loop turn
         self._text_warmup = Steps()  # rendering the glyphs of colour bars and grid titles after docking
         self._release_heap: Any = None  # undoes the garbage collector's freeze after the preload (preload.py)
