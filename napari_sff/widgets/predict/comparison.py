@@ -201,7 +201,7 @@ class ComparisonMixin:
                 yield
         for layer in self._grid_colorbars:
             # a hidden map's colour bar, turned on for its cell: napari would build it for the plain view as the
-            # grid goes off (65-130 ms, for a map nobody shows). Off again; built when the map is shown (_style).
+            # grid goes off (50-130 ms, for a map nobody shows). Off again; built when the map is shown (_style).
             if layer in self.viewer.layers and not layer.visible and layer.colorbar.visible:
                 layer.colorbar.visible = False
                 self._style(layer, _layers.layer_kind(layer))
