@@ -261,8 +261,7 @@ def measure_docking(tick_s: float = 0.010, load_torch_library_first: bool = True
     from napari_sff.inference import available_devices
 
     result["available_devices"] = available_devices()
-    font_info = viewer.window._qt_viewer.canvas.font_info()
-    font = font_info.font_manager.get_font(font_info.face)
+    font = predict.preload.canvas_font(viewer)  # the atlas the widget warmed
     result["warmed_glyphs"] = "".join(sorted(font._glyphs))
     layer = viewer.add_image(np.linspace(0, 100, 4 * 32 * 32, dtype=np.float32).reshape(4, 32, 32),
                              name="SFF U-Net [x]", metadata={io.LAYER_SCALE_KEY: io.SFF_LAYER_PERCENT,
