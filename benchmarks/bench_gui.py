@@ -12,11 +12,15 @@ matplotlib). ``first-run``: the widget's first Run with the shipped U-Net on a 1
 overlap the longest stall; ``first_run_big_vispy_as_is``, the control: the same with ``NAPARI_SFF_VISPY_SHIM=0``
 (vispy's own quadratic comment strip when a colour bar is first drawn; napari_sff.widgets._shader_parsing),
 ``first_run_big_selecting`` with ``--select-on-insert`` (napari selecting each layer the run adds, and building
-its controls at once), and ``first_run_big_controls_at_once`` with ``NAPARI_SFF_DEFER_CONTROLS=0`` (each new
-layer's controls built in the turn that adds it; napari_sff.widgets._insertion; with the grid too). The first
-colour bar's draw and each layer's adding are timed on their own too: less noisy than the stalls. After the big
+its controls at once), ``first_run_big_controls_at_once`` with ``NAPARI_SFF_DEFER_CONTROLS=0`` (each new
+layer's controls built in the turn that adds it; napari_sff.widgets._insertion; with the grid too) and
+``first_run_big_colorbar_at_once`` with ``NAPARI_SFF_COLORBAR_IN_PARTS=0`` (each colour bar drawn whole in
+one turn; napari_sff.widgets._colorbar; with the grid). The first colour bar's draws (whole, or a draw per part)
+and each layer's adding are timed on their own too: less noisy than the stalls. After the big
 volume's first Run the comparison grid is turned on, off and on again (``--grid``; its control
-``first_run_big_heap_as_is``: ``NAPARI_SFF_GC_FREEZE=0``, no garbage-collector freeze after the preload).
+``first_run_big_heap_as_is``: ``NAPARI_SFF_GC_FREEZE=0``, no garbage-collector freeze after the preload), or
+the user shows the |error| map (``--show-error``, ``first_run_big_show_error``, beside its control with the
+colour bar drawn whole).
 ``tests/test_predict_widget.py`` runs the same measurements (``--measure``) and asserts on them; the numbers in
 the README come from this file's JSON. Compare within one run: the machine is shared.
 """
@@ -35,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from napari_sff import io
+from napari_sff.widgets._colorbar import PART_STEPS
 
 #: The volume of issue #11's target: 100 slices of 512 x 512 (26 M voxels, 105 MB as float32).
 BIG_SHAPE = (100, 512, 512)
@@ -66,7 +71,7 @@ def ticking_viewer(tick_s: float) -> tuple[Any, Any, list[float], Callable[[floa
 
 
 def measure_first_run(weights: dict, shape: tuple[int, ...] = BIG_SHAPE, tick_s: float = 0.010,
-                      grid: bool = False) -> dict:
+                      grid: bool = False, show_error: bool = False) -> dict:
     """In a fresh process (``python tests/test_predict_widget.py``): the GUI thread's longest stalls, from a 10 ms
     QTimer's ticks, while the widget's first Run predicts a ``shape`` T2w (the current slice: the output layers
     are whole volumes) and shows its SFF and |error| layers. The viewer is shown, so the canvas draws count too;
@@ -180,7 +185,27 @@ def measure_first_run(weights: dict, shape: tuple[int, ...] = BIG_SHAPE, tick_s:
         shown = [end for what, begun, end in events if begun >= started and what == "napari colorbar sff"]
         draws = [end - begun for what, begun, end in events if what == "draw" and shown and begun >= shown[0]]
         result[f"{name}_colorbar_first_draw_s"] = draws[0] if draws else None
+        # the colour bar a part per step (napari_sff.widgets._colorbar): the first draw after each part's step
+        part_draws = {}
+        for step in ("colorbar", *PART_STEPS):
+            shown = [end for what, begun, end in events if begun >= started and what == f"napari {step} sff"]
+            draws = [end - begun for what, begun, end in events if what == "draw" and shown and begun >= shown[0]]
+            if draws:
+                part_draws[step] = draws[0]
+        result[f"{name}_colorbar_part_draws_s"] = part_draws
         result[f"{name}_layers"] = [layer.name for layer in viewer.layers if layer.name.endswith(f"[{name}_t2w]")]
+    if show_error:  # the user shows the run's |error| map (added hidden; its colour bar built when first shown)
+        error = next(layer for layer in viewer.layers if layer.name.startswith("|error|"))
+        started = time.perf_counter()
+        error.visible = True
+        while widget._shown_maps.busy:
+            pump(0.005)
+        pump(0.5)  # the last step's draw
+        result["show_error_longest_stall_s"] = longest_gap(started)
+        result["show_error_longest_stall_is"] = during_longest_gap(started)
+        result["show_error_draws_s"] = [end - begun for what, begun, end in events if what == "draw" and begun >= started]
+        error.visible = False
+        pump(0.2)
     if grid:  # the comparison grid after the run (ground truth, U-Net, |error| on demand): on, off, on again
         import gc
 
@@ -356,6 +381,7 @@ def measured_cases() -> dict[str, tuple[str, dict[str, str], tuple[str, ...]]]:
     """Each measurement of a full run: name -> (``--measure``, environment, options); a control beside the
     change it measures. ``*_tiny`` runs on :data:`TINY_SHAPE`, every other first Run on :data:`BIG_SHAPE`."""
     from napari_sff.imports import GC_FREEZE_SWITCH
+    from napari_sff.widgets._colorbar import IN_PARTS_SWITCH
     from napari_sff.widgets._insertion import DEFER_CONTROLS_SWITCH
     from napari_sff.widgets._shader_parsing import ENV_SWITCH
 
@@ -371,7 +397,12 @@ def measured_cases() -> dict[str, tuple[str, dict[str, str], tuple[str, ...]]]:
             # napari selects each layer as it adds it (napari_sff.widgets._insertion.inserted_unselected)
             "first_run_big_selecting": ("first-run", {}, ("--select-on-insert",)),
             # each new layer's controls built as napari adds it (napari_sff.widgets._insertion switched off)
-            "first_run_big_controls_at_once": ("first-run", {DEFER_CONTROLS_SWITCH: "0"}, ("--grid",))}
+            "first_run_big_controls_at_once": ("first-run", {DEFER_CONTROLS_SWITCH: "0"}, ("--grid",)),
+            # each colour bar turned on whole, all its parts drawn at once (napari_sff.widgets._colorbar off)
+            "first_run_big_colorbar_at_once": ("first-run", {IN_PARTS_SWITCH: "0"}, ("--grid",)),
+            # then the user shows the |error| map: its first draw, then its colour bar in parts; the control whole
+            "first_run_big_show_error": ("first-run", {}, ("--show-error",)),
+            "first_run_big_show_error_colorbar_at_once": ("first-run", {IN_PARTS_SWITCH: "0"}, ("--show-error",))}
 
 
 def summarise(runs: dict[str, list[dict]]) -> dict[str, dict]:
@@ -393,11 +424,18 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, dict]:
     for name in first_runs:
         if all(r["first_colorbar_first_draw_s"] is not None for r in runs[name]):
             summary[f"{name}_colorbar_first_draw_s"] = _spread([r["first_colorbar_first_draw_s"] for r in runs[name]])
+    for name in first_runs:  # the colour bar's slowest draw: of its parts, or whole (the control)
+        summary[f"{name}_colorbar_slowest_draw_s"] = _spread([max(r["first_colorbar_part_draws_s"].values())
+                                                              for r in runs[name]])
     for name in first_runs:
         for step in ("add", "controls"):
             for kind in ("sff", "error"):
                 summary[f"{name}_{step}_{kind}_s"] = _spread([r["first_napari_steps_s"][f"napari {step} {kind}"]
                                                              for r in runs[name]])
+    for name in first_runs:
+        if all("show_error_longest_stall_s" in r for r in runs[name]):
+            summary[f"{name}_show_error_longest_stall_s"] = _spread([r["show_error_longest_stall_s"]
+                                                                    for r in runs[name]])
     for name in first_runs:
         for phase in ("grid_on", "grid_off", "grid_on_again"):
             if all(f"{phase}_longest_stall_s" in r for r in runs[name]):
@@ -416,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shape", help="first-run: JSON volume shape (default: 100 x 512 x 512)")
     parser.add_argument("--grid", action="store_true",
                         help="first-run: then turn the comparison grid on, off and on again")
+    parser.add_argument("--show-error", action="store_true",
+                        help="first-run: then show the run's |error| map (its colour bar built then)")
     parser.add_argument("--select-on-insert", action="store_true",
                         help="first-run, the control: napari selects each layer the run adds, as by default")
     parser.add_argument("--cases", nargs="+", choices=tuple(measured_cases()),
@@ -439,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
 
             _insertion.inserted_unselected = lambda viewer: nullcontext()
         print(json.dumps(measure_first_run(weights, tuple(json.loads(args.shape)) if args.shape else BIG_SHAPE,
-                                           grid=args.grid)))
+                                           grid=args.grid, show_error=args.show_error)))
         return 0
     # The plugin's bytecode first, as an installed wheel has it: from a checkout with PYTHONDONTWRITEBYTECODE set
     # every measured process compiled the widget's modules while docking (36 ms of its stall here).

@@ -67,3 +67,35 @@ def test_frozen_cyclic_garbage_waits_for_the_unfreeze(no_freeze):
     imports.unfreeze_heap()
     gc.collect()
     assert old_ref() is None
+
+
+@pytest.fixture
+def collector_thresholds():
+    """CPython's default thresholds for the test (a full collection after more than 10 middle ones), restored."""
+    before, enabled = gc.get_threshold(), gc.isenabled()
+    gc.set_threshold(700, 10, 10)
+    gc.enable()
+    yield
+    gc.set_threshold(*before)
+    if not enabled:
+        gc.disable()
+
+
+def full_collections() -> int:
+    return gc.get_stats()[2]["collections"]
+
+
+def test_a_full_collection_runs_ahead_only_when_one_may_come_due(collector_thresholds):
+    gc.collect()  # the count of middle collections since a full one: 0
+    assert not imports.full_collection_due(3)
+    before = full_collections()
+    assert not imports.collect_if_due(3) and full_collections() == before  # far from due: nothing collected
+    for _ in range(8):
+        gc.collect(1)  # each middle collection counts towards the next full one
+    assert gc.get_count()[2] == 8
+    assert imports.full_collection_due(3) and not imports.full_collection_due(2)  # 8 + 3 > 10, 8 + 2 is not
+    assert imports.collect_if_due(3) and full_collections() == before + 1 and gc.get_count()[2] == 0
+    gc.disable()  # a collector switched off never comes due
+    for _ in range(10):
+        gc.collect(1)
+    assert not imports.full_collection_due(3) and not imports.collect_if_due(3)

@@ -26,10 +26,12 @@ def after_turns(callback: Callable[[], None], turns: int = 2) -> None:
 
 class Steps:
     """Runs one generator of GUI steps at a time: the code up to its first ``yield`` now, each next part two
-    event-loop turns after the previous one. Starting another (or :meth:`cancel`) closes the one running."""
+    event-loop turns after the previous one. Starting another (or :meth:`cancel`) closes the one running and
+    drops the queued ones; :meth:`queue` runs one after those before it."""
 
     def __init__(self) -> None:
         self._running: Iterator[None] | None = None
+        self._queued: list[Iterator[None]] = []
         self._generation = 0
 
     @property
@@ -42,12 +44,21 @@ class Steps:
         self._running = steps
         self._advance(self._generation)
 
+    def queue(self, steps: Iterator[None]) -> None:
+        """Run ``steps`` after the running and queued ones (now, if none): one thing per turn, in order."""
+        if self._running is None:
+            self.start(steps)
+        else:
+            self._queued.append(steps)
+
     def cancel(self) -> None:
-        """Close the running generator (its ``finally`` blocks run now); its remaining steps never run."""
+        """Close the running generator (its ``finally`` blocks run now) and the queued ones; none of their
+        remaining steps run."""
         self._generation += 1
         running, self._running = self._running, None
-        if running is not None:
-            close = getattr(running, "close", None)
+        queued, self._queued = self._queued, []
+        for steps in [running, *queued] if running is not None else queued:
+            close = getattr(steps, "close", None)
             if close is not None:
                 close()
 
@@ -57,8 +68,9 @@ class Steps:
         try:
             next(self._running)
         except StopIteration:
-            self._running = None
-            return
+            self._running = self._queued.pop(0) if self._queued else None
+            if self._running is None:
+                return
         except BaseException:
             self._running = None
             raise

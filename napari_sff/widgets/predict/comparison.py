@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 
 from napari_sff import io
+from napari_sff.imports import collect_if_due
 from napari_sff.inference import ARCH_LABELS
 from napari_sff.widgets import _layers
+from napari_sff.widgets._colorbar import reveal_colorbar
 from napari_sff.widgets._layers import is_predicted_sff
 from napari_sff.widgets.predict.preload import canvas_font, glyph_steps
 
@@ -37,7 +39,7 @@ GRID_SPACING = 0.03
 class ComparisonMixin:
     """The widget's comparison grid. Uses the widget's ``viewer``, ``ground_truth``, ``_source`` and
     ``_anatomy`` (the last run's T2w layer and volume), ``_closed``, ``_cell_links``, ``_hidden_for_grid``,
-    ``_grid_colorbars``, ``_style_pending``, ``_deferred_controls`` and ``_arrangement`` (a
+    ``_style_pending``, ``_deferred_controls`` and ``_arrangement`` (a
     :class:`~napari_sff.widgets._turns.Steps`), and the output layers' ``_map``, ``_style`` and ``_present``."""
 
     def _on_removed(self, event: Any) -> None:
@@ -118,6 +120,8 @@ class ComparisonMixin:
                   for (_, layer, shown), anatomy in zip(cells, anatomies, strict=True)]
         for i, ((title, layer, _), anatomy) in enumerate(zip(cells, anatomies, strict=True)):
             if anatomy is None:  # a new T2w copy (napari adds an image layer in 50-100 ms), hidden
+                if collect_if_due():  # not inside the add
+                    yield
                 anatomies[i] = self._add_anatomy_cell(layer, title)
                 yield
                 self._deferred_controls.build(anatomies[i])  # its layer controls (20-35 ms), a step later
@@ -159,12 +163,14 @@ class ComparisonMixin:
                     yield
                 layer.visible = True
                 yield
-            if hasattr(layer, "colorbar") and not layer.colorbar.visible:
-                layer.colorbar.visible = True  # a hidden map's is drawn when the user shows it
-                if show:
+            if show and hasattr(layer, "colorbar") and not layer.colorbar.visible:
+                if collect_if_due():  # not inside the colour bar's build
                     yield
-                else:
-                    self._grid_colorbars.append(layer)
+                _layers.style_layer(layer)  # the reading view's size and font: a map never shown has none yet
+                yield from reveal_colorbar(self.viewer, layer)  # turned on, a part drawn per turn
+                yield
+            # a hidden cell's map gets its colour bar when the user opens the cell (_style_pending); turned on
+            # now, napari would place the run's built colour bar with no canvas to measure its ticks on
             anatomy.name_overlay.visible = True  # a hidden cell's title, for when the user shows it
 
             def follow(_event: Any = None, anatomy: Any = anatomy, layer: Any = layer) -> None:
@@ -199,14 +205,6 @@ class ComparisonMixin:
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
                 yield
-        for layer in self._grid_colorbars:
-            # a hidden map's colour bar, turned on for its cell: napari would build it for the plain view as the
-            # grid goes off (50-130 ms, for a map nobody shows). Off again; built when the map is shown (_style).
-            if layer in self.viewer.layers and not layer.visible and layer.colorbar.visible:
-                layer.colorbar.visible = False
-                self._style(layer, _layers.layer_kind(layer))
-                yield
-        self._grid_colorbars = []
         self.viewer.grid.enabled = False  # napari rebuilds its scene graph at each: a step each
         yield
         self.viewer.grid.stride = 1

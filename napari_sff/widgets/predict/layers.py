@@ -7,13 +7,16 @@ event-loop turn); apart from the comparison grid because these are the plain ove
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from napari_sff import io
+from napari_sff.imports import collect_if_due
 from napari_sff.inference import ARCH_LABELS
 from napari_sff.widgets import _layers
+from napari_sff.widgets._colorbar import PART_STEPS, reveal_colorbar
 from napari_sff.widgets._layers import output_name
 
 if TYPE_CHECKING:  # the worker imports this module for layer_options
@@ -61,7 +64,9 @@ def difference_colormap() -> str:
 class OutputLayersMixin:
     """The widget's output layers. Uses the widget's ``viewer``, ``side_by_side``, ``_source`` (the T2w layer
     of the last run), ``_adding``, ``_style_pending``, ``_revealing`` and ``_deferred_controls``, and the
-    comparison grid's ``show_comparison``."""
+    comparison grid's ``show_comparison`` and ``arranging``; ``_shown_maps`` (a ``Steps``) styles the hidden maps
+    the user shows, one after another; ``_colorbar_parts`` holds, by layer name, the colour bars being shown
+    a part per step (closed early, a generator of :func:`reveal_colorbar` shows every part)."""
 
     def _on_inserted(self, event: Any) -> None:
         if not self._adding:  # a run's own layers are styled in the step after their insertion
@@ -102,22 +107,27 @@ class OutputLayersMixin:
     def _reveal_step(self, step: str, layer: Any, kind: str) -> None:
         """One of :data:`~napari_sff.widgets.predict.worker.LAYER_STEPS` after "add" for ``layer``: a new layer
         gets its layer controls ("controls"); a map added hidden to be revealed gets its colour bar built while
-        hidden ("style"), is shown ("show"), then its colour bar ("colorbar"); any other layer is styled at
-        "style" as before."""
+        hidden ("style"), is shown ("show"), then its colour bar: turned on ("colorbar"), then a part drawn at
+        each of :data:`~napari_sff.widgets._colorbar.PART_STEPS`; any other layer is styled at "style"."""
         revealing = layer.name in self._revealing
         if step == "controls":
             self._deferred_controls.build(layer)
         elif step == "style":
-            if not revealing:
+            if not revealing:  # a hidden map (|error|, SD, difference) gets its colour bar when first shown
                 self._style(layer, kind)
                 return
-            _layers.style_layer(layer)  # napari builds the colour bar's visuals now, nothing is drawn
+            _layers.style_layer(layer)  # napari builds the colour bar's visuals now (60-90 ms), nothing is drawn
             layer.colorbar.visible = False  # kept built: turned on again it is only drawn
         elif revealing and step == "show":
             layer.visible = True
         elif revealing and step == "colorbar":
             self._revealing.discard(layer.name)
-            layer.colorbar.visible = True
+            parts = reveal_colorbar(self.viewer, layer)
+            next(parts, None)  # on, its gradient drawn in this turn; its other parts at PART_STEPS
+            self._colorbar_parts[layer.name] = parts
+        elif step in PART_STEPS and layer.name in self._colorbar_parts:
+            if next(self._colorbar_parts[layer.name], StopIteration) is StopIteration:
+                del self._colorbar_parts[layer.name]
 
     def _slice_distances(self, name: str, prediction: Any) -> dict[int, float]:
         """Slice index -> the U-Net's feature distance, merged into the layer's earlier ones (a current-slice run
@@ -131,23 +141,40 @@ class OutputLayersMixin:
                                                                 strict=True)}}
 
     def _style(self, layer: Any, kind: str) -> None:
-        """The layer's colour bar; for a hidden map (|error|, SD, difference) when it is first shown: napari
-        builds a colour bar in 60-120 ms here even for a layer nobody looks at."""
+        """The layer's colour bar; for a hidden map (|error|, SD, difference) when it is first shown, in steps
+        (:meth:`_first_shown_steps`): napari builds a colour bar in 60-90 ms even for a layer nobody looks at,
+        and built, drawn and the map drawn in one turn were one stall of 170-240 ms."""
         if not layer.visible:
             if layer.name not in self._style_pending:  # by name: each lookup of a layer gives a new proxy
                 def on_shown(_event: Any = None, layer: Any = layer, kind: str = kind) -> None:
                     if layer.visible:
                         layer.events.visible.disconnect(on_shown)
                         self._style_pending.pop(layer.name, None)
-                        if not layer.colorbar.visible:  # the comparison grid may have placed it already
-                            self._style(layer, kind)
+                        self._shown_maps.queue(self._first_shown_steps(layer, kind))
 
                 self._style_pending[layer.name] = on_shown
                 layer.events.visible.connect(on_shown)
             return
         _layers.style_layer(layer)
         if kind != "sff" and hasattr(layer, "colorbar"):  # an SFF map may be shown with one of these: no overlap
-            layer.colorbar.position = "bottom_right"
+            layer.colorbar.position = "top_right" if self.viewer.grid.enabled else "bottom_right"  # a cell's own
+
+    def _first_shown_steps(self, layer: Any, kind: str) -> Iterator[None]:
+        """A hidden map the user (or the grid) has just shown: its own first draw in this turn, then its colour
+        bar built and turned on with nothing drawn (60-90 ms), then drawn a part per turn (_colorbar). While
+        the comparison grid is being arranged it waits: the grid styles its cells' colour bars itself."""
+        yield  # the map's first draw
+        while self.arranging:
+            yield
+        if collect_if_due():  # not inside the build
+            yield
+        if layer.name not in self.viewer.layers or layer.colorbar.visible:  # removed, or the grid placed it
+            return
+        if not layer.visible:  # hidden again meanwhile: styled when shown
+            self._style(layer, kind)
+            return
+        self._style(layer, kind)
+        yield from reveal_colorbar(self.viewer, layer)
 
     def _present(self, source: Any, archs: list[str]) -> None:
         """After a run: the new SFF map is the selected layer, on top of the overlay (or the comparison grid)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from napari_sff.imports import collect_if_due
 from napari_sff.inference import ARCH_LABELS
 from napari_sff.widgets._layers import SCOPES, output_name
 from napari_sff.widgets._turns import after_turns
@@ -86,7 +87,9 @@ class RunMixin:
                 return
             self.stop_button.enabled = False  # the maps are being shown: too late to stop
             request = self._worker_request
-            if what == "add":
+            if what == "collect":  # ahead of an allocation-heavy step (worker.LAYER_STEPS), in a turn of its own
+                collect_if_due()
+            elif what == "add":
                 options = dict(output.options)
                 if output.kind == "difference":
                     options["colormap"] = difference_colormap()

@@ -9,6 +9,7 @@ life on the GUI thread), :mod:`.worker` (what the run computes), :mod:`.layers` 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -71,9 +72,9 @@ class PredictWidget(RequestMixin, RunMixin, OutputLayersMixin, ComparisonMixin, 
         self._anatomy: np.ndarray | None = None  # the T2w volume of the last run (one time point of a 4D layer)
         self._cell_links: list[tuple[Any, Any]] = []  # (map visible event, callback) of the comparison grid
         self._hidden_for_grid: list[Any] = []  # layers the comparison grid hid; shown again when it ends
-        self._grid_colorbars: list[Any] = []  # hidden maps whose colour bar the grid turned on; off when it ends
         self._arrangement = Steps()  # the comparison grid's set-up or take-down, a step per event-loop turn
         self._text_warmup = Steps()  # rendering the glyphs of colour bars and grid titles after docking
+        self._shown_maps = Steps()  # the colour bars of hidden maps the user shows, a part per turn (layers.py)
         self._release_heap: Any = None  # undoes the garbage collector's freeze after the preload (preload.py)
         self._ddpm_asked = False  # the Model choice asked for the DDPM: its modules are preloaded then
         self._bridge = _ProgressBridge()
@@ -83,6 +84,7 @@ class PredictWidget(RequestMixin, RunMixin, OutputLayersMixin, ComparisonMixin, 
         self._adding = False  # inside a step that adds a layer: its styling is the next step
         self._style_pending: dict[str, Any] = {}  # hidden map's name -> callback styling it once shown
         self._revealing: set[str] = set()  # new maps added hidden, until their colour bar is on (layers.py)
+        self._colorbar_parts: dict[str, Iterator[None]] = {}  # colour bars being shown a part per step (layers.py)
         self._deferred_controls = DeferredControls(napari_viewer)  # a new layer's controls: a step of their own
         # the worker's only way back (the bridge is looked up at each call: once closed, emit raises RuntimeError)
         self._link = WorkerLink(warn=lambda message: self._bridge.warned.emit(message),
@@ -240,7 +242,11 @@ class PredictWidget(RequestMixin, RunMixin, OutputLayersMixin, ComparisonMixin, 
         self._cancel.set()
         self._arrangement.cancel()
         self._text_warmup.cancel()
+        self._shown_maps.cancel()
         self._deferred_controls.close()
+        for parts in self._colorbar_parts.values():
+            parts.close()  # every part shown
+        self._colorbar_parts.clear()
         if self._release_heap is not None:
             self._release_heap()
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):

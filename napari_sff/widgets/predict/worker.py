@@ -19,6 +19,7 @@ import numpy as np
 from napari_sff import io, roi
 from napari_sff.inference import PredictionCancelled, predict_volume
 from napari_sff.preprocess import input_kind_warning
+from napari_sff.widgets._colorbar import PART_STEPS
 from napari_sff.widgets._layers import output_name
 from napari_sff.widgets.predict.layers import layer_options
 
@@ -80,13 +81,16 @@ class WorkerLink:
 
 #: The GUI thread's steps for each output layer, one per event-loop turn. napari's costs for a new SFF map on a
 #: 2-core AMD EPYC: adding an image layer (50-90 ms: 30-40 without its layer controls, which take 20-35 ms;
-#: _insertion), building its colour bar (30-50 ms of Python) and the colour bar's first draw (60-75 ms, compiling
-#: five shader programs, with _shader_parsing; 100-110 ms without), which Qt runs right after the step that asks
-#: for it. So a new layer is added unselected and without its controls ("add"), which come next ("controls"); a
-#: new map that will be shown is added hidden, its colour bar built while hidden and turned off again ("style"),
-#: the map shown ("show": only the image is drawn) and then its colour bar ("colorbar": only the colour bar is
-#: drawn); each its own stall instead of one of 150-230 ms. A step with nothing to do for a layer does nothing.
-LAYER_STEPS = ("add", "controls", "style", "show", "colorbar")
+#: _insertion), building its colour bar (60-90 ms of Python) and the colour bar's first draw (65-105 ms,
+#: compiling five shader programs, with _shader_parsing; 100-110 ms without), which Qt runs right after the step
+#: that asks for it. So a new layer is added unselected and without its controls ("add"), which come next
+#: ("controls"); a new map that will be shown is added hidden, its colour bar built while hidden and turned off
+#: again ("style"), the map shown ("show": only the image is drawn) and then its colour bar, a part per step
+#: ("colorbar": nothing drawn, then _colorbar.PART_STEPS); each its own stall instead of one of 150-230 ms.
+#: Before adding a layer and before building a colour bar, a full garbage collection runs in a step of its own
+#: ("collect") when Python's would come due in the next (imports.collect_if_due): inside the step it added
+#: 30-50 ms. A step with nothing to do for a layer does nothing.
+LAYER_STEPS = ("collect", "add", "controls", "collect", "style", "show", "colorbar", *PART_STEPS)
 
 
 def compute(request: RunRequest, link: WorkerLink) -> Iterator[tuple[str, LayerOutput]]:
