@@ -808,6 +808,26 @@ def test_a_hidden_maps_colour_bar_is_built_when_the_map_is_first_shown_a_step_af
     assert error.colorbar.position == "bottom_right"  # below an SFF map's
 
 
+def test_a_grid_cells_map_is_drawn_before_its_colour_bars_parts(docked, qtbot):
+    """Issue #11: a map's colour bar moves into the grid cell with it, and its parts were drawn anew with the map
+    in one draw (the grid's longest stall, 78-127 ms); they are hidden as the map is shown, then shown a part
+    per step."""
+    viewer, widget = docked
+    widget.scope.value = "Current slice"
+    wait_for(qtbot, widget.run())
+    unet = viewer.layers[output_name("sff", "unet", "synthetic_thigh_t2w")]
+    assert unet.visible and unet.colorbar.visible
+    node = viewer.window._qt_viewer.canvas._layer_overlay_to_visual[unet][unet.colorbar].node
+    parts_when_shown = []
+    unet.events.visible.connect(lambda event: parts_when_shown.append(
+        (unet.visible, node.img.visible, node.box.visible, node.ticks.visible, node.ticks._text.visible)))
+    widget.side_by_side.value = True
+    wait_arranged(qtbot, widget)
+    assert parts_when_shown == [(False, True, True, True, True),  # hidden before the grid goes on
+                                (True, False, False, False, False)]  # shown in its cell, its colour bar's parts not
+    assert (node.img.visible, node.box.visible, node.ticks.visible, node.ticks._text.visible) == (True,) * 4
+
+
 def test_opening_a_hidden_cell_in_the_grid_shows_its_colour_bar_at_the_cells_top_right(docked, qtbot):
     viewer, widget = docked
     widget.scope.value = "Current slice"

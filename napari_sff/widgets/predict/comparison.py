@@ -161,8 +161,17 @@ class ComparisonMixin:
                         yield from glyph_steps(font, anatomy.name)
                     anatomy.name_overlay.visible = True
                     yield
+                # a colour bar on already moves into the cell with its map, and all its parts were drawn anew
+                # with the map in one draw: its parts hidden, then shown a part per turn after the map
+                parts = (reveal_colorbar(self.viewer, layer) if hasattr(layer, "colorbar") and layer.colorbar.visible
+                         else None)
+                if parts is not None:
+                    next(parts, None)
                 layer.visible = True
                 yield
+                if parts is not None:
+                    yield from parts
+                    yield
             if show and hasattr(layer, "colorbar") and not layer.colorbar.visible:
                 if collect_if_due():  # not inside the colour bar's build
                     yield
