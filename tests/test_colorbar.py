@@ -69,3 +69,25 @@ def test_without_napari_s_canvas_the_colour_bar_is_turned_on_whole():
     layer = viewer.add_image(np.zeros((8, 8), np.float32))
     assert _colorbar.colorbar_parts(viewer, layer) is None
     assert list(reveal_colorbar(viewer, layer)) == [] and layer.colorbar.visible
+
+
+def test_a_layer_shown_before_its_colour_bars_parts(viewer_and_map):
+    viewer, layer = viewer_and_map
+    layer.colorbar.visible = True
+    node = node_of(viewer, layer)
+    layer.visible = False
+    seen = []
+    steps = _colorbar.shown_before_its_colorbar(viewer, layer, lambda: setattr(layer, "visible", True))
+    for _ in steps:
+        seen.append((layer.visible, *shown_parts(node)))
+    assert seen == [(True, False, False, False, False), (True, True, False, False, False),
+                    (True, True, True, False, False), (True, True, True, True, False),
+                    (True, True, True, True, True)]  # the last part drawn in a turn of its own too
+
+
+def test_a_layer_without_its_colour_bar_on_is_only_shown(viewer_and_map):
+    viewer, layer = viewer_and_map
+    layer.visible = False
+    shown = []
+    steps = list(_colorbar.shown_before_its_colorbar(viewer, layer, lambda: shown.append(True)))
+    assert shown == [True] and len(steps) == 1 and not layer.colorbar.visible

@@ -809,9 +809,9 @@ def test_a_hidden_maps_colour_bar_is_built_when_the_map_is_first_shown_a_step_af
 
 
 def test_a_grid_cells_map_is_drawn_before_its_colour_bars_parts(docked, qtbot):
-    """Issue #11: a map's colour bar moves into the grid cell with it, and its parts were drawn anew with the map
-    in one draw (the grid's longest stall, 78-127 ms); they are hidden as the map is shown, then shown a part
-    per step."""
+    """Issue #11: a map's colour bar moves into the grid cell with it (and back out), and its parts were drawn
+    anew with the map in one draw (the grid's longest stall, 78-127 ms); they are hidden as the map is shown,
+    then shown a part per step."""
     viewer, widget = docked
     widget.scope.value = "Current slice"
     wait_for(qtbot, widget.run())
@@ -825,6 +825,11 @@ def test_a_grid_cells_map_is_drawn_before_its_colour_bars_parts(docked, qtbot):
     wait_arranged(qtbot, widget)
     assert parts_when_shown == [(False, True, True, True, True),  # hidden before the grid goes on
                                 (True, False, False, False, False)]  # shown in its cell, its colour bar's parts not
+    assert (node.img.visible, node.box.visible, node.ticks.visible, node.ticks._text.visible) == (True,) * 4
+    parts_when_shown.clear()
+    widget.side_by_side.value = False  # back in the plain view: the same
+    wait_arranged(qtbot, widget)
+    assert parts_when_shown == [(False, True, True, True, True), (True, False, False, False, False)]
     assert (node.img.visible, node.box.visible, node.ticks.visible, node.ticks._text.visible) == (True,) * 4
 
 

@@ -15,7 +15,7 @@ The parts are napari's private vispy visuals (``VispyCanvas._layer_overlay_to_vi
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from napari_sff.imports import switched_off
@@ -72,3 +72,17 @@ def reveal_colorbar(viewer: Any, layer: Any) -> Iterator[None]:
     finally:
         for part in hidden:
             part.visible = True
+
+
+def shown_before_its_colorbar(viewer: Any, layer: Any, show: Callable[[], None]) -> Iterator[None]:
+    """Call ``show`` (which shows ``layer``) with the parts of ``layer``'s colour bar, if it is on, hidden: the
+    layer is drawn alone, then its colour bar a part per step; ``yield`` after each. For a map drawn anew with its
+    colour bar, as when napari moves both into a grid cell or back out (78-127 ms in one draw)."""
+    parts = reveal_colorbar(viewer, layer) if hasattr(layer, "colorbar") and layer.colorbar.visible else None
+    if parts is not None:
+        next(parts, None)  # on already: only its parts are hidden
+    show()
+    yield
+    if parts is not None:
+        yield from parts
+        yield

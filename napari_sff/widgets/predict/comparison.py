@@ -17,7 +17,7 @@ from napari_sff import io
 from napari_sff.imports import collect_if_due
 from napari_sff.inference import ARCH_LABELS
 from napari_sff.widgets import _layers
-from napari_sff.widgets._colorbar import reveal_colorbar
+from napari_sff.widgets._colorbar import reveal_colorbar, shown_before_its_colorbar
 from napari_sff.widgets._layers import is_predicted_sff
 from napari_sff.widgets.predict.preload import canvas_font, glyph_steps
 
@@ -161,17 +161,8 @@ class ComparisonMixin:
                         yield from glyph_steps(font, anatomy.name)
                     anatomy.name_overlay.visible = True
                     yield
-                # a colour bar on already moves into the cell with its map, and all its parts were drawn anew
-                # with the map in one draw: its parts hidden, then shown a part per turn after the map
-                parts = (reveal_colorbar(self.viewer, layer) if hasattr(layer, "colorbar") and layer.colorbar.visible
-                         else None)
-                if parts is not None:
-                    next(parts, None)
-                layer.visible = True
-                yield
-                if parts is not None:
-                    yield from parts
-                    yield
+                # a colour bar on already moves into the cell with its map: drawn a part per turn after the map
+                yield from shown_before_its_colorbar(self.viewer, layer, lambda layer=layer: setattr(layer, "visible", True))
             if show and hasattr(layer, "colorbar") and not layer.colorbar.visible:
                 if collect_if_due():  # not inside the colour bar's build
                     yield
@@ -224,8 +215,9 @@ class ComparisonMixin:
                 layer.visible = True
                 yield
         archs = [arch for arch in ARCH_LABELS if self._map("sff", arch) is not None]
-        if self._source is not None and archs:
-            self._present(self._source, [archs[-1]])
+        if self._source is not None and archs:  # the map back in the plain view, then its colour bar
+            yield from shown_before_its_colorbar(self.viewer, self._map("sff", archs[-1]),
+                                                 lambda: self._present(self._source, [archs[-1]]))
 
     def _anatomy_cell(self, layer: Any) -> Any:
         """The T2w copy under ``layer`` in its cell, or None."""
