@@ -123,7 +123,7 @@ class OutputLayersMixin:
         elif revealing and step == "colorbar":
             self._revealing.discard(layer.name)
             parts = reveal_colorbar(self.viewer, layer)
-            next(parts, None)  # on, its gradient drawn in this turn; its other parts at PART_STEPS
+            next(parts, None)  # on, with nothing drawn in this turn; a part at each of PART_STEPS
             self._colorbar_parts[layer.name] = parts
         elif step in PART_STEPS and layer.name in self._colorbar_parts:
             if next(self._colorbar_parts[layer.name], StopIteration) is StopIteration:
