@@ -801,11 +801,16 @@ def test_a_hidden_maps_colour_bar_is_built_when_the_map_is_first_shown_a_step_af
         assert not viewer.grid.enabled and not error.visible
         assert error.colorbar not in visuals.get(error, {})  # napari never built it
         assert not error.colorbar.visible and error.name in widget._style_pending
+    settings_while_on = []  # napari lays a shown colour bar out again at each setting: all are made before
+    for setting in ("size", "font_size", "position"):
+        getattr(error.colorbar.events, setting).connect(
+            lambda event, setting=setting: settings_while_on.append((setting, error.colorbar.visible)))
     error.visible = True  # shown at last: its colour bar a step later
     assert not error.colorbar.visible and error.colorbar not in visuals[error]
     qtbot.waitUntil(lambda: not widget._shown_maps.busy)
     assert error.colorbar.visible and error.colorbar in visuals[error]
     assert error.colorbar.position == "bottom_right"  # below an SFF map's
+    assert settings_while_on and not any(on for _, on in settings_while_on), settings_while_on
 
 
 def test_a_grid_cells_map_is_drawn_before_its_colour_bars_parts(docked, qtbot):

@@ -177,9 +177,10 @@ def style_layer(layer: Any) -> None:
     kind = layer_kind(layer)
     if isinstance(layer, Image) and kind in COLORBAR_KINDS and hasattr(layer, "colorbar"):
         _shader_parsing.install()  # before the colour bar's first draw parses its shaders (once per process)
-        layer.colorbar.visible = True
+        # size and font first: napari lays a shown colour bar's ticks out again at each (3 ms each, ad hoc)
         layer.colorbar.size = COLORBAR_SIZE
         layer.colorbar.font_size = 9
+        layer.colorbar.visible = True
     elif isinstance(layer, Labels) and kind == "labels" and layer.ndim >= 2:
         layer.contour = LABEL_CONTOUR
 

@@ -155,9 +155,9 @@ class OutputLayersMixin:
                 self._style_pending[layer.name] = on_shown
                 layer.events.visible.connect(on_shown)
             return
-        _layers.style_layer(layer)
         if kind != "sff" and hasattr(layer, "colorbar"):  # an SFF map may be shown with one of these: no overlap
             layer.colorbar.position = "top_right" if self.viewer.grid.enabled else "bottom_right"  # a cell's own
+        _layers.style_layer(layer)  # placed first: napari lays a shown colour bar out again at each setting
 
     def _first_shown_steps(self, layer: Any, kind: str) -> Iterator[None]:
         """A hidden map the user (or the grid) has just shown: its own first draw in this turn, then its colour
