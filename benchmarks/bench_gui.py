@@ -182,16 +182,15 @@ def measure_first_run(weights: dict, shape: tuple[int, ...] = BIG_SHAPE, tick_s:
         # each layer step's time, and the first draw after the SFF map's colour bar was turned on
         steps = [(what, end - begun) for what, begun, end in events if begun >= started and what.startswith("napari")]
         result[f"{name}_napari_steps_s"] = {what: seconds for what, seconds in steps}
-        shown = [end for what, begun, end in events if begun >= started and what == "napari colorbar sff"]
-        draws = [end - begun for what, begun, end in events if what == "draw" and shown and begun >= shown[0]]
-        result[f"{name}_colorbar_first_draw_s"] = draws[0] if draws else None
-        # the colour bar a part per step (napari_sff.widgets._colorbar): the first draw after each part's step
+        # the colour bar a part per step (napari_sff.widgets._colorbar): the first draw after each part's step,
+        # the one after "colorbar" being the colour bar's first draw (all of it, where it is drawn whole)
         part_draws = {}
         for step in ("colorbar", *PART_STEPS):
             shown = [end for what, begun, end in events if begun >= started and what == f"napari {step} sff"]
             draws = [end - begun for what, begun, end in events if what == "draw" and shown and begun >= shown[0]]
             if draws:
                 part_draws[step] = draws[0]
+        result[f"{name}_colorbar_first_draw_s"] = part_draws.get("colorbar")
         result[f"{name}_colorbar_part_draws_s"] = part_draws
         result[f"{name}_layers"] = [layer.name for layer in viewer.layers if layer.name.endswith(f"[{name}_t2w]")]
     if show_error:  # the user shows the run's |error| map (added hidden; its colour bar built when first shown)

@@ -17,7 +17,7 @@ from napari_sff import io
 from napari_sff.imports import collect_if_due
 from napari_sff.inference import ARCH_LABELS
 from napari_sff.widgets import _layers
-from napari_sff.widgets._colorbar import reveal_colorbar, shown_before_its_colorbar
+from napari_sff.widgets._colorbar import shown_before_its_colorbar
 from napari_sff.widgets._layers import is_predicted_sff
 from napari_sff.widgets.predict.preload import canvas_font, glyph_steps
 
@@ -40,7 +40,8 @@ class ComparisonMixin:
     """The widget's comparison grid. Uses the widget's ``viewer``, ``ground_truth``, ``_source`` and
     ``_anatomy`` (the last run's T2w layer and volume), ``_closed``, ``_cell_links``, ``_hidden_for_grid``,
     ``_style_pending``, ``_deferred_controls`` and ``_arrangement`` (a
-    :class:`~napari_sff.widgets._turns.Steps`), and the output layers' ``_map``, ``_style`` and ``_present``."""
+    :class:`~napari_sff.widgets._turns.Steps`), and the output layers' ``_map``, ``_colorbar_steps`` and
+    ``_present``."""
 
     def _on_removed(self, event: Any) -> None:
         """A comparison map removed takes its anatomy cell with it; the run's T2w removed ends the comparison."""
@@ -164,10 +165,8 @@ class ComparisonMixin:
                 # a colour bar on already moves into the cell with its map: drawn a part per turn after the map
                 yield from shown_before_its_colorbar(self.viewer, layer, lambda layer=layer: setattr(layer, "visible", True))
             if show and hasattr(layer, "colorbar") and not layer.colorbar.visible:
-                if collect_if_due():  # not inside the colour bar's build
-                    yield
-                _layers.style_layer(layer)  # the reading view's size and font: a map never shown has none yet
-                yield from reveal_colorbar(self.viewer, layer)  # turned on, a part drawn per turn
+                # built, with the reading view's size and font and the cell's place, then a part drawn per turn
+                yield from self._colorbar_steps(layer, _layers.layer_kind(layer))
                 yield
             # a hidden cell's map gets its colour bar when the user opens the cell (_style_pending): turned on
             # now, napari would build it as the grid ends (50-130 ms) for a map nobody has shown

@@ -161,12 +161,18 @@ class OutputLayersMixin:
 
     def _first_shown_steps(self, layer: Any, kind: str) -> Iterator[None]:
         """A hidden map the user (or the grid) has just shown: its own first draw in this turn, then its colour
-        bar built and turned on with nothing drawn (60-90 ms), then drawn a part per turn (_colorbar). While
-        the comparison grid is being arranged it waits: the grid styles its cells' colour bars itself."""
+        bar (:meth:`_colorbar_steps`). While the comparison grid is being arranged it waits: the grid styles its
+        cells' colour bars itself."""
         yield  # the map's first draw
         while self.arranging:
             yield
-        if collect_if_due():  # not inside the build
+        yield from self._colorbar_steps(layer, kind)
+
+    def _colorbar_steps(self, layer: Any, kind: str) -> Iterator[None]:
+        """The colour bar of a shown map that has none on: a full collection first if one is due (a turn of its
+        own, not inside the build), then the colour bar built and turned on with nothing drawn (60-90 ms), then
+        drawn a part per turn (_colorbar)."""
+        if collect_if_due():
             yield
         if layer.name not in self.viewer.layers or layer.colorbar.visible:  # removed, or the grid placed it
             return
