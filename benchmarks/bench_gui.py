@@ -133,14 +133,25 @@ def measure_first_run(weights: dict, shape: tuple[int, ...] = BIG_SHAPE, tick_s:
 
     advance = _turns.Steps._advance
 
-    def timed_advance(steps, generation):  # a step of the comparison grid's (napari's operations only)
+    def timed_advance(steps, generation):  # a step of a Steps generator: the grid's, a shown map's colour bar...
+        running = steps._running
         begun = time.perf_counter()
         try:
             return advance(steps, generation)
-        finally:  # named by the line of the yield it stopped at (the step's last napari operation is above it)
-            frame = getattr(steps._running, "gi_frame", None)
-            where = f" to line {frame.f_lineno}" if frame is not None else " (the last)"
-            events.append((f"napari grid step{where}", begun, time.perf_counter()))
+        finally:
+            if running is not None:  # None: cancelled, nothing ran
+                events.append((f"napari step {step_name(running)}", begun, time.perf_counter()))
+
+    def step_name(generator) -> str:
+        """The generators a step stopped in, outermost first (``yield from`` chains), and the line of the innermost
+        one's ``yield``: the step's last napari call is just above it."""
+        names, line, outermost = [], None, generator
+        while hasattr(generator, "gi_code"):
+            names.append(generator.gi_code.co_qualname)
+            line = generator.gi_frame.f_lineno if generator.gi_frame is not None else None
+            generator = generator.gi_yieldfrom
+        where = f" to line {line}" if line is not None else " (its last)"
+        return " > ".join(names or [type(outermost).__name__]) + where
 
     _turns.Steps._advance = timed_advance
     rng = np.random.default_rng(0)
@@ -218,9 +229,9 @@ def measure_first_run(weights: dict, shape: tuple[int, ...] = BIG_SHAPE, tick_s:
             pump(0.5)  # the last step's draw
             result[f"{phase}_longest_stall_s"] = longest_gap(started)
             result[f"{phase}_longest_stall_is"] = during_longest_gap(started)
-            grid_steps: dict[str, float] = {}  # each grid step's longest time (by the line it stopped at)
+            grid_steps: dict[str, float] = {}  # each step's longest time (by generator and the line it stopped at)
             for what, begun, end in events:
-                if begun >= started and what.startswith("napari grid step"):
+                if begun >= started and what.startswith("napari step "):
                     grid_steps[what] = max(grid_steps.get(what, 0.0), end - begun)
             result[f"{phase}_grid_steps_s"] = grid_steps
     from vispy.gloo import program
