@@ -11,6 +11,7 @@ import pytest
 from conftest import TINY_CONFIGS
 
 from training import ddpm_ablation, gpu_job
+from training.gpu_job import runner
 
 
 def test_dry_run_reports_every_phase_and_writes_loadable_weights(tmp_path):
@@ -25,6 +26,7 @@ def test_dry_run_reports_every_phase_and_writes_loadable_weights(tmp_path):
     phases = report["phases"]
     assert all(result["status"] == "ok" for result in phases.values()), {k: v.get("error") for k, v in phases.items()}
     assert phases["environment"]["gemm"]["tflops"] > 0
+    assert report["not_returnable"] == [] and "would not bring back" not in (out / "gpu_job.md").read_text()
     # Known answer: 6 simulated cases of 3 x 32 x 32, every slice kept, split by case. At 32² the pixels (field of view
     # / 32, over 6 mm) are coarser than the 3-6 mm slices, so the cache slices along an in-plane axis: 32 per case.
     assert phases["simulate"]["cases"] == 6
@@ -176,8 +178,43 @@ def test_unet_config_trains_another_architecture_from_scratch(tmp_path):
     assert report["unet_config"] == wider and trained["init"] == "scratch"
     _, header = load_checkpoint(out / "unet.safetensors", expected_arch="unet")
     assert {key: header["config"][key] for key in wider} == wider
+    # The size check's estimate is the file's tensors exactly: the file is 8 bytes of header length (safetensors'
+    # format), the JSON header and the tensors; the header (a training card) fits the check's 3 % margin.
+    weights = out / "unet.safetensors"
+    header_bytes = int.from_bytes(weights.read_bytes()[:8], "little")
+    assert weights.stat().st_size - 8 - header_bytes == runner.unet_weights_bytes(wider, "float16")
+    assert header_bytes < 0.03 * gpu_job.RETURN_LIMITS["file_bytes"]
     with pytest.raises(ValueError, match="cannot fine-tune the shipped"):
         gpu_job.run_job(out, work=tmp_path / "work", dry_run=True, init="shipped", unet_config=wider, phases=[])
+
+
+def test_a_unet_whose_weights_would_not_come_back_is_refused_before_any_work(tmp_path, capsys):
+    """The device tool brings back files of at most 16 MiB: 32 / 6 (31 M parameters, ~59 MiB in float16) would
+    train for minutes and leave its weights behind; 32 / 5, which training/GPU.md suggests (~15 MiB), runs."""
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stopped:
+        gpu_job.main(["--out", str(out), "--dry-run", "--unet-config", '{"base_channels": 32, "depth": 6}'])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "59." in error and "16 MiB" in error and "smaller width or depth" in error
+    assert not out.exists()
+    runner.check_options(unet_config={"base_channels": 32, "depth": 5})
+
+
+def test_the_report_says_what_the_device_tool_would_leave_behind(tmp_path):
+    limits = gpu_job.RETURN_LIMITS
+    assert runner.not_returnable(tmp_path) == []
+    for i in range(limits["files"]):
+        (tmp_path / f"f{i}.txt").write_text("x")
+    assert runner.not_returnable(tmp_path) == []
+    assert runner.not_returnable(tmp_path, extra=["gpu_job.md"]) == [f"{limits['files'] + 1} files, over 8"]
+    with open(tmp_path / "f0.txt", "wb") as big:  # sparse: 17 MiB on paper, nothing on disk
+        big.truncate(17 * 2**20)
+    (tmp_path / "f1.txt").rename(tmp_path / "f 1.txt")
+    assert runner.not_returnable(tmp_path) == [
+        "f0.txt: 17.0 MiB, over 16 MiB", "f 1.txt: a name with other characters than letters, digits, '.', '_' and '-'"]
+    summary = gpu_job.markdown({"profile": "gpu", "started": "now", "phases": {}, "not_returnable": ["f0.txt: big"]})
+    assert "would not bring back:** f0.txt: big" in summary  # what training/gpu_rehearsal.sh looks for
 
 
 def test_muscle_prior_reaches_the_simulated_cases(tmp_path):

@@ -9,7 +9,9 @@
 # What it does, as the device tool would: copies the working tree (tracked and untracked files that git does not
 # ignore) and .whl/ into a fresh folder, puts the rehearsal venv's python first on PATH as `python3`, sets $OUT to an
 # empty folder and runs the fenced command under "## The call" in training/GPU.md verbatim, with only `--dry-run`
-# and the options given here inserted after `-m training.gpu_job`. It passes when every phase in gpu_job.md says ok.
+# and the options given here inserted after `-m training.gpu_job`. It passes when every phase in gpu_job.md says ok
+# and the device tool would bring every file back (at most 8, 16 MiB each; with --init or --unet-config the dry
+# run's U-Net has the real call's size).
 #
 # The first run builds the venv (DEVSIM, default ~/.cache/napari-sff/devsim; about 5 GB: PyPI's torch 2.11 wheel is
 # the CUDA build) from DEVSIM_PACKAGES, the versions /work/.library/device/KINDS.md lists for the image ("pip list"
@@ -55,6 +57,8 @@ report="$stage/out/gpu_job.md"
 [ -f "$report" ] || { echo "error: the command exited $status without writing gpu_job.md; see $stage/out/log.txt" >&2; exit 1; }
 cat "$report"
 bad=$(awk -F'|' 'NR > 4 && NF > 3 && $3 !~ /^ *ok *$/ {print $2 ":" $3}' "$report")
+# files the device tool would leave behind (training.gpu_job.runner.not_returnable, written into gpu_job.md)
+grep -q "would not bring back" "$report" && bad+=" files over the device tool's limits"
 if [ "$status" -ne 0 ] || [ -n "$bad" ]; then
     echo "rehearsal FAILED (exit $status)${bad:+; not ok:$bad}; files in $stage/out" >&2
     exit 1

@@ -43,10 +43,10 @@ from .phases import (
     phase_simulate,
     phase_unet,
 )
-from .profiles import PHASES, PROFILES, TARGETS_MS_PER_SLICE
+from .profiles import PHASES, PROFILES, RETURN_LIMITS, TARGETS_MS_PER_SLICE
 from .report import finite, log, markdown
 from .runner import run_job
 
-__all__ = ["PHASES", "PHASE_FUNCTIONS", "PROFILES", "TARGETS_MS_PER_SLICE", "finite", "log",
+__all__ = ["PHASES", "PHASE_FUNCTIONS", "PROFILES", "RETURN_LIMITS", "TARGETS_MS_PER_SLICE", "finite", "log",
            "main", "markdown", "phase_ablation", "phase_benchmark", "phase_cache", "phase_ddpm", "phase_environment",
            "phase_evaluate", "phase_simulate", "phase_unet", "run_job", "time_call"]

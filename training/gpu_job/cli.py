@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from . import __doc__ as _overview
 from .profiles import PHASES
-from .runner import INITS, run_job
+from .runner import INITS, check_options, run_job
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,6 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [name for name in args.phases if name not in PHASES]
     if unknown:
         parser.error(f"unknown phase(s) {', '.join(unknown)}; choose from {', '.join(PHASES)}")
+    try:  # options that cannot go together or cannot work: one line, before any work
+        check_options(dry_run=args.dry_run, init=args.init, unet_config=args.unet_config,
+                      muscle_prior=args.muscle_prior)
+    except ValueError as exc:
+        parser.error(str(exc))
     report = run_job(args.out, work=args.work, dry_run=args.dry_run, domain=args.domain, total_s=args.total_s,
                      phases=args.phases, start_method=args.start_method, init=args.init,
                      unet_config=args.unet_config, muscle_prior=args.muscle_prior)

@@ -11,6 +11,9 @@ import os
 PHASES = ("environment", "simulate", "cache", "unet", "ddpm", "evaluate", "phantoms", "benchmark", "ablation")
 #: What the issue asks of one H100/H200 (ms per 256² slice, batched).
 TARGETS_MS_PER_SLICE = {"unet": 0.25, "ddpm_50_steps": 25.0}
+#: What the device tool brings back from ``$OUT`` (/work/.library/device/README.md, *Limits*): a file over these
+#: is left behind, so the job refuses a U-Net whose weights could not come back and checks its folder at the end.
+RETURN_LIMITS = {"files": 8, "file_bytes": 16 * 2**20, "total_bytes": 64 * 2**20, "name_pattern": r"[A-Za-z0-9._-]+"}
 
 _GPU_TRAIN = {"amp": True, "channels_last": True, "workers": max(1, min(14, (os.cpu_count() or 2) - 2)),
               "weights_dtype": "float16", "ema_warmup": True, "epochs": 1_000_000, "crop": None}

@@ -30,6 +30,8 @@ def markdown(report: dict) -> str:
     for name, result in phases.items():
         lines.append(f"| {name} | {result['status']} | {result.get('wall_seconds', 0):.1f} | "
                      f"{(result.get('error') or _headline(name, result)).replace('|', '/')[:300]} |")
+    if report.get("not_returnable"):
+        lines += ["", "**The device tool would not bring back:** " + "; ".join(report["not_returnable"])]
     return "\n".join(lines) + "\n"
 
 

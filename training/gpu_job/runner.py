@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .phases import PHASE_FUNCTIONS
-from .profiles import PHASES, PROFILES
+from .profiles import PHASES, PROFILES, RETURN_LIMITS
 from .report import finite, log, markdown
 
 
@@ -43,6 +43,43 @@ def _phase_process(name: str, ctx: dict, plan: dict, result_path: str) -> None:
 INITS = ("scratch", "shipped", "widened")
 
 
+def check_options(*, dry_run: bool = False, init: str = "scratch", unet_config: dict | None = None,
+                  muscle_prior: str = "simulator") -> None:
+    """``run_job``'s options that cannot work, as a ``ValueError`` with one line, before any work."""
+    if init not in INITS:
+        raise ValueError(f"init must be one of {', '.join(INITS)}, not {init!r}")
+    from napari_sff.simulate.tissues import get_muscle_prior
+
+    get_muscle_prior(muscle_prior)  # an unknown name fails here, not in the simulate phase's workers
+    if unet_config and init != "scratch":
+        raise ValueError("--unet-config trains a new architecture from scratch; it cannot fine-tune the shipped "
+                         f"weights (drop --init {init})")
+    if unet_config:
+        check_weights_come_back(unet_config, PROFILES["dry" if dry_run else "gpu"]["unet"]["train"]["weights_dtype"])
+
+
+def unet_weights_bytes(unet_config: dict, weights_dtype: str) -> int:
+    """The tensors' bytes in a checkpoint of a U-Net of ``unet_config`` saved in ``weights_dtype`` (the file adds
+    its JSON header: config and training card)."""
+    import torch
+
+    from napari_sff.models import build_model
+
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        state = build_model("unet", unet_config).state_dict()  # the parameters and the buffers
+    return sum(t.numel() for t in state.values()) * torch.empty((), dtype=getattr(torch, weights_dtype)).element_size()
+
+
+def check_weights_come_back(unet_config: dict, weights_dtype: str) -> None:
+    """Refuse, before any work, a ``--unet-config`` whose weights file would be over the device tool's size for a
+    returned file: the call's whole point would be left behind on the machine."""
+    estimate, limit = unet_weights_bytes(unet_config, weights_dtype), RETURN_LIMITS["file_bytes"]
+    if estimate > 0.97 * limit:  # the header (config, training card, intensity statistics) adds some kilobytes
+        raise ValueError(f"--unet-config {json.dumps(unet_config)} makes U-Net weights of {estimate / 2**20:.1f} MiB "
+                         f"in {weights_dtype}: over the device tool's {limit / 2**20:.0f} MiB for a returned file; "
+                         "choose a smaller width or depth")
+
+
 def run_job(out: str | Path, *, work: str | Path | None = None, dry_run: bool = False, domain: str = "default",
             total_s: float | None = None, phases: Sequence[str] = PHASES, start_method: str | None = None,
             init: str = "scratch", unet_config: dict | None = None, muscle_prior: str = "simulator") -> dict:
@@ -53,14 +90,7 @@ def run_job(out: str | Path, *, work: str | Path | None = None, dry_run: bool = 
     wide first (``training.widen``: the same map, 4x the parameters); ``unet_config`` (e.g.
     ``{"base_channels": 32, "depth": 5}``) gives the U-Net trained from scratch another width or depth than the
     profile's; ``muscle_prior`` is the simulated cases' (``napari_sff.simulate.MUSCLE_PRIORS``)."""
-    if init not in INITS:
-        raise ValueError(f"init must be one of {', '.join(INITS)}, not {init!r}")
-    from napari_sff.simulate.tissues import get_muscle_prior
-
-    get_muscle_prior(muscle_prior)  # an unknown name fails here, not in the simulate phase's workers
-    if unet_config and init != "scratch":
-        raise ValueError("--unet-config trains a new architecture from scratch; it cannot fine-tune the shipped "
-                         f"weights (drop --init {init})")
+    check_options(dry_run=dry_run, init=init, unet_config=unet_config, muscle_prior=muscle_prior)
     from napari_sff.io import atomic_write_text
 
     os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would flood the log the device tool returns
@@ -123,7 +153,29 @@ def run_job(out: str | Path, *, work: str | Path | None = None, dry_run: bool = 
         report["seconds"] = round(time.time() - started, 1)
         atomic_write_text(out / "gpu_job.json", json.dumps(report, indent=1))
     report["files"] = sorted(path.name for path in out.iterdir() if path.is_file())
+    report["not_returnable"] = not_returnable(out, extra=["gpu_job.md"])  # gpu_job.md: written next, small
     atomic_write_text(out / "gpu_job.json", json.dumps(report, indent=1))
     atomic_write_text(out / "gpu_job.md", markdown(report))
     log(started, f"done in {time.time() - started:.0f} s: {', '.join(report['files'])}")
+    for problem in report["not_returnable"]:
+        log(started, f"warning: the device tool would not bring this back: {problem}")
     return report
+
+
+def not_returnable(out: Path, extra: Sequence[str] = ()) -> list[str]:
+    """What in ``out`` (plus the names ``extra``, about to be written) the device tool would leave behind
+    (:data:`RETURN_LIMITS`): one line per problem, none when everything comes back."""
+    import re
+
+    files = {path.name: path.stat().st_size for path in out.iterdir() if path.is_file()}
+    files |= {name: 0 for name in extra if name not in files}
+    problems = [f"{name}: {size / 2**20:.1f} MiB, over {RETURN_LIMITS['file_bytes'] / 2**20:.0f} MiB"
+                for name, size in sorted(files.items()) if size > RETURN_LIMITS["file_bytes"]]
+    problems += [f"{name}: a name with other characters than letters, digits, '.', '_' and '-'"
+                 for name in sorted(files) if not re.fullmatch(RETURN_LIMITS["name_pattern"], name)]
+    if len(files) > RETURN_LIMITS["files"]:
+        problems.append(f"{len(files)} files, over {RETURN_LIMITS['files']}")
+    if sum(files.values()) > RETURN_LIMITS["total_bytes"]:
+        problems.append(f"{sum(files.values()) / 2**20:.1f} MiB in all, over "
+                        f"{RETURN_LIMITS['total_bytes'] / 2**20:.0f} MiB")
+    return problems
