@@ -260,6 +260,38 @@ def test_ddpm_subset_is_spread_evenly_and_paired_tests_pair_the_same_images(pair
     assert report["paired_tests"]["ddpm_vs_identity"]["n"] == 3
 
 
+def test_a_reference_ddpm_is_scored_on_the_same_images_steps_and_noise_with_a_paired_test(
+        paired_dir, tmp_path, constant_weights, tiny_weights, capsys):
+    from training import evaluate
+
+    cache = training_data.build_slice_cache(paired_dir, tmp_path / "cache", size=32, seed=1)
+    common = ["--data", str(cache), "--split", "train", "--ddim-steps", "1", "--ddpm-max-images", "3",
+              "--device", "cpu"]
+    out = tmp_path / "report.json"
+    evaluate.main([*common, "--ddpm", str(tiny_weights["ddpm"]), "--ddpm-reference", str(constant_weights["ddpm"]),
+                   "--rois", "--out", str(out), "--markdown", str(tmp_path / "report.md")])
+    report = json.loads(out.read_text())
+    reference = report["models"]["ddpm_reference"]
+    assert reference["images"] == report["models"]["ddpm"]["images"] == 3
+    assert reference["weights"] == str(constant_weights["ddpm"]) and reference["ddim_steps"] == 1
+    assert report["paired_tests"]["ddpm_vs_ddpm_reference"]["n"] == 3
+    # Known answer: the constant DDPM's map is 0.5 within ~0.03 (conftest), on the same three images as --ddpm's.
+    raw, truth = evaluate.load_split(str(cache), "train", None)
+    chosen = evaluate.evenly_spaced(len(raw), 3)
+    expected, _ = evaluate.score(np.full_like(truth[chosen], 0.5), truth[chosen], raw[chosen])
+    assert reference["mae"] == pytest.approx(expected["mae"], abs=0.03)
+    assert "| DDPM (DDIM), reference weights, 1 steps (3 images) |" in (tmp_path / "report.md").read_text()
+    assert report["rois"]["ddpm_reference"]["bias"] == pytest.approx(0.5 - report["rois"]["truth_mean"], abs=0.03)
+    # The same weights as their own reference: the same images, steps and noise give the same maps, so equal rows.
+    evaluate.main([*common, "--ddpm", str(tiny_weights["ddpm"]), "--ddpm-reference", str(tiny_weights["ddpm"]),
+                   "--out", str(out)])
+    models = json.loads(out.read_text())["models"]
+    assert models["ddpm_reference"]["mae"] == models["ddpm"]["mae"] and models["ddpm_reference"]["r"] == models["ddpm"]["r"]
+    with pytest.raises(SystemExit):
+        evaluate.main([*common, "--ddpm-reference", str(tiny_weights["ddpm"])])
+    assert "give --ddpm too" in capsys.readouterr().err
+
+
 def test_a_reference_unet_is_scored_on_the_same_images_with_a_paired_test(paired_dir, tmp_path, constant_weights,
                                                                          tiny_weights):
     from training import evaluate

@@ -28,6 +28,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--unet-reference", help="other U-Net weights scored on the same images, with a paired test "
                                                  "against --unet (e.g. the shipped ones against a retrained one)")
     parser.add_argument("--ddpm", help="DDPM checkpoint")
+    parser.add_argument("--ddpm-reference", help="other DDPM weights scored on --ddpm's images with the same DDIM "
+                                                 "steps, samples and noise, with a paired test against --ddpm")
     parser.add_argument("--ddim-steps", type=int, default=50)
     parser.add_argument("--ablation", type=lambda s: [int(v) for v in s.split(",") if v], default=[],
                         help="comma-separated DDIM step counts, e.g. 1,5,10,25,50")
@@ -65,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", help="write the JSON report here")
     parser.add_argument("--markdown", help="write the markdown table here")
     args = parser.parse_args(argv)
+    if args.ddpm_reference and not args.ddpm:
+        parser.error("--ddpm-reference is scored against --ddpm on the same images: give --ddpm too")
     report = evaluate(args)
     table = markdown(report)
     print(table)

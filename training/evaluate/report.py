@@ -42,7 +42,7 @@ def markdown(report: dict) -> str:
              "unet_other_precision": f"U-Net in {report['models'].get('unet_other_precision', {}).get('precision')}"
                                      + (", mean with mirror" if mirrored else ""),
              "unet_reference": "U-Net, reference weights" + (", mean with mirror" if mirrored else ""),
-             "ddpm": "DDPM (DDIM)"}
+             "ddpm": "DDPM (DDIM)", "ddpm_reference": "DDPM (DDIM), reference weights"}
     split = report["split"]
     lines = [f"{split.capitalize()} split: {report['images']} images, device {report['gpu'] or report['device']}, "
              f"batch size {report['batch_size']}, precision {report.get('precision', 'float32')}.", "",
@@ -51,7 +51,7 @@ def markdown(report: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     for key, row in report["models"].items():
         label = names[key] + (f", {row['ddim_steps']} steps" if "ddim_steps" in row else "")
-        if key == "ddpm" and row["images"] != report["images"]:
+        if key.startswith("ddpm") and row["images"] != report["images"]:
             label += f" ({row['images']} images)"
         lines.append(f"| {label} | {row['r']:.3f} | {row['r_image_mean']:.3f} | {row['mae']:.3f} ± "
                      f"{row['mae_sd']:.3f} | {_mean_sd_cell(row, 'ssim', 3)} | {_mean_sd_cell(row, 'psnr', 1)} | "
@@ -87,7 +87,7 @@ def markdown(report: dict) -> str:
         for key in names:
             if key in rois:
                 row = rois[key]
-                label = names[key] + (f", {row['steps']} steps" if key == "ddpm" else "")
+                label = names[key] + (f", {row['steps']} steps" if key.startswith("ddpm") else "")
                 lines.append(f"| {label} | {row['mae']:.3f} | {row['r']:.3f} | {row['bias']:+.3f} | "
                              f"{row['loa_low']:+.3f} to {row['loa_high']:+.3f} |")
         core = report.get("rois_core")

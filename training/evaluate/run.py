@@ -109,6 +109,13 @@ def _evaluate(args: argparse.Namespace) -> dict:
                 rows["ddpm"] = {**summary, "ms_per_image": ms, "ddim_steps": steps}
                 maes["ddpm"] = (ddpm_index, step_maes)
                 examples["ddpm"] = predicted[: EXAMPLE_IMAGES]
+    if args.ddpm and args.ddpm_reference:  # other DDPM weights, same images, steps, samples and noise: paired
+        predicted, ms = run_model("ddpm", args.ddpm_reference, ddpm_raw, device=device, batch_size=args.batch_size,
+                                  ddim_steps=args.ddim_steps, samples=args.samples, seed=args.seed)
+        summary, image_maes = score(predicted, ddpm_truth, ddpm_raw)
+        maes["ddpm_reference"] = (ddpm_index, image_maes)
+        rows["ddpm_reference"] = {**summary, "ms_per_image": ms, "ddim_steps": args.ddim_steps,
+                                  "weights": str(args.ddpm_reference)}
     samples_ablation = []
     if args.ddpm:
         for samples in args.samples_ablation:  # the mean of K DDIM samples at --ddim-steps
@@ -129,8 +136,9 @@ def _evaluate(args: argparse.Namespace) -> dict:
                   if args.robustness else [])
     checks = {"rois": None, "rois_all_structures": None, "rois_core": None, "tissues": None}
     if args.rois or args.tissues:  # the reference U-Net too: ROI means are what a reader compares
-        volume_models = {**models, **({"unet_reference": (args.unet_reference, check_steps)}
-                                      if args.unet_reference else {})}
+        references = {f"{arch}_reference": (weights, check_steps) for arch, weights
+                      in (("unet", args.unet_reference), ("ddpm", args.ddpm and args.ddpm_reference)) if weights}
+        volume_models = {**models, **references}
         checks = volume_checks(cache, args.split, volume_models, device=device, batch_size=args.batch_size,
                                rois=args.rois, tissues=args.tissues, seed=args.seed, mirror=args.mirror)
     spacing = []
@@ -139,7 +147,7 @@ def _evaluate(args: argparse.Namespace) -> dict:
                                seed=args.spacing_seed, mirror=args.mirror)
     tests = {}
     for first, second in (("unet", "unet_one_pass"), ("unet", "unet_other_precision"), ("unet", "unet_reference"),
-                          ("unet", "ddpm"),
+                          ("ddpm", "ddpm_reference"), ("unet", "ddpm"),
                           ("unet", "identity"), ("ddpm", "identity")):
         if first in maes and second in maes:
             (index_a, a), (index_b, b) = maes[first], maes[second]
