@@ -285,8 +285,10 @@ def test_a_reference_ddpm_is_scored_on_the_same_images_steps_and_noise_with_a_pa
     # The same weights as their own reference: the same images, steps and noise give the same maps, so equal rows.
     evaluate.main([*common, "--ddpm", str(tiny_weights["ddpm"]), "--ddpm-reference", str(tiny_weights["ddpm"]),
                    "--out", str(out)])
-    models = json.loads(out.read_text())["models"]
+    same = json.loads(out.read_text())
+    models = same["models"]
     assert models["ddpm_reference"]["mae"] == models["ddpm"]["mae"] and models["ddpm_reference"]["r"] == models["ddpm"]["r"]
+    assert "| ddpm vs ddpm reference | 3 | +0.0000 | no test: every pair equal |" in evaluate.markdown(same)
     with pytest.raises(SystemExit):
         evaluate.main([*common, "--ddpm-reference", str(tiny_weights["ddpm"])])
     assert "give --ddpm too" in capsys.readouterr().err

@@ -133,6 +133,8 @@ def markdown(report: dict) -> str:
     if report["paired_tests"]:
         lines += ["", "| paired Wilcoxon on per-image MAE | n | median difference | p |", "|---|---|---|---|"]
         for name, test in report["paired_tests"].items():
-            lines.append(f"| {name.replace('_', ' ')} | {test['n']} | {test['median_difference']:+.4f} | "
-                         f"{test['p_value']:.2g} |")
+            p = test["p_value"]  # NaN (null in the JSON): under two pairs, or every pair equal
+            p_cell = f"{p:.2g}" if p is not None and p == p else ("no test: every pair equal" if test["n"] >= 2
+                                                                else "no test: under two images")
+            lines.append(f"| {name.replace('_', ' ')} | {test['n']} | {test['median_difference']:+.4f} | {p_cell} |")
     return "\n".join(lines) + "\n"
