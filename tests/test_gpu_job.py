@@ -214,7 +214,7 @@ def test_the_report_says_what_the_device_tool_would_leave_behind(tmp_path):
     assert runner.not_returnable(tmp_path) == [
         "f0.txt: 17.0 MiB, over 16 MiB", "f 1.txt: a name with other characters than letters, digits, '.', '_' and '-'"]
     summary = gpu_job.markdown({"profile": "gpu", "started": "now", "phases": {}, "not_returnable": ["f0.txt: big"]})
-    assert "would not bring back:** f0.txt: big" in summary  # what training/gpu_rehearsal.sh looks for
+    assert "would not bring back:** f0.txt: big" in summary
 
 
 def test_muscle_prior_reaches_the_simulated_cases(tmp_path):

@@ -53,12 +53,17 @@ echo "rehearsal in $stage (tree ${size} KiB): $("$DEVSIM/bin/python" -c 'import 
 echo "command: $command"
 status=0
 (cd "$stage/tree" && PATH="$stage/bin:$PATH" OUT="$stage/out" bash -c "$command") || status=$?
-report="$stage/out/gpu_job.md"
-[ -f "$report" ] || { echo "error: the command exited $status without writing gpu_job.md; see $stage/out/log.txt" >&2; exit 1; }
-cat "$report"
-bad=$(awk -F'|' 'NR > 4 && NF > 3 && $3 !~ /^ *ok *$/ {print $2 ":" $3}' "$report")
-# files the device tool would leave behind (training.gpu_job.runner.not_returnable, written into gpu_job.md)
-grep -q "would not bring back" "$report" && bad+=" files over the device tool's limits"
+report="$stage/out/gpu_job.json"  # rewritten after each phase; gpu_job.md is written once, at the end
+[ -f "$stage/out/gpu_job.md" ] || { echo "error: the command exited $status without finishing (no gpu_job.md); see $stage/out/log.txt" >&2; exit 1; }
+cat "$stage/out/gpu_job.md"
+# phases not ok, and files the device tool would leave behind (training.gpu_job.runner.not_returnable)
+bad=$("$DEVSIM/bin/python" - "$report" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+print("; ".join([f"{name}: {result['status']}" for name, result in report["phases"].items() if result["status"] != "ok"]
+                + [f"left behind: {problem}" for problem in report.get("not_returnable", [])]))
+PY
+)
 if [ "$status" -ne 0 ] || [ -n "$bad" ]; then
     echo "rehearsal FAILED (exit $status)${bad:+; not ok:$bad}; files in $stage/out" >&2
     exit 1
