@@ -35,6 +35,9 @@ def test_dry_run_reports_every_phase_and_writes_loadable_weights(tmp_path):
         trained = phases[arch]
         assert trained["stopped_by"] == "time budget" and trained["steps"] >= 1
         assert trained["train_step_seconds"] >= gpu_job.PROFILES["dry"][arch]["train_s"]
+        # Where the training time went: the first step (start-up) and the waits for the loader, both within it.
+        assert 0 < trained["first_step_seconds"] <= trained["train_step_seconds"]
+        assert 0 < trained["loader_wait_seconds"] < trained["train_step_seconds"]
         model, header = load_checkpoint(out / f"{arch}.safetensors", expected_arch=arch)
         assert header["metadata"]["steps"] == trained["steps"]
         expected = {"unet": TINY_CONFIGS["unet"], "ddpm": {**TINY_CONFIGS["ddpm"],
@@ -53,6 +56,10 @@ def test_dry_run_reports_every_phase_and_writes_loadable_weights(tmp_path):
     bench = phases["benchmark"]
     for row in bench["unet"] + bench["ddpm"]:
         assert row.get("ms_per_slice", 0) > 0 or row["error"], row
+    for network in ("unet", "ddpm"):  # the variants without a compiler first, then the compiled ones
+        compiles = ["torch.compile" in row["variant"] for row in bench[network]]
+        assert compiles == sorted(compiles) and any(compiles), bench[network]
+        assert all(row["first_call_s"] > 0 for row in bench[network] if "ms_per_slice" in row)
     graphs = [row for row in bench["unet"] if "CUDA graph" in row["variant"]]
     assert graphs and all("CUDA" in row["error"] for row in graphs)  # no GPU here: said so, not skipped silently
     assert bench["best"]["unet"]["meets_target"] is None  # tiny CPU numbers are not compared with GPU targets
@@ -121,6 +128,83 @@ def test_a_phase_over_its_budget_is_killed_and_recorded(tmp_path, monkeypatch):
     assert time.perf_counter() - started < 30
     assert report["phases"]["environment"]["status"] == "killed"
     assert "over its budget of 3 s" in report["phases"]["environment"]["error"]
+
+
+def test_a_killed_phase_keeps_the_progress_it_saved(tmp_path, monkeypatch):
+    """A phase that measures in turn (the benchmark) saves each result; a kill at its budget keeps them."""
+    def measure_then_hang(ctx, plan):
+        gpu_job.save_progress(ctx, {"best": {}, "rows": [{"variant": "first", "ms_per_slice": 1.5}]})
+        time.sleep(60)
+        return {"rows": ["never"]}
+
+    monkeypatch.setitem(gpu_job.PHASE_FUNCTIONS, "environment", measure_then_hang)  # the forked child inherits it
+    monkeypatch.setitem(gpu_job.PROFILES["dry"], "environment", {"budget_s": 3})
+    monkeypatch.setitem(gpu_job.PROFILES["dry"], "grace_s", 1)
+    report = gpu_job.run_job(tmp_path / "out", work=tmp_path / "work", dry_run=True, phases=["environment"])
+    killed = report["phases"]["environment"]
+    assert killed["status"] == "killed" and "over its budget of 3 s" in killed["error"]
+    assert killed["rows"] == [{"variant": "first", "ms_per_slice": 1.5}]
+    saved = json.loads((tmp_path / "out" / "gpu_job.json").read_text())["phases"]["environment"]
+    assert saved["rows"] == killed["rows"]
+    # A later run of the same phase does not inherit it: the progress file goes before the phase starts.
+    monkeypatch.setitem(gpu_job.PHASE_FUNCTIONS, "environment", lambda ctx, plan: {"rows": []})
+    again = gpu_job.run_job(tmp_path / "out", work=tmp_path / "work", dry_run=True, phases=["environment"])
+    assert again["phases"]["environment"] == {**again["phases"]["environment"], "status": "ok", "rows": []}
+
+
+def test_the_markdown_says_what_a_killed_benchmark_measured_before():
+    best = {"unet": {"variant": "bfloat16 eager", "batch": 64, "ms_per_slice": 0.4, "target_ms_per_slice": 0.25}}
+    summary = gpu_job.markdown({"profile": "gpu", "started": "now", "phases": {
+        "benchmark": {"status": "killed", "error": "killed after 80 s", "best": best},
+        "ablation": {"status": "killed", "error": "killed after 9 s"}}})
+    assert "| benchmark | killed | 0.0 | killed after 80 s; measured before: unet bfloat16 eager batch 64: " \
+           "0.400 ms/slice (target 0.25) |" in summary
+    assert "| ablation | killed | 0.0 | killed after 9 s |" in summary
+
+
+def test_the_benchmark_runs_compiles_last_and_begins_none_it_cannot_finish(tmp_path, monkeypatch):
+    """Variants run in the order given (the phase puts those without a compiler first); a compile is begun only
+    with 1.25 x the longest compile so far (+2 s) left; each row is saved as it is measured."""
+    from training.gpu_job import benchmark
+
+    now = {"t": 0.0}
+    progress = tmp_path / "progress.json"
+    ctx = {"started": time.time(), "progress_path": str(progress)}
+    saved = []
+
+    def variant(network, label, build_s, compiles=False, fails=False):
+        def build():
+            now["t"] += build_s  # the fake clock: building (compiling) takes build_s
+            if fails:
+                raise RuntimeError("no CUDA")
+            return lambda: None
+        return benchmark.Variant(network, label, build, 4, {"batch": 4}, compiles=compiles)
+
+    variants = [variant("unet", "eager", 0.1), variant("unet", "graph", 0.1, fails=True),
+                variant("ddpm", "eager", 1.0), variant("unet", "compile a", 20.0, compiles=True),
+                variant("ddpm", "compile", 40.0, compiles=True), variant("unet", "compile b", 1.0, compiles=True),
+                variant("unet", "late", 0.0)]
+    result = {"size": 256, "device": "cuda:0", "unet": [], "ddpm": []}
+    original = benchmark.save_progress
+    monkeypatch.setattr(benchmark, "save_progress",
+                        lambda ctx, r: (original(ctx, r), saved.append(len(r["unet"]) + len(r["ddpm"]))))
+    benchmark.run_variants(variants, result, {"unet": 1, "ddpm": 1}, deadline=45.0, ctx=ctx, clock=lambda: now["t"])
+    unet = {row["variant"]: row for row in result["unet"]}
+    assert [row["variant"] for row in result["unet"]] == ["eager", "graph", "compile a", "compile b", "late"]
+    assert unet["eager"]["ms_per_slice"] >= 0 and unet["eager"]["first_call_s"] == pytest.approx(0.1)
+    assert unet["compile a"]["first_call_s"] == pytest.approx(20.0)
+    assert unet["graph"]["error"] == "RuntimeError: no CUDA"
+    assert "ms_per_slice" in unet["compile a"]  # begun at t = 1.2 with no compile before it to go by
+    # The DDPM's compile (at t = 21.2, 23.8 s left) would need 1.25 x 20 + 2 = 27 s: not begun, and said why;
+    # nor the U-Net's second (same rule); a plain variant still runs in the time left.
+    ddpm_compile = result["ddpm"][1]
+    assert ddpm_compile["variant"] == "compile" and "ms_per_slice" not in ddpm_compile
+    assert ddpm_compile["error"] == "skipped: the longest torch.compile so far took 20 s and 24 s of the budget were left"
+    assert unet["compile b"]["error"].startswith("skipped: the longest torch.compile")
+    assert "ms_per_slice" in unet["late"]
+    assert saved == list(range(1, len(variants) + 1))  # saved after every row
+    assert json.loads(progress.read_text())["unet"][-1]["variant"] == "late"
+    assert result["best"]["unet"]["variant"] in ("eager", "compile a", "late")
 
 
 @pytest.fixture(scope="module")

@@ -65,6 +65,8 @@ def run_summary(run: Path) -> dict:
     header = read_metadata(run / "last.safetensors")
     card = header.get("metadata", {})
     return {"steps": card.get("steps"), "train_step_seconds": card.get("train_step_seconds"),
+            "first_step_seconds": card.get("first_step_seconds"),
+            "loader_wait_seconds": card.get("loader_wait_seconds"),
             "stopped_by": card.get("stopped_by"), "epochs": card.get("epoch"), "model_config": header.get("config"),
             "weights": str(run / "last.safetensors")}
 

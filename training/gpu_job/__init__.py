@@ -9,12 +9,13 @@ Phases, in order, each in a process of its own (a hung or crashed phase is kille
 one starts; CUDA memory starts clean): ``environment`` (versions, the GPU, a bf16 GEMM for the machine's peak),
 ``simulate`` (cases from ``napari_sff.simulate.simulate_cases`` on every core until the case count or the
 budget is reached), ``cache`` (``training.data.build_slice_cache``), ``unet`` and ``ddpm`` (``training.train``
-with bf16 autocast, channels-last, large batches and ``--time-budget-s``; the U-Net also torch.compile'd, and a
-compile failure falls back to eager), ``evaluate`` (test split, ``training.evaluate``'s functions), ``phantoms``
+with bf16 autocast, channels-last, large batches and ``--time-budget-s``; eager: a compile's build would count
+against the budget; a run asked to compile falls back to eager if compiling fails), ``evaluate`` (test split, ``training.evaluate``'s functions), ``phantoms``
 (the model card's independent phantoms rendered on every core, scored the same way, with ROI means, the error by
 tissue and issue #11's targets),
 ``benchmark`` (ms per 256² slice: U-Net at batch 1 and 64, DDPM at 50 DDIM steps batched, fp16 and bf16,
-eager, CUDA graphs and torch.compile mode="reduce-overhead", against the targets) and, with the time left,
+eager, CUDA graphs, then torch.compile mode="reduce-overhead" while compiles fit, against the targets; a kill
+keeps the rows measured) and, with the time left,
 ``ablation`` (``training.ddpm_ablation`` at a small equal budget per configuration).
 
 ``DIR`` receives few files, as the device tool brings back at most eight: ``gpu_job.json`` (every phase's numbers
@@ -44,9 +45,9 @@ from .phases import (
     phase_unet,
 )
 from .profiles import PHASES, PROFILES, RETURN_LIMITS, TARGETS_MS_PER_SLICE
-from .report import finite, log, markdown
+from .report import finite, log, markdown, save_progress
 from .runner import run_job
 
 __all__ = ["PHASES", "PHASE_FUNCTIONS", "PROFILES", "RETURN_LIMITS", "TARGETS_MS_PER_SLICE", "finite", "log",
            "main", "markdown", "phase_ablation", "phase_benchmark", "phase_cache", "phase_ddpm", "phase_environment",
-           "phase_evaluate", "phase_simulate", "phase_unet", "run_job", "time_call"]
+           "phase_evaluate", "phase_simulate", "phase_unet", "run_job", "save_progress", "time_call"]

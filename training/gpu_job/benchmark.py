@@ -5,6 +5,13 @@ Timing (median, CUDA synchronised) and FLOP counts are :mod:`napari_sff.timing`'
 calibration use, so the job's numbers and theirs are measured the same way (``time_call`` is re-exported here for
 the other phases). A variant that fails (no CUDA for a graph, a compiler error)
 becomes a row with its error; the others still run.
+
+Order and budget: a torch.compile build can take longer than everything else here together (inductor built the
+U-Net's training step in 57 s on a 2-core CPU, 7 December 2026), so the variants that need no compiler run first,
+for both networks, and the compiled ones after them, batched first (the targets are batched). Each row records
+``first_call_s`` (building the variant and its first call: for torch.compile, the compile); a compile is not begun
+when the budget left is under the longest one so far, and every row is saved as it is measured
+(:func:`~.report.save_progress`), so a kill at the budget keeps the rows before it.
 """
 
 from __future__ import annotations
@@ -12,32 +19,64 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from napari_sff.timing import forward_flops, time_call
 
 from .profiles import PROFILES, TARGETS_MS_PER_SLICE
-from .report import log
+from .report import log, save_progress
 
 __all__ = ["phase_benchmark", "time_call"]
 
+#: A compile is begun only with this many times the longest compile so far left in the budget, plus the margin.
+COMPILE_HEADROOM = (1.25, 2.0)
 
-def _benchmark_rows(name: str, variants: dict[str, Callable[[], Callable[[], object]]], per_call: int,
-                    repeats: int, deadline: float, started: float) -> list[dict]:
-    """Time each variant (a builder returning the call to time) while the budget lasts; errors become rows."""
-    rows = []
-    for label, build in variants.items():
-        if time.time() > deadline:
-            rows.append({"variant": label, "error": "skipped: the benchmark budget was spent"})
-            continue
-        try:
-            call = build()
-            seconds = time_call(call, repeats, warmup=2)
-            rows.append({"variant": label, "ms_per_slice": 1000 * seconds / per_call})
-            log(started, f"benchmark {name} {label}: {rows[-1]['ms_per_slice']:.4f} ms/slice")
-        except Exception as exc:
-            rows.append({"variant": label, "error": f"{type(exc).__name__}: {exc}"[:500]})
-    return rows
+
+@dataclass
+class Variant:
+    """One way of running a network: ``build()`` returns the call to time, ``per_call`` slices per call."""
+
+    network: str  # "unet" or "ddpm": the list of the result it goes to
+    label: str
+    build: Callable[[], Callable[[], object]]
+    per_call: int
+    fields: dict = field(default_factory=dict)  # e.g. the batch, written into the row
+    compiles: bool = False  # torch.compile: its build may take most of the budget
+
+
+def run_variants(variants: list[Variant], result: dict, repeats: dict[str, int], deadline: float, ctx: dict,
+                 clock: Callable[[], float] = time.time) -> None:
+    """Time each variant in turn into ``result[variant.network]`` while the budget lasts; errors and skips become
+    rows with their reason, and the result so far is saved after each row."""
+    longest_compile = 0.0
+    for variant in variants:
+        row = {**variant.fields, "variant": variant.label}
+        left = deadline - clock()
+        needed = COMPILE_HEADROOM[0] * longest_compile + COMPILE_HEADROOM[1] if variant.compiles else 0.0
+        if left <= 0:
+            row["error"] = "skipped: the benchmark budget was spent"
+        elif left < needed:
+            row["error"] = (f"skipped: the longest torch.compile so far took {longest_compile:.0f} s and "
+                            f"{left:.0f} s of the budget were left")
+        else:
+            try:
+                started = clock()
+                call = variant.build()
+                time_call(call, 1, warmup=0)  # synchronised; for torch.compile this is the compile
+                row["first_call_s"] = round(clock() - started, 3)
+                if variant.compiles:
+                    longest_compile = max(longest_compile, row["first_call_s"])
+                row["ms_per_slice"] = 1000 * time_call(call, repeats[variant.network], warmup=1) / variant.per_call
+                log(ctx["started"], f"benchmark {variant.network} {variant.fields} {variant.label}: "
+                                    f"{row['ms_per_slice']:.4f} ms/slice (first call {row['first_call_s']:.1f} s)")
+            except Exception as exc:
+                if variant.compiles and "first_call_s" not in row:  # a failed compile still took its time
+                    longest_compile = max(longest_compile, clock() - started)
+                row["error"] = f"{type(exc).__name__}: {exc}"[:500]
+        result[variant.network].append(row)
+        result["best"] = _best(result)
+        save_progress(ctx, result)
 
 
 def _cuda_graph(function: Callable[[], object]) -> Callable[[], object]:
@@ -81,17 +120,17 @@ def phase_benchmark(ctx: dict, plan: dict) -> dict:
         return build_model(arch, default_config).to(device).eval(), "untrained, " + json.dumps(default_config)
 
     result: dict = {"device": str(device), "size": size, "targets_ms_per_slice": TARGETS_MS_PER_SLICE,
-                    "compile": {"backend": backend, **compile_options}}
+                    "compile": {"backend": backend, **compile_options}, "unet": [], "ddpm": []}
     unet, result["unet_weights"] = trained_or_default("unet", PROFILES[ctx["profile"]]["unet"]["model_config"])
     x1 = torch.rand(max(plan["batches"]), 1, size, size, device=device)
-    flops = forward_flops(unet, x1[:1])
-    result["unet_gflop_per_slice"] = flops / 1e9
+    result["unet_gflop_per_slice"] = forward_flops(unet, x1[:1]) / 1e9
     raw = np.random.default_rng(0).uniform(0, 1000, (max(plan["batches"]), size, size)).astype(np.float32)
-    rows = []
+    plain: list[Variant] = []  # no compiler: quick to build, run first
+    compiled: dict[str, list[Variant]] = {"unet batched": [], "ddpm": [], "unet batch 1": []}
     for batch in plan["batches"]:
-        variants: dict[str, Callable] = {
-            "predict_slices (numpy in/out, fp16 autocast on CUDA)":
-                lambda b=batch: (lambda: predict_slices(unet, raw[:b], device=device, batch_size=b, mirror=False))}
+        plain.append(Variant("unet", "predict_slices (numpy in/out, fp16 autocast on CUDA)",
+                             lambda b=batch: (lambda: predict_slices(unet, raw[:b], device=device, batch_size=b,
+                                                                     mirror=False)), batch, {"batch": batch}))
         for dtype_name in plan["dtypes"]:
             dtype = getattr(torch, dtype_name)
             half = copy.deepcopy(unet).to(dtype=dtype, memory_format=torch.channels_last)
@@ -103,15 +142,14 @@ def phase_benchmark(ctx: dict, plan: dict) -> dict:
             def graphed(model=half, x=x):
                 return _cuda_graph(lambda: _no_grad(model, x))
 
-            def compiled(model=half, x=x):
-                fast = torch.compile(model, backend=backend, **compile_options)
-                return lambda: _no_grad(fast, x)
+            def fast(model=half, x=x):
+                built = torch.compile(model, backend=backend, **compile_options)
+                return lambda: _no_grad(built, x)
 
-            variants.update({f"{dtype_name} eager": eager, f"{dtype_name} CUDA graph": graphed,
-                             f"{dtype_name} torch.compile": compiled})
-        for row in _benchmark_rows(f"unet batch {batch}", variants, batch, repeats, deadline, ctx["started"]):
-            rows.append({"batch": batch, **row})
-    result["unet"] = rows
+            plain += [Variant("unet", f"{dtype_name} eager", eager, batch, {"batch": batch}),
+                      Variant("unet", f"{dtype_name} CUDA graph", graphed, batch, {"batch": batch})]
+            compiled["unet batch 1" if batch == 1 else "unet batched"].append(
+                Variant("unet", f"{dtype_name} torch.compile", fast, batch, {"batch": batch}, compiles=True))
 
     ddpm, result["ddpm_weights"] = trained_or_default("ddpm", PROFILES[ctx["profile"]]["ddpm"]["model_config"])
     batch, steps = plan["ddpm_batch"], plan["ddim_steps"]
@@ -120,7 +158,6 @@ def phase_benchmark(ctx: dict, plan: dict) -> dict:
     result["ddpm_network_gflop_per_slice_step"] = forward_flops(
         ddpm.network, torch.cat([cond[:1], cond[:1]], dim=1), timestep[:1]) / 1e9
     ac = ddpm.scheduler.alphas_cumprod
-    variants = {}
     for dtype_name in plan["dtypes"]:
         dtype = getattr(torch, dtype_name)
 
@@ -158,16 +195,16 @@ def phase_benchmark(ctx: dict, plan: dict) -> dict:
                 return ddim_sample_loop(denoise, noise, ac, steps=steps, prediction_type=ddpm.config.prediction_type)
             return call
 
-        variants.update({f"{dtype_name} autocast (ConditionalDDPM.sample)": autocast_sample,
-                         f"{dtype_name} weights, eager": lambda d=dtype: network_loop(d),
-                         f"{dtype_name} weights, CUDA graph per step": lambda d=dtype: network_loop(d, graph=True),
-                         f"{dtype_name} weights, torch.compile": lambda d=dtype: network_loop(d, compiled=True)})
-    result["ddpm"] = [{"batch": batch, "ddim_steps": steps, **row} for row in
-                      _benchmark_rows(f"ddpm batch {batch}, {steps} steps", variants, batch, max(1, repeats // 2),
-                                      deadline, ctx["started"])]
-    result["best"] = _best(result)
+        fields = {"batch": batch, "ddim_steps": steps}
+        plain += [Variant("ddpm", f"{dtype_name} autocast (ConditionalDDPM.sample)", autocast_sample, batch, fields),
+                  Variant("ddpm", f"{dtype_name} weights, eager", lambda d=dtype: network_loop(d), batch, fields),
+                  Variant("ddpm", f"{dtype_name} weights, CUDA graph per step",
+                          lambda d=dtype: network_loop(d, graph=True), batch, fields)]
+        compiled["ddpm"].append(Variant("ddpm", f"{dtype_name} weights, torch.compile",
+                                        lambda d=dtype: network_loop(d, compiled=True), batch, fields, compiles=True))
+    run_variants(plain + [variant for group in compiled.values() for variant in group], result,
+                 {"unet": repeats, "ddpm": max(1, repeats // 2)}, deadline, ctx)
     return result
-
 
 
 def _no_grad(model, x):

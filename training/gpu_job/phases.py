@@ -187,6 +187,8 @@ def _train_phase(arch: str, ctx: dict, plan: dict) -> dict:
             "model_config": config.model_config,
             "best_validation": best, "steps": summary["steps"],
             "train_step_seconds": summary["train_step_seconds"], "stopped_by": summary["stopped_by"],
+            "first_step_seconds": summary["first_step_seconds"],
+            "loader_wait_seconds": summary["loader_wait_seconds"],
             "slices_per_s": slices / max(1e-9, summary["train_step_seconds"] or 0.0),
             "training": {k: v for k, v in vars(config).items() if k not in ("data", "out")},
             "metrics": log_rows}

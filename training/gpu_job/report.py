@@ -1,9 +1,11 @@
 """What the job says: timestamped progress lines (the device tool returns the log), strict JSON and the markdown
-summary with one headline per phase (``gpu_job.md``)."""
+summary with one headline per phase (``gpu_job.md``), and a phase's progress that outlives its process."""
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 
 def log(started: float, message: str) -> None:
@@ -22,17 +24,51 @@ def finite(value):
     return value
 
 
+def progress_path(result_path: str | Path) -> Path:
+    """Where a phase's partial result lies beside its final one."""
+    return Path(result_path).with_suffix(".partial.json")
+
+
+def save_progress(ctx: dict, result: dict) -> None:
+    """Leave ``result`` as what the phase has measured so far: if it is killed at its budget, the report keeps
+    these numbers (status ``killed``) instead of losing them with the process."""
+    from napari_sff.io import atomic_write_text
+
+    if ctx.get("progress_path"):
+        atomic_write_text(ctx["progress_path"], json.dumps(finite(result), indent=1))
+
+
+def partial_result(result_path: Path) -> dict:
+    """The last progress a phase saved (empty if none, or if it cannot be read)."""
+    try:
+        return json.loads(progress_path(result_path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def markdown(report: dict) -> str:
     """The job at a glance: each phase's status and headline numbers."""
     phases = report["phases"]
     lines = [f"GPU job ({report['profile']}), started {report['started']}, {report.get('seconds', 0):.0f} s.", "",
              "| phase | status | seconds | headline |", "|---|---|---|---|"]
     for name, result in phases.items():
+        said = "; ".join(part for part in (result.get("error"), _partial_headline(name, result)) if part)
         lines.append(f"| {name} | {result['status']} | {result.get('wall_seconds', 0):.1f} | "
-                     f"{(result.get('error') or _headline(name, result)).replace('|', '/')[:300]} |")
+                     f"{said.replace('|', '/')[:300]} |")
     if report.get("not_returnable"):
         lines += ["", "**The device tool would not bring back:** " + "; ".join(report["not_returnable"])]
     return "\n".join(lines) + "\n"
+
+
+def _partial_headline(name: str, result: dict) -> str:
+    """The headline of a finished phase, or of what a killed or crashed one measured before (save_progress)."""
+    if result["status"] not in ("ok", "killed", "error"):
+        return ""
+    try:
+        headline = _headline(name, result)
+    except (KeyError, TypeError, ValueError):  # a phase that stopped before it had these numbers
+        return ""
+    return headline if result["status"] == "ok" or not headline else f"measured before: {headline}"
 
 
 def _headline(name: str, result: dict) -> str:
@@ -45,8 +81,9 @@ def _headline(name: str, result: dict) -> str:
     if name == "cache":
         return ", ".join(f"{k} {v['slices']} slices" for k, v in result["splits"].items())
     if name in ("unet", "ddpm"):
-        return (f"{result['steps']} steps in {result['train_step_seconds']} s ({result['slices_per_s']:.0f} slices/s), "
-                f"best val MAE {result['best_validation'].get('mae')}")
+        return (f"{result['steps']} steps in {result['train_step_seconds']} s ({result['slices_per_s']:.0f} slices/s, "
+                f"{result.get('loader_wait_seconds')} s of it waiting for the loader, first step "
+                f"{result.get('first_step_seconds')} s), best val MAE {result['best_validation'].get('mae')}")
     if name == "evaluate":
         return "; ".join(f"{k} MAE {v.get('mae')}, r {v.get('r')}" for k, v in result["models"].items())
     if name == "phantoms":

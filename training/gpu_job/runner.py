@@ -1,6 +1,8 @@
 """The phase runner: every phase in a process of its own, killed at its budget (plus grace), its result or its
 error (traceback, exit code, "killed") captured into the report, which is rewritten after each phase so that a
-job cut short still brings back what it did. Each process starting clean also gives each phase clean CUDA memory.
+job cut short still brings back what it did. A phase that measures several things in turn (the benchmark) leaves
+what it has so far with :func:`~.report.save_progress`, and a kill keeps it. Each process starting clean also gives each
+phase clean CUDA memory.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from .phases import PHASE_FUNCTIONS
 from .profiles import PHASES, PROFILES, RETURN_LIMITS
-from .report import finite, log, markdown
+from .report import finite, log, markdown, partial_result, progress_path
 
 
 def _phase_process(name: str, ctx: dict, plan: dict, result_path: str) -> None:
@@ -28,10 +30,11 @@ def _phase_process(name: str, ctx: dict, plan: dict, result_path: str) -> None:
 
         torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     started = time.perf_counter()
+    ctx = {**ctx, "progress_path": str(progress_path(result_path))}
     try:
         result = {"status": "ok", **PHASE_FUNCTIONS[name](ctx, plan)}
-    except Exception as exc:
-        result = {"status": "error", "error": f"{type(exc).__name__}: {exc}"[:4000],
+    except Exception as exc:  # with what it measured before the error, if it saved any progress
+        result = {**partial_result(result_path), "status": "error", "error": f"{type(exc).__name__}: {exc}"[:4000],
                   "traceback": traceback.format_exc()[-4000:]}
     result["seconds"] = round(time.perf_counter() - started, 2)
     from napari_sff.io import atomic_write_text
@@ -132,6 +135,7 @@ def run_job(out: str | Path, *, work: str | Path | None = None, dry_run: bool = 
         log(started, f"{name}: starting, budget {budget:.0f} s")
         result_path = work / f"phase_{name}.json"
         result_path.unlink(missing_ok=True)
+        progress_path(result_path).unlink(missing_ok=True)
         process = context.Process(target=_phase_process, args=(name, ctx, plan, str(result_path)), name=name)
         phase_started = time.perf_counter()
         process.start()
@@ -139,13 +143,15 @@ def run_job(out: str | Path, *, work: str | Path | None = None, dry_run: bool = 
         if process.is_alive():
             process.kill()
             process.join(10)
-            result = {"status": "killed", "error": f"killed after {time.perf_counter() - phase_started:.0f} s, over "
-                                                   f"its budget of {budget:.0f} s (+{profile['grace_s']} s grace)"}
+            result = {**partial_result(result_path), "status": "killed",  # with what it measured before, if any
+                      "error": f"killed after {time.perf_counter() - phase_started:.0f} s, over its budget of "
+                               f"{budget:.0f} s (+{profile['grace_s']} s grace)"}
         elif result_path.exists():
             result = json.loads(result_path.read_text())
         else:
-            result = {"status": "error", "error": f"the phase process exited with code {process.exitcode} and "
-                                                  "left no result (crashed or out of memory?)"}
+            result = {**partial_result(result_path), "status": "error",
+                      "error": f"the phase process exited with code {process.exitcode} and left no result "
+                               "(crashed or out of memory?)"}
         result["wall_seconds"] = round(time.perf_counter() - phase_started, 2)
         report["phases"][name] = result
         log(started, f"{name}: {result['status']} in {result['wall_seconds']:.1f} s"

@@ -144,6 +144,8 @@ def train(config: TrainConfig) -> dict:
                  **initial_weights_card(config.init_weights)}
     started = time.perf_counter()  # "seconds" in the log: training time of the run, across resumes
     stopped_by = None
+    first_step_s = None  # this process's first step: the loader's start-up, a compile, cuDNN's kernel search
+    loader_wait_s = 0.0  # of this process's steps, the seconds spent waiting for a batch: is the loader the limit?
     for epoch in range(start_epoch, config.epochs):
         if budget is not None and clock["seconds"] >= budget:  # a resumed run whose budget is already spent
             stopped_by = "time budget"
@@ -166,6 +168,7 @@ def train(config: TrainConfig) -> dict:
                                                total=min(len(loader), steps_per_epoch), leave=False)):
             if step >= steps_per_epoch:
                 break
+            loader_wait_s += time.perf_counter() - tick
             t2w = t2w.to(device, non_blocking=True, memory_format=memory_format)
             sff = sff.to(device, non_blocking=True, memory_format=memory_format)
             with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
@@ -189,6 +192,8 @@ def train(config: TrainConfig) -> dict:
             losses.append(loss_value)
             global_step += 1
             now = time.perf_counter()
+            if first_step_s is None:
+                first_step_s = round(now - tick, 3)
             clock["seconds"] = _agreed_seconds(clock["seconds"] + now - tick, world, device) if budget else (
                 clock["seconds"] + now - tick)
             tick = now
@@ -207,6 +212,7 @@ def train(config: TrainConfig) -> dict:
             card = {**normalisation_card(config.normalisation), "training": asdict(config), "epoch": epoch + 1,
                     "validation": metrics, "train_seconds": row["seconds"], "device": str(device),
                     "world_size": world, "steps": global_step, "train_step_seconds": row["train_seconds"],
+                    "first_step_seconds": first_step_s, "loader_wait_seconds": round(loader_wait_s, 3),
                     "stopped_by": stopped_by, **data_card}
             dtype = getattr(torch, config.weights_dtype)
             save_checkpoint(evaluated, out / "last.safetensors", config=model_config, metadata=card, dtype=dtype)
