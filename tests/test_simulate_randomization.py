@@ -65,6 +65,7 @@ def test_case_params_record_the_draws_and_lesion_sizes_stay_in_range():
         params = json.loads(json.dumps(randomized("thigh", seed).params))
         drawn = params["randomized"]
         assert params["domain"] == "randomized" and params["te_ms"] == pytest.approx(drawn["te_ms"], abs=0.05)
+        assert params["field_strength_t"] == drawn["field_strength_t"]  # the field the physics used, recorded once
         assert randomized("thigh", seed).spacing[1] == pytest.approx(drawn["pixel_spacing_mm"], abs=1e-3)
         for kind in ("edema", "fluid", "void"):
             spec = RANGES[f"{kind}_radius_mm"]

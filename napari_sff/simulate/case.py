@@ -116,7 +116,10 @@ def simulate_case(
     spacing = fov / size
     fit_fov = None
     if randomized:
-        field_strength = drawn["field_strength_t"] if field_strength is None else field_strength
+        # The field is the protocol stream's draw above (1.5 or 3 T, equally likely: the range's own choices), not
+        # ``drawn``'s, which was never applied; ``params["randomized"]`` records the field used (until 7 December
+        # 2026 it kept the unused draw). Kept so, every seed renders as before (pinned hashes, the model card's data).
+        drawn["field_strength_t"] = field_strength
         tr, te, snr = drawn["tr_ms"], drawn["te_ms"], drawn["snr"]
         bias_amplitude, scale = drawn["bias_amplitude"], 10 ** drawn["intensity_scale_log10"]
         bandwidth_hz = drawn["readout_bandwidth_hz_px"]
