@@ -781,6 +781,31 @@ def test_intensity_ceiling_per_case_fits_never_lose_to_one_shared_fit():
     assert 0 < result["mae_per_case_mapping"] < 0.5 and 0 < result["mae_shared_mapping"] < 0.5
 
 
+def test_the_protocol_check_recovers_a_calibration_the_protocol_explains_and_no_other():
+    """Known answers: SFF = 0.1 + 0.8 x (TE / 100 ms) x intensity is fitted exactly on held-out cases once the
+    protocol is known, not without it; a calibration the protocol does not explain is not helped by it."""
+    from training import ceiling
+
+    rng = np.random.default_rng(0)
+
+    def cases(truth):
+        out = []
+        for _ in range(16):
+            protocol = {"te_ms": rng.uniform(60, 130), "tr_ms": rng.uniform(2000, 6000),
+                        "field_strength_t": float(rng.choice([1.5, 3.0])), "muscle_t2_factor": rng.uniform(0.7, 1.3)}
+            x = rng.uniform(0, 1, 500)
+            out.append((x, truth(x, protocol), protocol))
+        return out
+
+    explained = ceiling.protocol_ceiling(cases(lambda x, p: 0.1 + 0.8 * (p["te_ms"] / 100) * x))
+    assert explained["cases_fitted"] == 8 and explained["cases_scored"] == 8
+    assert explained["mae_protocol_mapping_held_out"] < 1e-9 < 0.02 < explained["mae_shared_mapping_held_out"]
+    hidden = ceiling.protocol_ceiling(cases(lambda x, p: 0.1 + 0.8 * p["muscle_t2_factor"] * x))
+    assert hidden["mae_protocol_mapping_held_out"] > 0.5 * hidden["mae_shared_mapping_held_out"] > 0.01
+    with pytest.raises(ValueError, match="at least 10 cases.*got 9"):
+        ceiling.protocol_ceiling(cases(lambda x, p: x)[:9])
+
+
 def test_a_groupnorm_unet_ignores_the_slices_scale_and_a_biased_one_does_not():
     """Why the normalisation method hardly matters to the shipped U-Net: bias-free convolutions before GroupNorm
     divide out any per-slice factor. The same net without norm layers (convolutions with bias) responds."""

@@ -1,6 +1,6 @@
 """How much of muscle SFF does T2w intensity alone determine on this simulator?
 
-    python -m training.ceiling --cases 12 --seed 777 [--domain randomized] [--normalisation p99 fat]
+    python -m training.ceiling --cases 12 --seed 777 [--domain randomized] [--normalisation p99 fat] [--protocol]
 
 Inside (eroded) muscle of freshly simulated cases, SFF is fitted as a quadratic function of the normalised,
 lightly smoothed T2w intensity, two ways:
@@ -12,6 +12,11 @@ lightly smoothed T2w intensity, two ways:
 Neither is a bound on a CNN, which also sees context (fat, marrow, the bias field's smooth shape); they show
 how much muscle error is left by intensity differences the image does not explain: noise, bias field, texture
 and, for the shared mapping, the calibration that varies between cases.
+
+``--protocol`` asks whether the scan's protocol, which a DICOM header gives (echo time, repetition time, field
+strength), would calibrate the case: one mapping whose coefficients vary linearly with them, fitted on the first
+half of the cases and scored on the second, beside the shared mapping fitted and scored the same way. If the
+protocol explained the calibration, the model could be told it; what is left is the tissues' own variation.
 
 ``--normalisation`` compares input normalisations (:func:`napari_sff.preprocess.normalise_t2w`): one that
 calibrates each case (e.g. against its subcutaneous fat, ``fat``) brings the shared mapping closer to the
@@ -60,6 +65,36 @@ def intensity_ceiling(cases: Sequence, normalisation: str = "p99") -> dict:
             "sse_per_case_mapping": float(sum((r**2).sum() for r in per_case))}
 
 
+#: Protocol fields of a case (``SimulatedCase.params``) and their scale: what a DICOM header would tell a model.
+PROTOCOL_FIELDS = {"te_ms": 100.0, "tr_ms": 4000.0, "field_strength_t": 3.0}
+
+
+def _design(x: np.ndarray, protocol: dict | None = None) -> np.ndarray:
+    """Quadratic in intensity; with ``protocol``, each coefficient also varies linearly with each field."""
+    columns = [np.ones_like(x), x, x * x]
+    for name, scale in (PROTOCOL_FIELDS.items() if protocol is not None else ()):
+        value = float(protocol[name]) / scale
+        columns += [value * c for c in columns[:3]]
+    return np.stack(columns, axis=1)
+
+
+def protocol_ceiling(samples: Sequence[tuple[np.ndarray, np.ndarray, dict]]) -> dict:
+    """Held-out muscle MAE of one intensity mapping with and without the protocol: fitted on the first half of the
+    cases ``(intensity, sff, protocol)``, scored on the rest (in-sample, extra coefficients could only help)."""
+    least = 2 * (len(PROTOCOL_FIELDS) + 2)  # a fitted half of no more protocols than coefficients per power fits
+    if len(samples) < least:                # each case on its own: an overfit, not a calibration
+        raise ValueError(f"the protocol check needs at least {least} cases (half to fit, half to score); "
+                         f"got {len(samples)}: raise --cases")
+    fit, held_out = samples[:len(samples) // 2], samples[len(samples) // 2:]
+    report = {"cases_fitted": len(fit), "cases_scored": len(held_out), "fields": list(PROTOCOL_FIELDS)}
+    for key, known in (("mae_shared_mapping_held_out", False), ("mae_protocol_mapping_held_out", True)):
+        design = np.concatenate([_design(x, p if known else None) for x, _, p in fit])
+        coefficients = np.linalg.lstsq(design, np.concatenate([y for _, y, _ in fit]), rcond=None)[0]
+        errors = [np.abs(_design(x, p if known else None) @ coefficients - y) for x, y, p in held_out]
+        report[key] = float(np.concatenate(errors).mean())
+    return report
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.ceiling", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -68,10 +103,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--slices", type=int, default=8)
     parser.add_argument("--domain", choices=("default", "randomized"), default="default")
     parser.add_argument("--normalisation", nargs="+", choices=sorted(NORMALISATIONS), default=["p99"])
+    parser.add_argument("--protocol", action="store_true",
+                        help="also: would the protocol (TE, TR, field strength) calibrate the case? (held out)")
     args = parser.parse_args(argv)
     cases = list(simulate_cases(args.cases, seed=args.seed, n_slices=args.slices, return_tissues=True,
                                 domain=args.domain))
     report = {name: intensity_ceiling(cases, name) for name in args.normalisation}
+    if args.protocol:
+        for name in args.normalisation:
+            samples = [(*muscle_samples(case, name), case.params) for case in cases]
+            report[name]["protocol"] = protocol_ceiling([s for s in samples if s[0].size >= 3])
     print(json.dumps({"domain": args.domain, "seed": args.seed, **report}, indent=1))
     return 0
 
