@@ -72,6 +72,32 @@ def test_augmentation_is_seeded_and_keeps_pairs_aligned():
     assert np.ptp(ratio[inside]) < 1e-3 * ratio[inside].mean() * 50
 
 
+def test_the_augmentations_warp_is_scipys_bilinear_affine_transform(monkeypatch):
+    """warp_bilinear (one torch grid_sample for the T2w/SFF pair) against scipy's affine_transform, order 1,
+    mode "grid-constant" (zero beyond the edge, interpolated over the last pixel), on a rotation with zoom and
+    on a non-square image; and a neutral augmentation leaves the pixels untouched."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    for shape, angle, zoom in (((2, 48, 48), 9.0, 1.12), ((2, 40, 56), -7.0, 0.87)):
+        images = rng.uniform(0, 1000, shape).astype(np.float32)
+        theta = np.deg2rad(angle)
+        matrix = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]]) / zoom
+        centre = (np.array(shape[1:]) - 1) / 2
+        offset = centre - matrix @ centre
+        warped = training_data.dataset.warp_bilinear(images, matrix, offset)
+        for channel in range(2):
+            expected = ndimage.affine_transform(images[channel].astype(np.float64), matrix, offset, order=1,
+                                                mode="grid-constant", cval=0.0)
+            np.testing.assert_allclose(warped[channel], expected, rtol=0, atol=0.05)  # of values up to 1000
+        assert warped.dtype == np.float32 and (zoom > 1 or (warped == 0).any())  # zoomed out: the outside shows
+    neutral = training_data.Augmentation(crop=None, rotate_deg=0.0, zoom=(1.0, 1.0), flip_lr=0, flip_ud=0,
+                                         transpose=0, gamma=(1.0, 1.0), bias=0.0, noise=(0.0, 0.0), scale=(1.0, 1.0))
+    image = rng.uniform(0, 1000, (32, 32)).astype(np.float32)
+    monkeypatch.setattr(training_data.dataset, "warp_bilinear", lambda *args: pytest.fail("a neutral one warped"))
+    np.testing.assert_allclose(neutral(image, image / 1000, rng)[0], image, rtol=1e-6)
+
+
 def run_train(*args: str) -> None:
     training_train.main(list(args))
 
