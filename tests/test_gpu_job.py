@@ -251,6 +251,23 @@ def test_ablation_trains_each_config_for_the_same_budget_and_scores_it(tiny_cach
     assert "The same weights on an independent held-out set" in table and "paired p vs eps-cosine" in table
 
 
+def test_the_loader_benchmark_reports_slices_per_second_per_worker_count(tiny_cache, tmp_path):
+    """benchmarks/bench_loader.py, which sizes the GPU job's loader (training/GPU.md), on the tiny cache."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "loader.json"
+    subprocess.run([sys.executable, str(root / "benchmarks" / "bench_loader.py"), "--cache", str(tiny_cache),
+                    "--workers", "0", "1", "--batch", "2", "--batches", "2", "--repeats", "2", "--out", str(out)],
+                   check=True, capture_output=True, cwd=root)
+    report = json.loads(out.read_text())
+    info = json.loads((Path(tiny_cache) / "cache.json").read_text())
+    assert report["train_slices"] == info["splits"]["train"]["slices"] and report["one_slice_ms"] > 0
+    assert [row["workers"] for row in report["loaders"]] == [0, 1]
+    assert all(row["slices_per_s"] > 0 and row["first_batch_s"] > 0 for row in report["loaders"])
+
+
 def test_ablation_refuses_an_unknown_config(tiny_cache, tmp_path):
     with pytest.raises(ValueError, match="unknown configuration.*x-linear"):
         ddpm_ablation.run_ablation(str(tiny_cache), tmp_path, 1.0, ["x-linear"])
