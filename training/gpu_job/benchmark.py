@@ -11,8 +11,7 @@ U-Net's training step in 57 s on a 2-core CPU, 7 December 2026), so the variants
 for both networks, and the compiled ones after them, batched first (the targets are batched). Each row records
 ``first_call_s`` (building the variant and its first call: for torch.compile, the compile); a compile is not begun
 when the budget left is under 1.25 x the longest one so far (and at least 20 s), and every row is saved as it is
-measured
-(:func:`~.report.save_progress`), so a kill at the budget keeps the rows before it.
+measured (:func:`~.report.save_progress`), so a kill at the budget keeps the rows before it.
 """
 
 from __future__ import annotations

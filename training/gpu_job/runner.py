@@ -1,8 +1,8 @@
 """The phase runner: every phase in a process of its own, killed at its budget (plus grace), its result or its
 error (traceback, exit code, "killed") captured into the report, which is rewritten after each phase so that a
-job cut short still brings back what it did. A phase that measures several things in turn (the benchmark) leaves
-what it has so far with :func:`~.report.save_progress`, and a kill keeps it. Each process starting clean also gives each
-phase clean CUDA memory.
+job cut short still brings back what it did. A phase that measures several things in turn (the benchmark)
+leaves what it has so far with :func:`~.report.save_progress`, and a kill keeps it. Each process starting clean
+also gives each phase clean CUDA memory.
 """
 
 from __future__ import annotations
