@@ -130,6 +130,24 @@ def test_a_phase_over_its_budget_is_killed_and_recorded(tmp_path, monkeypatch):
     assert "over its budget of 3 s" in report["phases"]["environment"]["error"]
 
 
+def test_a_phase_with_leave_s_gives_way_to_the_phases_after_it(tmp_path, monkeypatch):
+    """The benchmark's ``leave_s``: when the job runs late, it is shortened (or skipped) so that the ablation keeps
+    its time; its budget is recorded with its result."""
+    monkeypatch.setitem(gpu_job.PHASE_FUNCTIONS, "environment", lambda ctx, plan: {"given_s": plan["budget_s"]})
+    monkeypatch.setitem(gpu_job.PROFILES["dry"], "environment", {"budget_s": 20, "leave_s": 8})
+    report = gpu_job.run_job(tmp_path / "out", work=tmp_path / "work", dry_run=True, total_s=15,
+                             phases=["environment"])
+    phase = report["phases"]["environment"]
+    assert phase["status"] == "ok" and 6 < phase["given_s"] <= 7 and phase["budget_s"] == round(phase["given_s"], 1)
+    monkeypatch.setitem(gpu_job.PROFILES["dry"], "environment", {"budget_s": 20, "leave_s": 14})
+    report = gpu_job.run_job(tmp_path / "out", work=tmp_path / "work", dry_run=True, total_s=15,
+                             phases=["environment"])
+    assert report["phases"]["environment"]["status"] == "skipped"
+    assert report["phases"]["environment"]["error"] == "skipped: 15 s left, 14 s of them kept for the phases after it"
+    assert gpu_job.PROFILES["gpu"]["benchmark"]["leave_s"] >= 2 * (
+        gpu_job.PROFILES["gpu"]["ablation"]["min_config_s"] + gpu_job.PROFILES["gpu"]["ablation"]["overhead_s"])
+
+
 def test_a_killed_phase_keeps_the_progress_it_saved(tmp_path, monkeypatch):
     """A phase that measures in turn (the benchmark) saves each result; a kill at its budget keeps them."""
     def measure_then_hang(ctx, plan):

@@ -124,10 +124,12 @@ def run_job(out: str | Path, *, work: str | Path | None = None, dry_run: bool = 
         plan = dict(profile[name])
         if name == "ablation":
             plan["budget_s"] = left - profile["grace_s"]
-        budget = min(float(plan.get("budget_s", left)), left)
+        kept = float(plan.get("leave_s", 0))  # for the phases after this one
+        budget = min(float(plan.get("budget_s", left)), left - kept)
         if budget < 3:
-            report["phases"][name] = {"status": "skipped", "error": f"skipped: {max(0.0, left):.0f} s left"}
-            log(started, f"{name}: skipped, {max(0.0, left):.0f} s left")
+            why = f"{max(0.0, left):.0f} s left" + (f", {kept:.0f} s of them kept for the phases after it" if kept else "")
+            report["phases"][name] = {"status": "skipped", "error": f"skipped: {why}"}
+            log(started, f"{name}: skipped, {why}")
             continue
         plan["budget_s"] = budget
         if "train_s" in plan:  # a shortened phase shortens its training by as much
@@ -153,6 +155,7 @@ def run_job(out: str | Path, *, work: str | Path | None = None, dry_run: bool = 
                       "error": f"the phase process exited with code {process.exitcode} and left no result "
                                "(crashed or out of memory?)"}
         result["wall_seconds"] = round(time.perf_counter() - phase_started, 2)
+        result["budget_s"] = round(budget, 1)
         report["phases"][name] = result
         log(started, f"{name}: {result['status']} in {result['wall_seconds']:.1f} s"
                      + (f" -- {result['error'][:300]}" if result.get("error") else ""))
