@@ -88,6 +88,7 @@ def test_init_shipped_fine_tunes_the_shipped_weights_in_their_own_architecture(t
 
     _, trained, header = _unet_trained_with("shipped", tmp_path)
     assert trained["init"] == str(default_weights_path("unet"))
+    assert trained["training"]["lr"] == gpu_job.PROFILES["dry"]["unet"]["fine_tune_lr"]  # not the scratch lr
     assert header["config"] == read_metadata(default_weights_path("unet"))["config"]  # not the dry run's tiny one
     with pytest.raises(ValueError, match="init must be"):
         gpu_job.run_job(tmp_path / "out", work=tmp_path / "work", dry_run=True, init="imagenet", phases=[])
@@ -98,6 +99,7 @@ def test_init_widened_fine_tunes_the_shipped_unet_made_twice_as_wide(tmp_path):
 
     _, trained, header = _unet_trained_with("widened", tmp_path)
     assert trained["init"].endswith("unet_widened.safetensors")
+    assert trained["training"]["lr"] == gpu_job.PROFILES["dry"]["unet"]["fine_tune_lr"]
     shipped = read_metadata(default_weights_path("unet"))["config"]
     assert header["config"] == {**shipped, "base_channels": 2 * shipped["base_channels"]}
     started = header["metadata"]["initialised_from"]  # the run's start, and that start's own lineage

@@ -147,6 +147,8 @@ def _train_phase(arch: str, ctx: dict, plan: dict) -> dict:
         from napari_sff.models import default_weights_path
 
         settings["init_weights"] = str(default_weights_path(arch))
+        if "fine_tune_lr" in plan:  # a trained map takes smaller steps than a start from scratch
+            settings["lr"] = plan["fine_tune_lr"]
         if arch == "unet" and ctx["init"] == "widened":  # twice as wide, computing the shipped map (training.widen)
             from training import widen
 
