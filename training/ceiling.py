@@ -44,25 +44,29 @@ def muscle_samples(case, normalisation: str = "p99") -> tuple[np.ndarray, np.nda
 
 
 def _fit_residuals(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    design = np.stack([np.ones_like(x), x, x * x], axis=1)
+    design = _design(x)
     coefficients = np.linalg.lstsq(design, y, rcond=None)[0]
     return design @ coefficients - y
 
 
-def intensity_ceiling(cases: Sequence, normalisation: str = "p99") -> dict:
-    """Muscle MAE of the shared and of the per-case quadratic intensity -> SFF fits (see the module doc)."""
-    samples = [muscle_samples(case, normalisation) for case in cases]
-    samples = [(x, y) for x, y in samples if x.size >= 3]
+def intensity_ceiling(cases: Sequence, normalisation: str = "p99", *, protocol: bool = False) -> dict:
+    """Muscle MAE of the shared and of the per-case quadratic intensity -> SFF fits (see the module doc);
+    with ``protocol``, also :func:`protocol_ceiling` on the same samples."""
+    samples = [(*muscle_samples(case, normalisation), case.params) for case in cases]
+    samples = [(x, y, params) for x, y, params in samples if x.size >= 3]
     if not samples:
         raise ValueError("no muscle voxels in these cases")
-    per_case = [_fit_residuals(x, y) for x, y in samples]
-    shared = _fit_residuals(np.concatenate([x for x, _ in samples]), np.concatenate([y for _, y in samples]))
-    voxels = sum(x.size for x, _ in samples)
-    return {"cases": len(samples), "muscle_voxels": int(voxels),
-            "mae_shared_mapping": float(np.abs(shared).mean()),
-            "mae_per_case_mapping": float(np.abs(np.concatenate(per_case)).mean()),
-            "sse_shared_mapping": float((shared**2).sum()),
-            "sse_per_case_mapping": float(sum((r**2).sum() for r in per_case))}
+    per_case = [_fit_residuals(x, y) for x, y, _ in samples]
+    shared = _fit_residuals(np.concatenate([x for x, _, _ in samples]), np.concatenate([y for _, y, _ in samples]))
+    voxels = sum(x.size for x, _, _ in samples)
+    report = {"cases": len(samples), "muscle_voxels": int(voxels),
+              "mae_shared_mapping": float(np.abs(shared).mean()),
+              "mae_per_case_mapping": float(np.abs(np.concatenate(per_case)).mean()),
+              "sse_shared_mapping": float((shared**2).sum()),
+              "sse_per_case_mapping": float(sum((r**2).sum() for r in per_case))}
+    if protocol:
+        report["protocol"] = protocol_ceiling(samples)
+    return report
 
 
 #: Protocol fields of a case (``SimulatedCase.params``) and their scale: what a DICOM header would tell a model.
@@ -108,11 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cases = list(simulate_cases(args.cases, seed=args.seed, n_slices=args.slices, return_tissues=True,
                                 domain=args.domain))
-    report = {name: intensity_ceiling(cases, name) for name in args.normalisation}
-    if args.protocol:
-        for name in args.normalisation:
-            samples = [(*muscle_samples(case, name), case.params) for case in cases]
-            report[name]["protocol"] = protocol_ceiling([s for s in samples if s[0].size >= 3])
+    report = {name: intensity_ceiling(cases, name, protocol=args.protocol) for name in args.normalisation}
     print(json.dumps({"domain": args.domain, "seed": args.seed, **report}, indent=1))
     return 0
 
