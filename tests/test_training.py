@@ -971,6 +971,31 @@ def test_receptive_field_known_answers():
     assert wide["support_px"] == [32, 32]
 
 
+def test_feature_statistics_of_several_models_in_one_pass_match_each_alone(paired_dir, tmp_path, tiny_configs):
+    """A run stamps its last and best checkpoints together: the slices are augmented once, a model whose weights
+    equal an earlier one's is not run again, and each gets what it would get alone."""
+    from napari_sff.models import build_model
+    from training.train.provenance import feature_statistics, feature_statistics_of
+
+    cache = training_data.build_slice_cache(paired_dir, tmp_path / "cache", size=32, seed=1)
+    augmentation = training_data.Augmentation(crop=16)
+    torch.manual_seed(1)
+    a = build_model("unet", tiny_configs["unet"])
+    torch.manual_seed(2)
+    b = build_model("unet", tiny_configs["unet"])
+    a_again = build_model("unet", tiny_configs["unet"])
+    a_again.load_state_dict(a.state_dict())
+    ddpm = build_model("ddpm", tiny_configs["ddpm"])
+    calls = {id(a): 0, id(b): 0, id(a_again): 0}
+    for model in (a, b, a_again):
+        model.register_forward_hook(lambda module, inputs, output: calls.__setitem__(id(module), calls[id(module)] + 1))
+    together = feature_statistics_of([a, b, a_again, ddpm], cache, augmentation)
+    assert calls[id(a_again)] == 0 and calls[id(a)] == calls[id(b)] > 0  # equal weights: one forward pass
+    alone = [feature_statistics(model, cache, augmentation) for model in (a, b)]
+    assert together[0] == together[2] == alone[0] and together[1] == alone[1] and together[0] != together[1]
+    assert together[3] is None  # no U-Net encoder, no features
+
+
 def test_a_soup_is_the_weighted_mean_of_its_ingredients_with_their_training_records(paired_dir, tmp_path,
                                                                                      tiny_configs, capsys):
     from safetensors.torch import load_file

@@ -103,7 +103,7 @@ def make_soup(out: Path, ingredients: Sequence[Path], cache: Path | None, weight
     if arch == "unet":  # from the file just written: the features of the weights as stored (float16), not the
         # float32 average in memory, so they match what predict will compute
         augmentation = Augmentation(**(metas[0].get("training") or {}).get("augmentation", {}))
-        stamp_features(out, cache, augmentation, device=device)
+        stamp_features([out], cache, augmentation, device=device)
     return out
 
 

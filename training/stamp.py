@@ -25,7 +25,7 @@ from safetensors.torch import load_file
 
 from napari_sff.models import load_checkpoint, read_metadata, save_checkpoint
 from training.data import CACHE_INFO, Augmentation
-from training.train import feature_statistics, input_statistics
+from training.train import feature_statistics, feature_statistics_of, input_statistics
 
 
 def stamp(weights: Path, cache: Path) -> dict:
@@ -49,14 +49,17 @@ def stamp(weights: Path, cache: Path) -> dict:
     return metadata["input_statistics"]
 
 
-def stamp_features(weights: Path, cache: Path, augmentation: Augmentation | None,
+def stamp_features(weights: Sequence[Path], cache: Path, augmentation: Augmentation | None,
                    device: str | torch.device = "cpu") -> None:
-    """Add a U-Net checkpoint's ``feature_statistics`` over the training slices of ``cache``, computed on
-    ``device`` (the end of every U-Net training run calls this on its checkpoints, on the training device)."""
-    header = read_metadata(weights)
-    model, _ = load_checkpoint(weights, expected_arch=header["arch"], device=device)
-    metadata = {**header.get("metadata", {}), "feature_statistics": feature_statistics(model, cache, augmentation)}
-    _rewrite_header(weights, header, metadata, model)
+    """Add each U-Net checkpoint's ``feature_statistics`` over the training slices of ``cache``, computed on
+    ``device`` in one pass over the slices (the end of every U-Net training run calls this on its last and best
+    checkpoints, on the training device)."""
+    headers = [read_metadata(path) for path in weights]
+    models = [load_checkpoint(path, expected_arch=header["arch"], device=device)[0]
+              for path, header in zip(weights, headers, strict=True)]
+    for path, header, model, statistics in zip(weights, headers, models,
+                                               feature_statistics_of(models, cache, augmentation), strict=True):
+        _rewrite_header(path, header, {**header.get("metadata", {}), "feature_statistics": statistics}, model)
 
 
 def _rewrite_header(weights: Path, header: dict, metadata: dict, model: torch.nn.Module) -> None:

@@ -45,6 +45,7 @@ from training.train.provenance import (  # noqa: E402
     STATISTICS_SLICES,
     describe_data,
     feature_statistics,
+    feature_statistics_of,
     input_statistics,
     seen_spacing_range,
     training_slices,
@@ -62,7 +63,7 @@ from training.train.startup import (  # noqa: E402
 
 __all__ = [
     "FEATURE_SLICES", "NORMALISATION", "STATISTICS_SLICES", "CsvLog", "TrainConfig", "autocast_dtype",
-    "cuda_capability", "describe_data", "ema_decay_fn", "feature_statistics", "initial_weights_card",
+    "cuda_capability", "describe_data", "ema_decay_fn", "feature_statistics", "feature_statistics_of", "initial_weights_card",
     "input_statistics", "l1_ssim_loss", "main", "parse_args", "prepare_cache", "seen_spacing_range",
     "setup_distributed", "start_model", "train", "training_slices", "validate", "warmup_cosine",
     "warmup_cosine_in_time", "weights_digest",

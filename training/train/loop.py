@@ -237,9 +237,8 @@ def train(config: TrainConfig) -> dict:
     if rank == 0 and config.model == "unet":  # what predict measures each slice's features against
         from training.stamp import stamp_features
 
-        for name in ("last.safetensors", "best.safetensors"):
-            if (out / name).exists():
-                stamp_features(out / name, cache, augmentation, device)  # with the checkpoint's normalisation
+        stamp_features([out / name for name in ("last.safetensors", "best.safetensors") if (out / name).exists()],
+                       cache, augmentation, device)  # each with its checkpoint's normalisation
     if world > 1:  # evidence that DDP kept the replicas in lock-step
         atomic_write_text(out / f"weights_rank{rank}.sha256", weights_digest(model))
     if dist.is_initialized():
