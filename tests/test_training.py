@@ -594,6 +594,25 @@ def test_a_run_on_the_fat_reference_records_it_and_predict_feeds_its_weights_so(
                   "zscore")
 
 
+def test_unet_losses_known_answers_and_an_unknown_loss_is_refused(paired_dir, tmp_path):
+    """--loss mse trains on the squared error (each pixel's posterior mean: ROI averages of it are unbiased); an
+    unknown name is refused in one line instead of training L1 under another name."""
+    from training.train import UNET_LOSSES, unet_loss
+
+    prediction = torch.tensor([[0.1, 0.5], [0.9, 0.0]])
+    target = torch.tensor([[0.0, 0.5], [0.6, 0.4]])
+    assert float(unet_loss(prediction, target, "l1")) == pytest.approx((0.1 + 0 + 0.3 + 0.4) / 4)
+    assert float(unet_loss(prediction, target, "mse")) == pytest.approx((0.01 + 0 + 0.09 + 0.16) / 4)
+    assert set(UNET_LOSSES) == {"l1", "l1+ssim", "mse"}
+    run_train("--model", "unet", "--data", str(paired_dir), "--out", str(tmp_path / "mse"), "--model-config",
+              TINY_UNET, "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--crop", "16",
+              "--cache-size", "32", "--workers", "0", "--val-slices", "2", "--loss", "mse")
+    config = json.loads((tmp_path / "mse" / "config.json").read_text())
+    assert config["loss"] == "mse"
+    with pytest.raises(ValueError, match="--loss must be one of l1, l1\\+ssim, mse for the U-Net, got 'huber'"):
+        run_train("--model", "unet", "--data", str(paired_dir), "--out", str(tmp_path / "bad"), "--loss", "huber")
+
+
 def test_refinement_run_starts_from_given_weights_with_its_own_augmentation(paired_dir, tmp_path):
     """--init-weights: a second run begins at the first run's weights; --augmentation JSON reaches the dataset."""
     from napari_sff.models import load_checkpoint

@@ -38,7 +38,7 @@ if sys.argv[:1] == ["-m"] and (_missing := missing_requirements()):
     raise SystemExit(f"training needs {', '.join(_missing)}: pip install -e . (or pip install {' '.join(_missing)})")
 
 from training.train.config import TrainConfig, parse_args  # noqa: E402
-from training.train.loop import CsvLog, l1_ssim_loss, main, train, validate  # noqa: E402
+from training.train.loop import UNET_LOSSES, CsvLog, l1_ssim_loss, main, train, unet_loss, validate  # noqa: E402
 from training.train.provenance import (  # noqa: E402
     FEATURE_SLICES,
     NORMALISATION,
@@ -62,9 +62,9 @@ from training.train.startup import (  # noqa: E402
 )
 
 __all__ = [
-    "FEATURE_SLICES", "NORMALISATION", "STATISTICS_SLICES", "CsvLog", "TrainConfig", "autocast_dtype",
+    "FEATURE_SLICES", "NORMALISATION", "STATISTICS_SLICES", "UNET_LOSSES", "CsvLog", "TrainConfig", "autocast_dtype",
     "cuda_capability", "describe_data", "ema_decay_fn", "feature_statistics", "feature_statistics_of", "initial_weights_card",
     "input_statistics", "l1_ssim_loss", "main", "parse_args", "prepare_cache", "seen_spacing_range",
-    "setup_distributed", "start_model", "train", "training_slices", "validate", "warmup_cosine",
+    "setup_distributed", "start_model", "train", "training_slices", "unet_loss", "validate", "warmup_cosine",
     "warmup_cosine_in_time", "weights_digest",
 ]

@@ -22,7 +22,7 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    loss: str = "l1"                      # U-Net: "l1" or "l1+ssim"
+    loss: str = "l1"                      # U-Net: "l1", "l1+ssim" or "mse" (loop.UNET_LOSSES)
     ema: float | None = None              # EMA decay of the weights kept for validation/checkpoints
     augment: bool = True
     augmentation: dict = field(default_factory=dict)  # Augmentation fields that differ from its defaults
