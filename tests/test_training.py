@@ -595,8 +595,8 @@ def test_a_run_on_the_fat_reference_records_it_and_predict_feeds_its_weights_so(
 
 
 def test_unet_losses_known_answers_and_an_unknown_loss_is_refused(paired_dir, tmp_path):
-    """--loss mse trains on the squared error (each pixel's posterior mean: ROI averages of it are unbiased); an
-    unknown name is refused in one line instead of training L1 under another name."""
+    """--loss mse trains on the squared error (each pixel's posterior mean; model card section 0g); an unknown
+    name is refused in one line instead of training L1 under another name."""
     from training.train import UNET_LOSSES, unet_loss
 
     prediction = torch.tensor([[0.1, 0.5], [0.9, 0.0]])
