@@ -502,6 +502,12 @@ def test_tissue_breakdown_pools_each_tissue_and_splits_muscle_by_true_sff(paired
                            ("muscle, true SFF 10–30 %", muscle & (sff >= 0.1) & (sff < 0.3)),
                            ("muscle, true SFF ≥ 30 %", muscle & (sff >= 0.3))):
             expected.setdefault(name, []).append(error[mask])
+        case_error = error[(tissues == 1) | muscle]
+        by_case = {entry["case"]: entry for entry in summary["per_case"]}
+        assert by_case[case]["voxels"] == case_error.size  # each volume's body error, beside the pooled rows
+        assert by_case[case]["identity"]["mae"] == pytest.approx(np.abs(case_error).mean(), rel=1e-5)
+        assert by_case[case]["identity"]["bias"] == pytest.approx(case_error.mean(), rel=1e-4, abs=1e-7)
+    assert [entry["case"] for entry in summary["per_case"]] == train
     rows = {row["tissue"]: row for row in summary["rows"]}
     assert set(rows) == {name for name, errors in expected.items() if np.concatenate(errors).size}
     body = np.concatenate([np.concatenate(errors) for errors in expected.values()])

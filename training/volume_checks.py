@@ -12,7 +12,8 @@ Each model predicts every volume once (:func:`napari_sff.inference.predict_volum
 * ``tissues`` breaks the voxel error down by tissue class (``<case>_tissues`` + ``<case>_tissues.json``, which
   the independent phantoms write): per class its share of the body, true mean SFF, each model's MAE and bias and
   its share of that model's total absolute error. Muscle is split further by its true SFF, so that fatty
-  infiltration that is missed shows apart from healthy muscle. Pooled over voxels of all volumes.
+  infiltration that is missed shows apart from healthy muscle. Pooled over voxels of all volumes; ``per_case``
+  lists each volume's body MAE and bias too, so that one anatomy (the case names say which) can be told apart.
 """
 
 from __future__ import annotations
@@ -87,8 +88,10 @@ def _roi_summary(means: dict[str, list[float]], cases: int, steps: dict[str, int
     return summary
 
 
-def _tissue_summary(sums: dict[str, dict[str, float]], cases: int, sources: list[str]) -> dict:
-    """Voxel-pooled rows from per-tissue sums of n, truth, signed and absolute error."""
+def _tissue_summary(sums: dict[str, dict[str, float]], cases: int, sources: list[str],
+                    per_case: list[dict] | None = None) -> dict:
+    """Voxel-pooled rows from per-tissue sums of n, truth, signed and absolute error, and each case's body
+    error (``per_case``: which volumes, or which anatomy by the case names, carry the pooled error)."""
     body = sum(row["n"] for row in sums.values())
     total_abs = {name: sum(row[f"abs_{name}"] for row in sums.values()) for name in sources}
     rows = []
@@ -103,7 +106,10 @@ def _tissue_summary(sums: dict[str, dict[str, float]], cases: int, sources: list
                       "bias": sum(row[f"signed_{name}"] for row in sums.values()) / body} for name in sources}
     return {"cases": cases, "voxels": int(body), "rows": rows, "body": overall,
             "truth_mean": sum(row["truth"] for row in sums.values()) / body,
-            "muscle_sff_bins": list(MUSCLE_SFF_BINS)}
+            "muscle_sff_bins": list(MUSCLE_SFF_BINS),
+            "per_case": [{"case": case["case"], "voxels": int(case["n"]),
+                          **{name: {"mae": case[f"abs_{name}"] / case["n"], "bias": case[f"signed_{name}"] / case["n"]}
+                             for name in sources}} for case in per_case or [] if case["n"]]}
 
 
 def volume_checks(cache: Path, split: str, models: dict[str, tuple[str, int]], *, device, batch_size: int,
@@ -122,6 +128,7 @@ def volume_checks(cache: Path, split: str, models: dict[str, tuple[str, int]], *
     core_means: dict[str, list[float]] = {"truth": [], **{name: [] for name in sources}}  # muscles without rim
     classified = 0  # cases whose labels were told apart by a tissue map
     sums: dict[str, dict[str, float]] = {}
+    per_case: list[dict] = []  # each volume's body sums, beside the pooled ones
     roi_cases = tissue_cases = 0
     info = json.loads((cache / CACHE_INFO).read_text())
     folder = Path(info["data_dir"])
@@ -159,21 +166,23 @@ def volume_checks(cache: Path, split: str, models: dict[str, tuple[str, int]], *
             roi_cases += 1
         if tissues and tissue_map is not None:
             labels, names = _tissue_labels(tissue_map, tissue_names, maps["truth"])
+            this_case = {"case": case, "n": 0.0, "truth": 0.0}
             for row in roi_table(maps, labels, t2w.spacing, reference="truth", label_names=names):
-                tissue = sums.setdefault(row.name, {"n": 0.0, "truth": 0.0})
-                if row.source == "truth":
-                    tissue["n"] += row.n_voxels
-                    tissue["truth"] += row.mean * row.n_voxels
-                else:
-                    tissue[f"abs_{row.source}"] = tissue.get(f"abs_{row.source}", 0.0) + row.mae * row.n_voxels
-                    tissue[f"signed_{row.source}"] = (tissue.get(f"signed_{row.source}", 0.0)
-                                                      + row.diff_mean * row.n_voxels)
+                for totals in (sums.setdefault(row.name, {"n": 0.0, "truth": 0.0}), this_case):
+                    if row.source == "truth":
+                        totals["n"] += row.n_voxels
+                        totals["truth"] += row.mean * row.n_voxels
+                    else:
+                        totals[f"abs_{row.source}"] = totals.get(f"abs_{row.source}", 0.0) + row.mae * row.n_voxels
+                        totals[f"signed_{row.source}"] = (totals.get(f"signed_{row.source}", 0.0)
+                                                          + row.diff_mean * row.n_voxels)
+            per_case.append(this_case)
             tissue_cases += 1
     steps = {name: steps for name, (_, steps) in models.items()}
     return {"rois": _roi_summary(means, roi_cases, steps) if rois else None,
             "rois_all_structures": _roi_summary(all_means, roi_cases, steps) if rois and classified else None,
             "rois_core": _roi_summary(core_means, roi_cases, steps) if rois else None,
-            "tissues": _tissue_summary(sums, tissue_cases, sources) if tissues and sums else None}
+            "tissues": _tissue_summary(sums, tissue_cases, sources, per_case) if tissues and sums else None}
 
 
 def tissue_markdown(summary: dict, labels: dict[str, str], split: str) -> list[str]:
