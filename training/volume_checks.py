@@ -89,7 +89,7 @@ def _roi_summary(means: dict[str, list[float]], cases: int, steps: dict[str, int
 
 
 def _tissue_summary(sums: dict[str, dict[str, float]], cases: int, sources: list[str],
-                    per_case: list[dict] | None = None) -> dict:
+                    per_case: list[dict]) -> dict:
     """Voxel-pooled rows from per-tissue sums of n, truth, signed and absolute error, and each case's body
     error (``per_case``: which volumes, or which anatomy by the case names, carry the pooled error)."""
     body = sum(row["n"] for row in sums.values())
@@ -109,7 +109,7 @@ def _tissue_summary(sums: dict[str, dict[str, float]], cases: int, sources: list
             "muscle_sff_bins": list(MUSCLE_SFF_BINS),
             "per_case": [{"case": case["case"], "voxels": int(case["n"]),
                           **{name: {"mae": case[f"abs_{name}"] / case["n"], "bias": case[f"signed_{name}"] / case["n"]}
-                             for name in sources}} for case in per_case or [] if case["n"]]}
+                             for name in sources}} for case in per_case if case["n"]]}
 
 
 def volume_checks(cache: Path, split: str, models: dict[str, tuple[str, int]], *, device, batch_size: int,
