@@ -146,6 +146,32 @@ def test_default_domain_is_unchanged_and_rejects_unknown_domains():
         simulate_case("thigh", size=32, n_slices=1, domain="wild")
 
 
+# sha256 of a small randomized case per anatomy (hashed as ``test_simulate.test_simulator_output_is_pinned``
+# does), pinned on 7 December 2026 before the pelvis anatomy was added: adding an anatomy must not move these.
+PINNED_RANDOMIZED_CASES = {
+    "thigh": "c1ff2a4e130cf9768421f9b3c895fa8e4a39180d938874bc62783bb217206915",
+    "calf": "a5df83010899d39a72926b1b6e3e51bf7e79faad1f53b9c0b99181e49fdfe53a",
+    "abdomen": "df2b046b196563c6c48b293fa1c5d096bb82109cba15b271d3fe95ad5c43ae06",
+    "random": "561adab31b19dcd6a82749f31e3ddd23ff544dc927651eaf0d26fe694fbae6d4",
+}
+
+
+@pytest.mark.parametrize("anatomy", sorted(PINNED_RANDOMIZED_CASES))
+def test_randomized_output_is_pinned(anatomy):
+    from tests.test_simulate import case_digest
+
+    case = simulate_case(anatomy, size=48, n_slices=3, seed=7, return_tissues=True, domain="randomized")
+    assert case_digest(case) == PINNED_RANDOMIZED_CASES[anatomy]
+
+
+def test_default_rotations_are_pinned():
+    """Which anatomy each case of a seed gets (the model card's data sets depend on it)."""
+    randomized = [c.params["anatomy"] for c in simulate_cases(8, seed=1, size=16, n_slices=1, domain="randomized")]
+    assert randomized == ["random", "thigh", "abdomen", "calf", "thigh", "random", "calf", "abdomen"]
+    default = [c.params["anatomy"] for c in simulate_cases(6, seed=1, size=16, n_slices=1)]
+    assert default == ["abdomen", "thigh", "calf", "calf", "thigh", "abdomen"]
+
+
 def test_same_seed_gives_identical_randomized_case():
     a = simulate_case("calf", size=48, n_slices=2, seed=5, domain="randomized")
     b = simulate_case("calf", size=48, n_slices=2, seed=5, domain="randomized")
