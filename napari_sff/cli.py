@@ -17,7 +17,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
     manifest = write_cases(args.out_dir, args.cases, seed=args.seed, size=args.size, n_slices=args.slices,
                            overwrite=args.overwrite, domain=args.domain, tissues=args.tissues,
-                           muscle_prior=args.muscle_prior)
+                           muscle_prior=args.muscle_prior, anatomies=args.anatomies)
     print(f"wrote {args.cases} case(s) to {args.out_dir} (manifest: {manifest})")
     return 0
 
@@ -271,6 +271,18 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _anatomy_list(text: str) -> tuple[str, ...]:
+    """``--anatomies`` as a tuple; argparse reports a bad name in one line."""
+    from napari_sff.simulate.case import check_anatomies
+
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    try:
+        check_anatomies(names)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="napari-sff", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -289,6 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="how often muscles are healthy, sarcopenic, myopathic or fatty-atrophied: "
                                "'simulator' (disease-rich, what the shipped models saw) or 'population' (mostly "
                                "healthy); napari_sff.simulate.MUSCLE_PRIORS")
+    simulate.add_argument("--anatomies", type=_anatomy_list, default=None,
+                          help="comma-separated anatomies to rotate through, e.g. thigh,calf,abdomen,random,pelvis "
+                               "(default: thigh,calf,abdomen; the randomized domain adds random; the pelvis only "
+                               "when named)")
     simulate.add_argument("--tissues", action="store_true",
                           help="also write <case>_tissues.nii.gz + .json (tissue class per voxel) for "
                                "python -m training.evaluate --tissues")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from napari_sff import io
@@ -66,7 +67,7 @@ def synthetic_abdomen() -> list[tuple]:
 def write_cases(
     out_dir: str | os.PathLike, n_cases: int, *, seed: int = 0, size: int = 256, n_slices: int = 24,
     overwrite: bool = False, domain: str = "default", tissues: bool = False,
-    muscle_prior: str = DEFAULT_MUSCLE_PRIOR,
+    muscle_prior: str = DEFAULT_MUSCLE_PRIOR, anatomies: Sequence[str] | None = None,
 ) -> Path:
     """Write ``<case>_t2w/_sff/_labels.nii.gz`` per case and a JSON manifest of case parameters.
 
@@ -82,7 +83,7 @@ def write_cases(
     entries = []
     for index, case in enumerate(simulate_cases(n_cases, seed=seed, size=size, n_slices=n_slices,
                                                 domain=domain, return_tissues=tissues,
-                                                muscle_prior=muscle_prior)):
+                                                muscle_prior=muscle_prior, anatomies=anatomies)):
         case_id = f"case{index:04d}_{case.params.get('anatomy', 'case')}"
         files = {}
         for suffix, volume in case_volumes(case).items():
@@ -97,6 +98,7 @@ def write_cases(
         })
     manifest = {"generator": "napari_sff.simulate", "seed": seed, "size": size, "slices": n_slices,
                 "cases": entries, **({"domain": domain} if domain != "default" else {}),
-                **({"muscle_prior": muscle_prior} if muscle_prior != DEFAULT_MUSCLE_PRIOR else {})}
+                **({"muscle_prior": muscle_prior} if muscle_prior != DEFAULT_MUSCLE_PRIOR else {}),
+                **({"anatomies": list(anatomies)} if anatomies is not None else {})}
     io.atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
     return manifest_path

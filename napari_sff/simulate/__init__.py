@@ -1,7 +1,8 @@
 """Paired T2-weighted / signal-fat-fraction (SFF) phantoms for training and testing T2w -> SFF models.
 
 Parts: :mod:`.tissues` (the tissue table), :mod:`.geometry` (smooth randomness, grid, blobs, the scene),
-:mod:`.muscles` (muscle composition), :mod:`.limbs` and :mod:`.abdomen` (anatomy), :mod:`.acquisition`
+:mod:`.muscles` (muscle composition), :mod:`.limbs`, :mod:`.abdomen` and :mod:`.pelvis` (anatomy; the pelvis only on
+request), :mod:`.acquisition`
 (physics and acquisition), :mod:`.case` (``simulate_case`` / ``simulate_cases``); for the randomized domain
 (``domain="randomized"``, issue #11) :mod:`.randomization` (the one table of ranges, ``docs/simulator_ranges.md``,
 and the draws), :mod:`.artifacts` (echo-train blur, Gibbs, partial Fourier, ghosts in k-space; noise, curve)
@@ -43,10 +44,13 @@ from napari_sff.simulate.abdomen import ABDOMEN_LABELS, ABDOMINAL_WALL
 from napari_sff.simulate.case import SimulatedCase, simulate_case, simulate_cases
 from napari_sff.simulate.geometry import N_HARMONICS, Window
 from napari_sff.simulate.limbs import CALF, LIMB_LAYOUTS, THIGH
+from napari_sff.simulate.pelvis import PELVIC_RING, PELVIS_LABELS
 from napari_sff.simulate.randomization import DOMAINS, RANGES
 from napari_sff.simulate.tissues import (
+    ALL_ANATOMIES,
     ANATOMIES,
     CONDITION_PROBABILITY,
+    EXTRA_ANATOMIES,
     FOV_MM,
     GAMMA_HZ_PER_T,
     HEALTHY_PARASPINAL_FAT,
@@ -66,7 +70,7 @@ from napari_sff.simulate.tissues import (
 )
 
 __all__ = [
-    "ABDOMEN_LABELS", "ABDOMINAL_WALL", "ANATOMIES", "CALF", "CONDITION_PROBABILITY", "DOMAINS", "FOV_MM",
+    "ABDOMEN_LABELS", "ABDOMINAL_WALL", "ALL_ANATOMIES", "ANATOMIES", "EXTRA_ANATOMIES", "PELVIC_RING", "PELVIS_LABELS", "CALF", "CONDITION_PROBABILITY", "DOMAINS", "FOV_MM",
     "GAMMA_HZ_PER_T", "HEALTHY_PARASPINAL_FAT", "LIMB_LAYOUTS", "LIVER_STEATOSIS",
     "LIVER_STEATOSIS_PROBABILITY", "MIXED_TISSUE", "MUSCLE_FAT_BY_CONDITION", "MUSCLE_PRIORS", "MusclePrior",
     "N_HARMONICS",

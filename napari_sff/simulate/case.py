@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,9 +23,11 @@ from napari_sff.simulate.geometry import _Grid, _Scene, _smooth_field
 from napari_sff.simulate.lesions import add_atrophy, add_lesions, build_random, random_label_names
 from napari_sff.simulate.limbs import LIMB_LAYOUTS, _build_limbs
 from napari_sff.simulate.muscles import _draw_muscle_fat
+from napari_sff.simulate.pelvis import PELVIS_LABELS, _build_pelvis
 from napari_sff.simulate.randomization import check_domain, draw_protocol, fixed, randomize_tissues
 from napari_sff.simulate.tissues import (
     _FLOAT,
+    ALL_ANATOMIES,
     ANATOMIES,
     DEFAULT_MUSCLE_PRIOR,
     FOV_MM,
@@ -82,15 +84,13 @@ def simulate_case(
     """
     check_domain(domain)
     prior = get_muscle_prior(muscle_prior)
-    anatomies = (*ANATOMIES, RANDOM_ANATOMY)
-    if anatomy not in anatomies:
-        raise ValueError(f"unknown anatomy {anatomy!r}; valid anatomies: {', '.join(anatomies)}")
+    check_anatomies([anatomy])
     if size < 8 or n_slices < 1:
         raise ValueError(f"size must be >= 8 and n_slices >= 1, got size={size}, n_slices={n_slices}")
     if field_strength not in (None, 1.5, 3.0):
         raise ValueError(f"field_strength must be 1.5 or 3.0 (tesla) or None, got {field_strength}")
     # Independent streams, so that e.g. the anatomy of a seed does not change with size or field strength.
-    root = np.random.SeedSequence([seed, anatomies.index(anatomy)])
+    root = np.random.SeedSequence([seed, ALL_ANATOMIES.index(anatomy)])
     protocol_rng, warp_rng, anatomy_rng, tissue_rng, noise_rng = (
         np.random.default_rng(stream) for stream in root.spawn(5)
     )
@@ -111,7 +111,7 @@ def simulate_case(
     readout_axis = int(protocol_rng.integers(1, 3))
     fat_shift = int(round(SUBVOXELS * shift_px)) * (1 if protocol_rng.random() < 0.5 else -1)
     thickness = protocol_rng.uniform(3.0, 6.0)
-    n_limbs = 1 if anatomy in ("abdomen", RANDOM_ANATOMY) or protocol_rng.random() < 0.4 else 2
+    n_limbs = 1 if anatomy in ("abdomen", "pelvis", RANDOM_ANATOMY) or protocol_rng.random() < 0.4 else 2
     fov = protocol_rng.uniform(*FOV_MM[anatomy, n_limbs])
     spacing = fov / size
     fit_fov = None
@@ -152,6 +152,8 @@ def simulate_case(
     # Anatomy.
     if anatomy == RANDOM_ANATOMY:
         label_names = random_label_names(anatomy_rng)
+    elif anatomy == "pelvis":
+        label_names = PELVIS_LABELS
     else:
         label_names = ABDOMEN_LABELS if anatomy == "abdomen" else LIMB_LAYOUTS[anatomy].label_names
     overrides = {"paraspinal": HEALTHY_PARASPINAL_FAT}
@@ -161,6 +163,8 @@ def simulate_case(
         anatomy_params, props["fat"][TISSUE_IDS["liver"]] = _build_abdomen(scene, group_fat)
     elif anatomy == RANDOM_ANATOMY:
         anatomy_params = build_random(scene, group_fat)
+    elif anatomy == "pelvis":
+        anatomy_params = _build_pelvis(scene, group_fat)
     else:
         anatomy_params = _build_limbs(scene, anatomy, n_limbs, condition, group_fat)
     if randomized:
@@ -256,15 +260,19 @@ def simulate_cases(
     return_tissues: bool = False,
     domain: str = "default",
     muscle_prior: str = DEFAULT_MUSCLE_PRIOR,
+    anatomies: Sequence[str] | None = None,
 ) -> Iterator[SimulatedCase]:
     """Yield ``n_cases`` cases; anatomies are shuffled within each block of three so they stay balanced (of
-    four in the randomized domain, which adds the ``random`` anatomy).
+    four in the randomized domain, which adds the ``random`` anatomy; ``anatomies`` names another rotation,
+    e.g. with the ``pelvis``).
 
     Case i uses the seed ``SeedSequence([seed, i]).generate_state(1)[0]`` (stored in ``params["seed"]``), so
     any single case can be regenerated with ``simulate_case`` alone.
     """
     check_domain(domain)
-    anatomies = ANATOMIES if domain == "default" else (*ANATOMIES, RANDOM_ANATOMY)
+    if anatomies is None:
+        anatomies = ANATOMIES if domain == "default" else (*ANATOMIES, RANDOM_ANATOMY)
+    check_anatomies(anatomies)
     order_rng = np.random.default_rng(np.random.SeedSequence([seed, 2**31]))
     order: list[str] = []
     for index in range(n_cases):
@@ -273,6 +281,14 @@ def simulate_cases(
         case_seed = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
         yield simulate_case(order.pop(0), size=size, n_slices=n_slices, seed=case_seed,
                             return_tissues=return_tissues, domain=domain, muscle_prior=muscle_prior)
+
+
+def check_anatomies(anatomies: Sequence[str]) -> None:
+    """One clear error for an empty, repeated or unknown anatomy name."""
+    unknown = [name for name in anatomies if name not in ALL_ANATOMIES]
+    if unknown or not anatomies or len(set(anatomies)) != len(anatomies):
+        problem = f"unknown anatomy {unknown[0]!r}" if unknown else f"anatomies must be distinct and not empty, got {list(anatomies)}"
+        raise ValueError(f"{problem}; valid anatomies: {', '.join(ALL_ANATOMIES)}")
 
 
 def _acquire_randomized(

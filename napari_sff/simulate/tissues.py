@@ -7,8 +7,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ANATOMIES = ("thigh", "calf", "abdomen")
+ANATOMIES = ("thigh", "calf", "abdomen")  # the default domain's rotation (``simulate_cases``)
 RANDOM_ANATOMY = "random"  # random muscles and blobs of random tissues in a skin-fat envelope (lesions.py)
+# Simulated on request only (``simulate_case`` / ``simulate_cases(anatomies=...)``): outside the default
+# rotations, so that every seed's earlier data stays as it was.
+EXTRA_ANATOMIES = ("pelvis",)
+# Every anatomy; the position fixes an anatomy's random streams, so new ones are appended, never inserted.
+ALL_ANATOMIES = (*ANATOMIES, RANDOM_ANATOMY, *EXTRA_ANATOMIES)
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,7 @@ FOV_MM = {
     ("calf", 1): (256.0, 300.0),
     ("calf", 2): (300.0, 420.0),
     ("abdomen", 1): (360.0, 500.0),
+    ("pelvis", 1): (380.0, 500.0),
     (RANDOM_ANATOMY, 1): (256.0, 450.0),
 }
 SUBVOXELS = 2  # in-plane oversampling factor for partial volume
