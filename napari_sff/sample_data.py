@@ -64,6 +64,10 @@ def synthetic_abdomen() -> list[tuple]:
     return _sample("abdomen")
 
 
+def synthetic_pelvis() -> list[tuple]:
+    return _sample("pelvis")
+
+
 def write_cases(
     out_dir: str | os.PathLike, n_cases: int, *, seed: int = 0, size: int = 256, n_slices: int = 24,
     overwrite: bool = False, domain: str = "default", tissues: bool = False,

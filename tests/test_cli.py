@@ -93,6 +93,22 @@ def test_simulate_muscle_prior_is_recorded_and_gives_the_simulators_cases(tmp_pa
         assert cli.build_parser().parse_args(["simulate", "x", "--muscle-prior", name]).muscle_prior == name
 
 
+def test_simulate_anatomies_rotate_as_named_and_are_recorded(tmp_path, capsys):
+    out = tmp_path / "sim"
+    args = ["simulate", str(out), "--cases", "2", "--seed", "5", "--size", "16", "--slices", "1",
+            "--anatomies", "pelvis, calf"]
+    assert cli.main(args) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["anatomies"] == ["pelvis", "calf"]
+    assert sorted(case["params"]["anatomy"] for case in manifest["cases"]) == ["calf", "pelvis"]
+    plain = tmp_path / "plain"
+    assert cli.main(["simulate", str(plain), "--cases", "1", "--size", "16", "--slices", "1"]) == 0
+    assert "anatomies" not in json.loads((plain / "manifest.json").read_text())  # the default stays unrecorded
+    with pytest.raises(SystemExit):
+        cli.main([*args[:-1], "pelvis,knee"])
+    assert "unknown anatomy 'knee'; valid anatomies: thigh, calf, abdomen, random, pelvis" in capsys.readouterr().err
+
+
 def test_predict_precision_choices_are_the_inference_precisions():
     from napari_sff.inference.devices import PRECISIONS
 

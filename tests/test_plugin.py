@@ -14,10 +14,10 @@ def test_manifest_is_valid_and_named_after_the_distribution():
     manager.discover()
     manifest = manager.get_manifest("napari-sff")
     assert manifest.name == "napari-sff"
-    assert {s.key for s in manifest.contributions.sample_data} == {"thigh", "calf", "abdomen"}
+    assert {s.key for s in manifest.contributions.sample_data} == {"thigh", "calf", "abdomen", "pelvis"}
 
 
-@pytest.mark.parametrize("sample", ["thigh", "abdomen"])
+@pytest.mark.parametrize("sample", ["thigh", "abdomen", "pelvis"])
 def test_sample_data_opens_in_world_space(make_napari_viewer, sample):
     viewer = make_napari_viewer()
     layers = viewer.open_sample("napari-sff", sample)

@@ -229,3 +229,54 @@ def case_digest(case: SimulatedCase) -> str:
 def test_simulator_output_is_pinned(anatomy):
     case = simulate_case(anatomy, size=48, n_slices=3, seed=7, return_tissues=True)
     assert case_digest(case) == PINNED_CASES[anatomy]
+
+
+# --- the pelvis (on request only) --------------------------------------------------------------------------
+PELVIS = "pelvis"
+
+
+@pytest.mark.parametrize("check", [test_shapes_dtypes_and_value_ranges, test_labels_match_names_and_sit_on_muscle,
+                                   test_subcutaneous_fat_is_brighter_and_fattier_than_muscle])
+def test_pelvis_passes_the_anatomy_checks(check):
+    check(PELVIS)
+
+
+def test_pelvis_has_its_muscles_organs_and_marrows_where_anatomy_puts_them():
+    from napari_sff.simulate import PELVIS_LABELS
+
+    names = set(PELVIS_LABELS.values())
+    yellow, mixed = TISSUE_IDS["marrow_long_bone"], TISSUE_IDS["marrow_vertebral"]
+    for seed in range(3):
+        simulated = simulate_case(PELVIS, size=128, n_slices=8, seed=seed, return_tissues=True)
+        assert set(simulated.label_names.values()) == names
+        assert set(simulated.params["muscle_sff"]) == names  # every muscle group is in the image
+        tissues, sff = simulated.tissues, simulated.sff
+        half = tissues.shape[2] // 2
+        # Femoral heads (yellow marrow, nearly all fat) on both sides; mixed iliac / sacral marrow in between.
+        assert (tissues[:, :, :half] == yellow).sum() > 50 and (tissues[:, :, half:] == yellow).sum() > 50
+        assert np.median(sff[tissues == yellow]) > 0.55
+        assert 0.2 < np.median(sff[tissues == mixed]) < 0.65
+        # Urine: fluid near the midline, bright on T2w and without fat.
+        rows, cols = np.nonzero((tissues == FLUID).any(axis=0))
+        assert abs(np.median(cols) - half) < 0.15 * tissues.shape[2]
+        assert np.median(sff[tissues == FLUID]) < 0.05
+        assert tissue_median(simulated, simulated.t2w, (FLUID,)) > 3 * tissue_median(simulated, simulated.t2w, (MUSCLE,))
+        # The gluteus maximus lies behind (rows grow towards posterior), the iliopsoas in front.
+        group = {v: k for k, v in simulated.label_names.items()}
+        gluteus = np.nonzero(simulated.labels == group["gluteus maximus"])[1].mean()
+        iliopsoas = np.nonzero(simulated.labels == group["iliopsoas"])[1].mean()
+        assert gluteus > iliopsoas + 0.2 * tissues.shape[1]
+
+
+def test_simulate_cases_takes_a_rotation_with_the_pelvis():
+    rotation = ("thigh", "calf", "abdomen", "random", PELVIS)
+    cases = list(simulate_cases(10, seed=3, size=16, n_slices=1, domain="randomized", anatomies=rotation))
+    for block in (cases[:5], cases[5:]):  # each block of five holds every anatomy once
+        assert sorted(c.params["anatomy"] for c in block) == sorted(rotation)
+    single = next(c for c in cases if c.params["anatomy"] == PELVIS)
+    again = simulate_case(PELVIS, size=16, n_slices=1, seed=single.params["seed"], domain="randomized")
+    np.testing.assert_array_equal(again.sff, single.sff)
+    for bad, message in ((("thigh", "knee"), "unknown anatomy 'knee'"), (("thigh", "thigh"), "distinct"),
+                         ((), "not empty")):
+        with pytest.raises(ValueError, match=message):
+            next(simulate_cases(1, anatomies=bad))
