@@ -371,3 +371,16 @@ def test_muscle_prior_reaches_the_simulated_cases(tmp_path):
     assert not np.allclose(written, first_case("simulator"), atol=1e-6)
     with pytest.raises(ValueError, match="unknown muscle prior"):
         gpu_job.run_job(tmp_path / "out", work=tmp_path / "work", dry_run=True, muscle_prior="lean", phases=[])
+
+
+def test_anatomies_reach_the_simulated_cases(tmp_path):
+    report = gpu_job.run_job(tmp_path / "out", work=tmp_path / "work", dry_run=True, domain="randomized",
+                             anatomies=("pelvis", "calf"), phases=["simulate"])
+    simulated = report["phases"]["simulate"]
+    assert simulated["status"] == "ok", simulated.get("error")
+    assert report["anatomies"] == simulated["anatomies"] == ["pelvis", "calf"]
+    written = {path.name.split("_")[1] for path in Path(simulated["folder"]).glob("*_sff.nii")}
+    assert written == {"pelvis", "calf"}
+    assert "pelvis, calf" in gpu_job.markdown(report)
+    with pytest.raises(ValueError, match="unknown anatomy 'knee'"):
+        gpu_job.run_job(tmp_path / "out", work=tmp_path / "work", dry_run=True, anatomies=("knee",), phases=[])

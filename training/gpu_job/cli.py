@@ -24,6 +24,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--muscle-prior", choices=("simulator", "population"), default="simulator",
                         help="how often the training cases' muscles are healthy, sarcopenic, myopathic or "
                              "fatty-atrophied (napari_sff.simulate.MUSCLE_PRIORS; model card section 0c)")
+    parser.add_argument("--anatomies", type=lambda s: tuple(v.strip() for v in s.split(",") if v.strip()),
+                        help="comma-separated anatomies the simulated cases rotate through, e.g. "
+                             "thigh,calf,abdomen,random,pelvis (default: the domain's; the pelvis only when named)")
     parser.add_argument("--init", choices=INITS, default="scratch",
                         help="'shipped': fine-tune the weights in napari_sff/weights (their architecture) instead "
                              "of training from scratch (what carried over best on the CPU: docs/model_card.md, "
@@ -44,12 +47,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown phase(s) {', '.join(unknown)}; choose from {', '.join(PHASES)}")
     try:  # options that cannot go together or cannot work: one line, before any work
         check_options(dry_run=args.dry_run, init=args.init, unet_config=args.unet_config,
-                      muscle_prior=args.muscle_prior)
+                      muscle_prior=args.muscle_prior, anatomies=args.anatomies)
     except ValueError as exc:
         parser.error(str(exc))
     report = run_job(args.out, work=args.work, dry_run=args.dry_run, domain=args.domain, total_s=args.total_s,
                      phases=args.phases, start_method=args.start_method, init=args.init,
-                     unet_config=args.unet_config, muscle_prior=args.muscle_prior)
+                     unet_config=args.unet_config, muscle_prior=args.muscle_prior, anatomies=args.anatomies)
     failed = [name for name, result in report["phases"].items() if result["status"] != "ok"]
     return 1 if len(failed) == len(report["phases"]) else 0
 

@@ -55,7 +55,7 @@ def _version(name: str) -> str | None:
 
 
 def _simulate_chunk(out_dir: str, chunk: int, count: int, seed: int, size: int, slices: int,
-                    domain: str, muscle_prior: str = "simulator") -> list[str]:
+                    domain: str, muscle_prior: str = "simulator", anatomies: list[str] | None = None) -> list[str]:
     """Worker: ``count`` cases of one seed block written as uncompressed NIfTI (faster to write and read)."""
     import numpy as np
 
@@ -66,7 +66,7 @@ def _simulate_chunk(out_dir: str, chunk: int, count: int, seed: int, size: int, 
     block_seed = int(np.random.SeedSequence([seed, chunk]).generate_state(1)[0])
     names = []
     for k, case in enumerate(simulate_cases(count, seed=block_seed, size=size, n_slices=slices, domain=domain,
-                                                muscle_prior=muscle_prior)):
+                                                muscle_prior=muscle_prior, anatomies=anatomies)):
         name = f"b{chunk:04d}c{k}_{case.params.get('anatomy', 'case')}"
         for suffix, volume in case_volumes(case).items():
             io.write_nifti(volume, Path(out_dir) / f"{name}_{suffix}.nii", overwrite=True)
@@ -83,11 +83,13 @@ def phase_simulate(ctx: dict, plan: dict) -> dict:
         shutil.rmtree(data)
     data.mkdir(parents=True)
     domain = ctx.get("domain") or "default"
-    block = 4 if domain == "randomized" else 3  # one shuffled block of anatomies per task keeps them balanced
+    anatomies = ctx.get("anatomies")
+    # One shuffled block of anatomies per task keeps them balanced.
+    block = len(anatomies) if anatomies else 4 if domain == "randomized" else 3
     chunks = [(c, min(block, plan["cases"] - c * block)) for c in range((plan["cases"] + block - 1) // block)]
     deadline = time.time() + plan["budget_s"] - 5  # stop handing out blocks; running ones finish (seconds)
     muscle_prior = ctx.get("muscle_prior") or "simulator"
-    args = (plan["seed"], plan["size"], plan["slices"], domain, muscle_prior)
+    args = (plan["seed"], plan["size"], plan["slices"], domain, muscle_prior, anatomies)
     names: list[str] = []
     workers = plan.get("workers") or os.cpu_count() or 1
     started = time.perf_counter()
@@ -112,7 +114,7 @@ def phase_simulate(ctx: dict, plan: dict) -> dict:
     if not names:
         raise RuntimeError(f"no case finished within {plan['budget_s']} s; raise the simulate budget")
     return {"cases": len(names), "asked": plan["cases"], "size": plan["size"], "slices_per_case": plan["slices"],
-            "domain": domain, "muscle_prior": muscle_prior, "seconds": seconds, "workers": workers,
+            "domain": domain, "muscle_prior": muscle_prior, "anatomies": anatomies, "seconds": seconds, "workers": workers,
             "cases_per_s": len(names) / seconds, "folder": str(data)}
 
 

@@ -77,7 +77,9 @@ def _headline(name: str, result: dict) -> str:
                f"GEMM {result['gemm']['tflops']:.1f} TFLOP/s ({result['gemm']['dtype']})"
     if name == "simulate":
         prior = result.get("muscle_prior", "simulator")
-        return f"{result['cases']} cases ({result['domain']}, muscle prior {prior}) at {result['cases_per_s']:.1f}/s"
+        anatomies = ", ".join(result.get("anatomies") or ["the domain's anatomies"])
+        return (f"{result['cases']} cases ({result['domain']}, muscle prior {prior}; {anatomies}) "
+                f"at {result['cases_per_s']:.1f}/s")
     if name == "cache":
         return ", ".join(f"{k} {v['slices']} slices" for k, v in result["splits"].items())
     if name in ("unet", "ddpm"):

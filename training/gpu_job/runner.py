@@ -47,13 +47,17 @@ INITS = ("scratch", "shipped", "widened")
 
 
 def check_options(*, dry_run: bool = False, init: str = "scratch", unet_config: dict | None = None,
-                  muscle_prior: str = "simulator") -> None:
+                  muscle_prior: str = "simulator", anatomies: Sequence[str] | None = None) -> None:
     """``run_job``'s options that cannot work, as a ``ValueError`` with one line, before any work."""
     if init not in INITS:
         raise ValueError(f"init must be one of {', '.join(INITS)}, not {init!r}")
     from napari_sff.simulate.tissues import get_muscle_prior
 
     get_muscle_prior(muscle_prior)  # an unknown name fails here, not in the simulate phase's workers
+    if anatomies is not None:
+        from napari_sff.simulate.case import check_anatomies
+
+        check_anatomies(anatomies)
     if unet_config and init != "scratch":
         raise ValueError("--unet-config trains a new architecture from scratch; it cannot fine-tune the shipped "
                          f"weights (drop --init {init})")
@@ -85,15 +89,19 @@ def check_weights_come_back(unet_config: dict, weights_dtype: str) -> None:
 
 def run_job(out: str | Path, *, work: str | Path | None = None, dry_run: bool = False, domain: str = "default",
             total_s: float | None = None, phases: Sequence[str] = PHASES, start_method: str | None = None,
-            init: str = "scratch", unet_config: dict | None = None, muscle_prior: str = "simulator") -> dict:
+            init: str = "scratch", unet_config: dict | None = None, muscle_prior: str = "simulator",
+            anatomies: Sequence[str] | None = None) -> dict:
     """Run every phase in its own process, each stopped at its budget; returns (and writes) the report.
 
     ``init="shipped"`` trains both models on from the weights in ``napari_sff/weights`` (in their own
     architecture) instead of from scratch; ``init="widened"`` does the same with the shipped U-Net made twice as
     wide first (``training.widen``: the same map, 4x the parameters); ``unet_config`` (e.g.
     ``{"base_channels": 32, "depth": 5}``) gives the U-Net trained from scratch another width or depth than the
-    profile's; ``muscle_prior`` is the simulated cases' (``napari_sff.simulate.MUSCLE_PRIORS``)."""
-    check_options(dry_run=dry_run, init=init, unet_config=unet_config, muscle_prior=muscle_prior)
+    profile's; ``muscle_prior`` is the simulated cases' (``napari_sff.simulate.MUSCLE_PRIORS``) and ``anatomies``
+    the rotation they go through (None: the domain's; ``simulate_cases``)."""
+    check_options(dry_run=dry_run, init=init, unet_config=unet_config, muscle_prior=muscle_prior,
+                  anatomies=anatomies)
+    anatomies = list(anatomies) if anatomies is not None else None
     from napari_sff.io import atomic_write_text
 
     os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would flood the log the device tool returns
@@ -108,7 +116,7 @@ def run_job(out: str | Path, *, work: str | Path | None = None, dry_run: bool = 
     deadline = started + total
     ctx = {"out": str(out.resolve()), "work": str(work.resolve()), "started": started, "profile": profile_name,
            "device": profile["device"], "domain": domain, "init": init, "unet_config": unet_config,
-           "muscle_prior": muscle_prior}
+           "muscle_prior": muscle_prior, "anatomies": anatomies}
     method = start_method or profile["start_method"]
     context = multiprocessing.get_context(method)
     if method == "fork":  # children inherit the imports instead of repeating them (CUDA is never touched here)
@@ -117,7 +125,7 @@ def run_job(out: str | Path, *, work: str | Path | None = None, dry_run: bool = 
         import training.train  # noqa: F401
     report: dict = {"command": " ".join(sys.argv), "profile": profile_name, "total_s": total, "work": str(work),
                     "init": init, "unet_config": unet_config, "muscle_prior": muscle_prior,
-                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)), "phases": {}}
+                    "anatomies": anatomies, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)), "phases": {}}
     log(started, f"gpu_job ({profile_name}): out {out}, work {work}, {total:.0f} s in all")
     for name in phases:
         left = deadline - time.time()
