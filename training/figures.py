@@ -19,16 +19,17 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 def simulator_figure(out: Path, seed: int = 11) -> Path:
-    """T2w, ground-truth SFF and muscle labels for one mid slice of each anatomy."""
+    """T2w, ground-truth SFF and muscle labels for one mid slice of each anatomy (the pelvis last)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from napari_sff.simulate import ANATOMIES, simulate_case
+    from napari_sff.simulate import ANATOMIES, EXTRA_ANATOMIES, simulate_case
 
-    fig, axes = plt.subplots(3, len(ANATOMIES), figsize=(4 * len(ANATOMIES), 12), facecolor="black")
-    for column, anatomy in enumerate(ANATOMIES):
+    anatomies = (*ANATOMIES, *EXTRA_ANATOMIES)
+    fig, axes = plt.subplots(3, len(anatomies), figsize=(4 * len(anatomies), 12), facecolor="black")
+    for column, anatomy in enumerate(anatomies):
         case = simulate_case(anatomy, seed=seed + column, size=256, n_slices=24)
         k = case.t2w.shape[0] // 2
         t2w = case.t2w[k]
