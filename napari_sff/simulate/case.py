@@ -286,9 +286,13 @@ def simulate_cases(
 def check_anatomies(anatomies: Sequence[str]) -> None:
     """One clear error for an empty, repeated or unknown anatomy name."""
     unknown = [name for name in anatomies if name not in ALL_ANATOMIES]
-    if unknown or not anatomies or len(set(anatomies)) != len(anatomies):
-        problem = f"unknown anatomy {unknown[0]!r}" if unknown else f"anatomies must be distinct and not empty, got {list(anatomies)}"
-        raise ValueError(f"{problem}; valid anatomies: {', '.join(ALL_ANATOMIES)}")
+    if unknown:
+        problem = f"unknown anatomy {unknown[0]!r}"
+    elif not anatomies or len(set(anatomies)) != len(anatomies):
+        problem = f"anatomies must be distinct and not empty, got {list(anatomies)}"
+    else:
+        return
+    raise ValueError(f"{problem}; valid anatomies: {', '.join(ALL_ANATOMIES)}")
 
 
 def _acquire_randomized(
