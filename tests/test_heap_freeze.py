@@ -24,7 +24,11 @@ def no_freeze(monkeypatch):
 def test_freeze_heap_freezes_once_and_undoes_only_its_own(no_freeze):
     assert imports.freeze_heap() and gc.get_freeze_count() > 0
     frozen = gc.get_freeze_count()
-    assert imports.freeze_heap() and gc.get_freeze_count() == frozen  # once
+    young = [[] for _ in range(1000)]  # tracked objects a second freeze would add to the count
+    # Once: the count does not grow. It may shrink: a frozen object freed by its reference count (another
+    # thread's, say) leaves the permanent generation (a CI run saw 2 fewer), so equality would be flaky.
+    assert imports.freeze_heap() and gc.get_freeze_count() <= frozen
+    del young
     assert imports.unfreeze_heap() and gc.get_freeze_count() == 0
     assert not imports.unfreeze_heap()
     gc.freeze()  # someone else's freeze: left alone
