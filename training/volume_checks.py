@@ -93,23 +93,29 @@ def _tissue_summary(sums: dict[str, dict[str, float]], cases: int, sources: list
     """Voxel-pooled rows from per-tissue sums of n, truth, signed and absolute error, and each case's body
     error (``per_case``: which volumes, or which anatomy by the case names, carry the pooled error)."""
     body = sum(row["n"] for row in sums.values())
-    total_abs = {name: sum(row[f"abs_{name}"] for row in sums.values()) for name in sources}
+    pooled = {f"{kind}_{name}": sum(row[f"{kind}_{name}"] for row in sums.values())
+              for kind in ("abs", "signed") for name in sources}
     rows = []
     for tissue, row in sorted(sums.items(), key=lambda item: -item[1]["n"]):
         n = row["n"]
         entry = {"tissue": tissue, "voxels": int(n), "share_of_body": n / body, "truth_mean": row["truth"] / n}
         for name in sources:
-            entry[name] = {"mae": row[f"abs_{name}"] / n, "bias": row[f"signed_{name}"] / n,
-                           "share_of_error": row[f"abs_{name}"] / total_abs[name] if total_abs[name] else float("nan")}
+            total_abs = pooled[f"abs_{name}"]
+            entry[name] = {**_errors(row, n, name),
+                           "share_of_error": row[f"abs_{name}"] / total_abs if total_abs else float("nan")}
         rows.append(entry)
-    overall = {name: {"mae": total_abs[name] / body,
-                      "bias": sum(row[f"signed_{name}"] for row in sums.values()) / body} for name in sources}
-    return {"cases": cases, "voxels": int(body), "rows": rows, "body": overall,
+    return {"cases": cases, "voxels": int(body), "rows": rows,
+            "body": {name: _errors(pooled, body, name) for name in sources},
             "truth_mean": sum(row["truth"] for row in sums.values()) / body,
             "muscle_sff_bins": list(MUSCLE_SFF_BINS),
             "per_case": [{"case": case["case"], "voxels": int(case["n"]),
-                          **{name: {"mae": case[f"abs_{name}"] / case["n"], "bias": case[f"signed_{name}"] / case["n"]}
-                             for name in sources}} for case in per_case if case["n"]]}
+                          **{name: _errors(case, case["n"], name) for name in sources}}
+                         for case in per_case if case["n"]]}
+
+
+def _errors(totals: dict[str, float], n: float, source: str) -> dict[str, float]:
+    """MAE and bias of ``source`` from its sums of absolute and signed error over ``n`` voxels."""
+    return {"mae": totals[f"abs_{source}"] / n, "bias": totals[f"signed_{source}"] / n}
 
 
 def volume_checks(cache: Path, split: str, models: dict[str, tuple[str, int]], *, device, batch_size: int,
