@@ -271,8 +271,9 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _anatomy_list(text: str) -> tuple[str, ...]:
-    """``--anatomies`` as a tuple; argparse reports a bad name in one line."""
+def anatomy_list(text: str) -> tuple[str, ...]:
+    """``--anatomies`` (here and in ``python -m training.gpu_job``) as a tuple; argparse reports a bad name in
+    one line."""
     from napari_sff.simulate.case import check_anatomies
 
     names = tuple(name.strip() for name in text.split(",") if name.strip())
@@ -301,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="how often muscles are healthy, sarcopenic, myopathic or fatty-atrophied: "
                                "'simulator' (disease-rich, what the shipped models saw) or 'population' (mostly "
                                "healthy); napari_sff.simulate.MUSCLE_PRIORS")
-    simulate.add_argument("--anatomies", type=_anatomy_list, default=None,
+    simulate.add_argument("--anatomies", type=anatomy_list, default=None,
                           help="comma-separated anatomies to rotate through, e.g. thigh,calf,abdomen,random,pelvis "
                                "(default: thigh,calf,abdomen; the randomized domain adds random; the pelvis only "
                                "when named)")

@@ -7,6 +7,8 @@ import argparse
 import json
 from collections.abc import Sequence
 
+from napari_sff.cli import anatomy_list
+
 from . import __doc__ as _overview
 from .profiles import PHASES
 from .runner import INITS, check_options, run_job
@@ -24,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--muscle-prior", choices=("simulator", "population"), default="simulator",
                         help="how often the training cases' muscles are healthy, sarcopenic, myopathic or "
                              "fatty-atrophied (napari_sff.simulate.MUSCLE_PRIORS; model card section 0c)")
-    parser.add_argument("--anatomies", type=lambda s: tuple(v.strip() for v in s.split(",") if v.strip()),
+    parser.add_argument("--anatomies", type=anatomy_list,
                         help="comma-separated anatomies the simulated cases rotate through, e.g. "
                              "thigh,calf,abdomen,random,pelvis (default: the domain's; the pelvis only when named)")
     parser.add_argument("--init", choices=INITS, default="scratch",
