@@ -15,7 +15,7 @@ from napari_sff.simulate.geometry import (
     _make_blob,
     _Scene,
 )
-from napari_sff.simulate.muscles import _add_muscle_seeds
+from napari_sff.simulate.muscles import _add_muscle_seeds, _mirrored
 from napari_sff.simulate.tissues import _FLOAT, LIVER_STEATOSIS, LIVER_STEATOSIS_PROBABILITY, TISSUES
 
 ABDOMEN_LABELS = {
@@ -69,8 +69,7 @@ def _paint_trunk_wall(scene: _Scene, group_fat: dict[int, float]) -> _Trunk:
     wall_thickness = rng.uniform(9.0, 16.0)
     cavity = wall.shrunk(wall_thickness)
     scene.paint_blob(cavity, "visceral_fat")  # first, so that the Voronoi split only sees the thin shell
-    layout = [(g, sign * x, y, w) for g, x, y, w in ABDOMINAL_WALL for sign in (1.0, -1.0)]
-    seeds = _add_muscle_seeds(scene, _Frame.of(wall), layout, group_fat)
+    seeds = _add_muscle_seeds(scene, _Frame.of(wall), _mirrored(ABDOMINAL_WALL), group_fat)
     scene.paint_muscles(wall, seeds, septum_mm=rng.uniform(0.8, 2.0), bend_mm=rng.uniform(8.0, 15.0))
 
     vertebra_a, vertebra_b = rng.uniform(20.0, 25.0), rng.uniform(15.0, 19.0)

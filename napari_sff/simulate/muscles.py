@@ -31,6 +31,11 @@ def _draw_muscle_fat(
     return condition, fat
 
 
+def _mirrored(layout: Sequence[tuple[int, float, float, float]]) -> list[tuple[int, float, float, float]]:
+    """A layout written for the patient's right side (x < 0) with its mirror image for the left, row by row."""
+    return [(group, sign * x, y, weight) for group, x, y, weight in layout for sign in (1.0, -1.0)]
+
+
 def _add_muscle_seeds(
     scene: _Scene,
     frame: _Frame,

@@ -36,7 +36,7 @@ from napari_sff.simulate.geometry import (
     _make_blob,
     _Scene,
 )
-from napari_sff.simulate.muscles import _add_muscle_seeds
+from napari_sff.simulate.muscles import _add_muscle_seeds, _mirrored
 from napari_sff.simulate.tissues import _FLOAT
 
 PELVIS_LABELS = {
@@ -89,8 +89,7 @@ def _paint_outline_and_muscles(scene: _Scene, group_fat: dict[int, float]) -> _P
         wobble=0.04,
     )
     scene.paint_blob(cavity, "visceral_fat")  # first, so that the Voronoi split only sees the muscular ring
-    layout = [(g, sign * x, y, w) for g, x, y, w in PELVIC_RING for sign in (1.0, -1.0)]
-    seeds = _add_muscle_seeds(scene, _Frame.of(ring), layout, group_fat)
+    seeds = _add_muscle_seeds(scene, _Frame.of(ring), _mirrored(PELVIC_RING), group_fat)
     scene.paint_muscles(ring, seeds, septum_mm=rng.uniform(0.8, 2.0), bend_mm=rng.uniform(8.0, 15.0))
     head_r = rng.uniform(21.0, 27.0) * scale
     return _Pelvis(
